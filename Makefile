@@ -1,0 +1,34 @@
+# Two entry points, both usable on a fresh machine (Python 3.11, root, package registries only):
+#   make demo   - emulator + example DAGs + SQLite, prints the stored scores
+#   make test   - starts PostgreSQL and an S3-compatible server, runs the whole test suite
+VENV ?= .venv
+PYTHON ?= python3
+CONSTRAINTS ?= constraints/airflow-3.txt
+
+.PHONY: demo test services services-stop benchmark venv clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e '.[test]'
+	touch $@
+
+demo: venv
+	bash scripts/demo.sh
+
+services: venv
+	bash scripts/services.sh start
+
+services-stop:
+	bash scripts/services.sh stop
+
+test: services
+	bash scripts/test.sh
+
+benchmark: venv
+	$(VENV)/bin/python benchmarks/throughput.py
+
+clean:
+	bash scripts/services.sh stop || true
+	rm -rf $(VENV) .airflow-home .demo .ci-state dist build

@@ -1,0 +1,254 @@
+"""The whole error family of the provider, in one module.
+
+Every error raised for an HTTP answer from Deepgram is a :class:`DeepgramAPIError`
+carrying the HTTP ``status``, Deepgram's ``err_code`` and ``err_msg`` and the
+``request_id`` to quote to Deepgram support. :func:`make_api_error` is the one
+place that maps a status (and error code) to a subclass.
+
+Errors that a task retry cannot fix (bad key, no credit, bad request, a
+response we cannot read) also subclass :class:`AirflowFailException`, so Airflow
+fails the task at once instead of retrying it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
+
+UNSUPPORTED_LANGUAGE_PREFIX = "Request specified unsupported language"
+
+
+class DeepgramError(AirflowException):
+    """Base class of every error raised by this provider."""
+
+
+class DeepgramConfigurationError(DeepgramError, AirflowFailException):
+    """The connection or the arguments are wrong (missing key, insecure URL, bad option)."""
+
+
+class DeepgramAPIError(DeepgramError):
+    """
+    Deepgram answered with an HTTP error status.
+
+    :param status: the HTTP status code.
+    :param err_code: Deepgram's ``err_code`` (e.g. ``INVALID_QUERY_PARAMETER``), or None.
+    :param err_msg: Deepgram's ``err_msg``, or a short description of the body.
+    :param request_id: Deepgram's ``request_id`` (body or ``dg-request-id`` header), or None.
+    :param retry_after: seconds the server asked us to wait (``Retry-After``), when given.
+    """
+
+    #: True when repeating the same request later may succeed.
+    retryable: bool = False
+    #: True when every other request of the run would fail the same way (bad key, no credit).
+    systemic: bool = False
+
+    def __init__(
+        self,
+        status: int,
+        err_code: str | None = None,
+        err_msg: str | None = None,
+        request_id: str | None = None,
+        *,
+        retry_after: float | None = None,
+    ) -> None:
+        self.status = status
+        self.err_code = err_code
+        self.err_msg = err_msg
+        self.request_id = request_id
+        self.retry_after = retry_after
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        parts = [f"Deepgram API error {self.status}" if self.status else "Deepgram request failed"]
+        if self.err_code:
+            parts.append(f" {self.err_code}")
+        if self.err_msg:
+            parts.append(f": {self.err_msg}")
+        if self.request_id:
+            parts.append(f" (request_id={self.request_id})")
+        return "".join(parts)
+
+    def __reduce__(self):
+        return (
+            _rebuild_api_error,
+            (type(self), self.status, self.err_code, self.err_msg, self.request_id, self.retry_after),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the error as plain JSON-safe data (for trigger events and XCom)."""
+        return {
+            "error_class": type(self).__name__,
+            "status": self.status,
+            "err_code": self.err_code,
+            "err_msg": self.err_msg,
+            "request_id": self.request_id,
+        }
+
+
+def _rebuild_api_error(cls, status, err_code, err_msg, request_id, retry_after):
+    return cls(status, err_code, err_msg, request_id, retry_after=retry_after)
+
+
+class DeepgramResponseError(DeepgramAPIError, AirflowFailException):
+    """
+    Deepgram answered, but the body is not the JSON shape the API documents.
+
+    :param message: what was wrong with the body.
+    :param status: the HTTP status of the response.
+    :param request_id: the ``dg-request-id`` header, when there was one.
+    """
+
+    def __init__(self, message: str, *, status: int = 200, request_id: str | None = None) -> None:
+        super().__init__(status, "INVALID_RESPONSE", message, request_id)
+
+    def __reduce__(self):
+        return (_rebuild_response_error, (self.err_msg, self.status, self.request_id))
+
+
+def _rebuild_response_error(message, status, request_id):
+    return DeepgramResponseError(message, status=status, request_id=request_id)
+
+
+class DeepgramBadRequestError(DeepgramAPIError, AirflowFailException):
+    """400: the request itself is wrong; sending it again gives the same answer."""
+
+
+class DeepgramUnsupportedLanguageError(DeepgramBadRequestError):
+    """400 ``INVALID_QUERY_PARAMETER`` for a language the sentiment model does not support."""
+
+    systemic = True
+
+
+class DeepgramTokenLimitError(DeepgramBadRequestError):
+    """400 ``TOKEN_LIMIT_EXCEEDED``: the text is over the per-request token limit."""
+
+
+class DeepgramAuthenticationError(DeepgramAPIError, AirflowFailException):
+    """401 (bad or missing key) or 403 (the key lacks a permission)."""
+
+    systemic = True
+
+
+class DeepgramPaymentRequiredError(DeepgramAPIError, AirflowFailException):
+    """402: the project has no credit left."""
+
+    systemic = True
+
+
+class DeepgramNotFoundError(DeepgramAPIError, AirflowFailException):
+    """404 or 405: wrong base URL or path."""
+
+    systemic = True
+
+
+class DeepgramRateLimitError(DeepgramAPIError):
+    """429: over the project's concurrency or rate limit; retried with backoff."""
+
+    retryable = True
+
+
+class DeepgramTimeoutError(DeepgramAPIError):
+    """408 from the server, or no answer within the client's timeout."""
+
+    retryable = True
+
+
+class DeepgramServerError(DeepgramAPIError):
+    """5xx: Deepgram (or a proxy in front of it) failed; retried with backoff."""
+
+    retryable = True
+
+
+class DeepgramConnectionError(DeepgramAPIError):
+    """The connection failed or was dropped before a response arrived (status 0)."""
+
+    retryable = True
+
+
+def make_api_error(
+    status: int,
+    body: Any = None,
+    *,
+    request_id: str | None = None,
+    retry_after: float | None = None,
+    body_text: str | None = None,
+) -> DeepgramAPIError:
+    """
+    Build the typed error for an HTTP error response.
+
+    :param status: HTTP status code.
+    :param body: the parsed JSON body, or None when it was not JSON.
+    :param request_id: the ``dg-request-id`` header, used when the body has none.
+    :param retry_after: parsed ``Retry-After`` seconds, if any.
+    :param body_text: the raw body, summarised into ``err_msg`` when it is not Deepgram JSON
+        (e.g. an HTML 502 page from a proxy).
+    """
+    err_code = err_msg = None
+    if isinstance(body, dict):
+        err_code = _str_or_none(body.get("err_code"))
+        err_msg = _str_or_none(body.get("err_msg") or body.get("message") or body.get("error"))
+        request_id = _str_or_none(body.get("request_id")) or request_id
+    if err_msg is None and body_text is not None:
+        err_msg = summarize_body(body_text)
+
+    if status == 400:
+        if err_code == "TOKEN_LIMIT_EXCEEDED":
+            cls: type[DeepgramAPIError] = DeepgramTokenLimitError
+        elif err_msg and err_msg.startswith(UNSUPPORTED_LANGUAGE_PREFIX):
+            cls = DeepgramUnsupportedLanguageError
+        else:
+            cls = DeepgramBadRequestError
+    elif status in (401, 403):
+        cls = DeepgramAuthenticationError
+    elif status == 402:
+        cls = DeepgramPaymentRequiredError
+    elif status in (404, 405):
+        cls = DeepgramNotFoundError
+    elif status == 408:
+        cls = DeepgramTimeoutError
+    elif status == 429:
+        cls = DeepgramRateLimitError
+    elif status >= 500:
+        cls = DeepgramServerError
+    else:
+        cls = DeepgramBadRequestError
+    return cls(status, err_code, err_msg, request_id, retry_after=retry_after)
+
+
+def summarize_body(text: str, limit: int = 200) -> str:
+    """Describe a non-JSON body in one short line (an HTML error page becomes its title)."""
+    stripped = text.strip()
+    if not stripped:
+        return "empty response body"
+    lowered = stripped.lower()
+    if lowered.startswith("<!doctype html") or lowered.startswith("<html") or "<title>" in lowered:
+        start = lowered.find("<title>")
+        end = lowered.find("</title>")
+        title = stripped[start + 7 : end].strip() if 0 <= start < end else ""
+        return f"non-JSON HTML response{': ' + title if title else ''}"
+    one_line = " ".join(stripped.split())
+    if len(one_line) > limit:
+        one_line = one_line[:limit] + "..."
+    return f"non-JSON response: {one_line}"
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+class DocumentReadError(DeepgramError):
+    """
+    A document could not be read: missing object, undecodable bytes, unreadable storage.
+
+    :param source: the document's URI (or ``text[i]`` for inline text).
+    :param reason: what was wrong, in one line.
+    """
+
+    def __init__(self, source: str, reason: str) -> None:
+        self.source = source
+        self.reason = reason
+        super().__init__(f"{source}: {reason}")
+
+    def __reduce__(self):
+        return (DocumentReadError, (self.source, self.reason))

@@ -1,0 +1,46 @@
+"""Provider metadata: valid against Airflow's schema, registered, connection form declared."""
+
+from __future__ import annotations
+
+import json
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import jsonschema
+
+import airflow
+from airflow_provider_dgsentiment import __version__
+from airflow_provider_dgsentiment.get_provider_info import get_provider_info
+from airflow_provider_dgsentiment.hooks.sentiment import DeepgramSentimentHook
+
+
+def test_provider_info_validates_against_airflow_schema():
+    schema = json.loads((Path(airflow.__file__).parent / "provider_info.schema.json").read_text())
+    jsonschema.validate(get_provider_info(), schema)
+
+
+def test_entry_point_registered():
+    eps = [ep for ep in entry_points(group="apache_airflow_provider") if ep.value.startswith("airflow_provider_dgsentiment")]
+    assert len(eps) == 1
+    assert eps[0].load()()["package-name"] == "airflow-provider-dgsentiment"
+
+
+def test_connection_type_declared_for_ui():
+    info = get_provider_info()
+    (conn_type,) = info["connection-types"]
+    assert conn_type["connection-type"] == DeepgramSentimentHook.conn_type == "deepgram"
+    behaviour = conn_type["ui-field-behaviour"]
+    assert behaviour["relabeling"]["password"] == "API Key"
+    assert set(behaviour["hidden-fields"]) == {"schema", "port", "login"}
+    assert set(conn_type["conn-fields"]) >= {"timeout", "max_retries", "max_concurrency"}
+    assert DeepgramSentimentHook.get_ui_field_behaviour() == behaviour
+    assert info["versions"] == [__version__]
+
+
+def test_providers_manager_sees_hook_and_connection_type():
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    assert "airflow-provider-dgsentiment" in manager.providers
+    assert "deepgram" in manager.hooks
+    assert manager.hooks["deepgram"].hook_class_name.endswith("DeepgramSentimentHook")
