@@ -1,6 +1,8 @@
 # Two entry points, both usable on a fresh machine (Python 3.11, root, package registries only):
 #   make demo   - emulator + example DAGs + SQLite, prints the stored scores
 #   make test   - starts PostgreSQL and an S3-compatible server, runs the whole test suite
+SHELL := bash
+.SHELLFLAGS := -eo pipefail -c
 VENV ?= .venv
 PYTHON ?= python3
 CONSTRAINTS ?= constraints/airflow-3.txt
@@ -11,7 +13,9 @@ venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e '.[test]'
+	# pip's notes about optional local mirrors are noise here; errors still fail the build.
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e '.[test]' 2>&1 \
+		| { grep -v "^WARNING: Location 'file:" || true; }
 	touch $@
 
 demo: venv

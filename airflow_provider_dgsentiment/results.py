@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_dgsentiment.exceptions import DeepgramResponseError
-
 #: Scores above this are positive, below its negative are negative, the rest neutral.
 SENTIMENT_THRESHOLD = 0.333
 SENTIMENT_LABELS = ("positive", "neutral", "negative")
@@ -204,6 +202,9 @@ class _ShapeReader:
         self.request_id = request_id
 
     def fail(self, path: str, expected: str, value: Any) -> None:
+        # Imported here so the result model (used by the emulator) does not import Airflow.
+        from airflow_provider_dgsentiment.exceptions import DeepgramResponseError
+
         where = path or "response body"
         suffix = f" (request_id={self.request_id})" if self.request_id else ""
         raise DeepgramResponseError(

@@ -38,17 +38,21 @@ start_postgres() {
   bin="$(find_pg_bin)"
   data="$STATE/pgdata"
   sock="$STATE/pgsock"
-  if [ -f "$data/postmaster.pid" ] && "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+  # PostgreSQL refuses to run as root: as root, run its tools as the postgres user.
+  local run_as=()
+  if [ "$(id -u)" = 0 ]; then
+    id postgres >/dev/null 2>&1 || useradd --system --home-dir "$STATE" postgres
+    run_as=(runuser -u postgres --)
+  fi
+  if [ -f "$data/postmaster.pid" ] && "${run_as[@]}" "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
     echo "services: PostgreSQL already running on 127.0.0.1:$PG_PORT"
   else
+    [ -f "$data/postmaster.pid" ] && "${run_as[@]}" "$bin/pg_ctl" -D "$data" -m immediate stop >/dev/null 2>&1 || true
     rm -rf "$data" "$sock"
     mkdir -p "$data" "$sock"
-    local run_as=()
     if [ "$(id -u)" = 0 ]; then
-      id postgres >/dev/null 2>&1 || useradd --system --home-dir "$STATE" postgres
       chown -R postgres "$data" "$sock"
       chmod o+rx "$STATE"
-      run_as=(runuser -u postgres --)
     fi
     "${run_as[@]}" "$bin/initdb" -D "$data" -U postgres --auth=trust -E UTF8 >/dev/null
     "${run_as[@]}" "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w \
@@ -82,11 +86,9 @@ stop_all() {
   local bin
   if [ -f "$STATE/moto.pid" ]; then kill "$(cat "$STATE/moto.pid")" 2>/dev/null || true; rm -f "$STATE/moto.pid"; fi
   if [ -d "$STATE/pgdata" ] && bin="$(find_pg_bin)"; then
-    if [ "$(id -u)" = 0 ]; then
-      runuser -u postgres -- "$bin/pg_ctl" -D "$STATE/pgdata" -m fast stop >/dev/null 2>&1 || true
-    else
-      "$bin/pg_ctl" -D "$STATE/pgdata" -m fast stop >/dev/null 2>&1 || true
-    fi
+    local run_as=()
+    [ "$(id -u)" = 0 ] && run_as=(runuser -u postgres --)
+    "${run_as[@]}" "$bin/pg_ctl" -D "$STATE/pgdata" -m fast stop >/dev/null 2>&1 || true
   fi
   rm -f "$STATE/services.env"
 }
