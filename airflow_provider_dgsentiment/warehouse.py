@@ -1,0 +1,441 @@
+"""Store sentiment results in two SQL tables through any common.sql ``DbApiHook``.
+
+:class:`WarehouseWriter` creates the tables when missing, answers which content
+fingerprints are already scored (for incremental runs), and writes documents
+idempotently: for each batch, one transaction deletes the rows of its documents
+from both tables and inserts the new rows, so a retried or cleared task leaves
+exactly one set of rows per document.
+
+Tables (default names; both overridable)::
+
+    deepgram_sentiment_segments   one row per segment of each document
+    deepgram_sentiment_averages   one row per document, keyed by source
+
+Values are always bound as parameters with the hook's placeholder (``?`` for
+SQLite, ``%s`` for PostgreSQL); table names are validated as identifiers; row
+values never go to the log (documents are private).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import BaseHook
+
+from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError
+
+if TYPE_CHECKING:
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+    from airflow_provider_dgsentiment.results import SentimentResult
+
+DEFAULT_SEGMENTS_TABLE = "deepgram_sentiment_segments"
+DEFAULT_AVERAGES_TABLE = "deepgram_sentiment_averages"
+#: One SQL identifier: a letter or underscore, then letters, digits, underscores (PostgreSQL's 63).
+IDENTIFIER_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+#: Bound parameters per statement at most (SQLite before 3.32 allows 999).
+MAX_PARAMETERS_PER_STATEMENT = 900
+#: Fingerprints or sources per ``IN (...)`` lookup.
+LOOKUP_BATCH_SIZE = 500
+#: Documents per transaction in :meth:`WarehouseWriter.write`.
+DEFAULT_WRITE_BATCH_SIZE = 200
+#: Attempts at ``CREATE TABLE IF NOT EXISTS`` (parallel tasks may race to create the tables).
+CREATE_ATTEMPTS = 3
+
+SEGMENT_COLUMNS = (
+    "source",
+    "segment_index",
+    "text",
+    "start_word",
+    "end_word",
+    "sentiment",
+    "sentiment_score",
+    "request_id",
+    "dag_id",
+    "task_id",
+    "run_id",
+    "scored_at",
+)
+AVERAGE_COLUMNS = (
+    "source",
+    "fingerprint",
+    "sentiment",
+    "sentiment_score",
+    "segment_count",
+    "input_tokens",
+    "output_tokens",
+    "model_uuid",
+    "language",
+    "request_id",
+    "dag_id",
+    "task_id",
+    "run_id",
+    "scored_at",
+)
+
+# Types that mean the same on SQLite and PostgreSQL. SQLite gives DOUBLE PRECISION REAL
+# affinity and stores the ISO-8601 timestamps as text; PostgreSQL parses them.
+_SEGMENTS_DDL = """CREATE TABLE IF NOT EXISTS {table} (
+    source TEXT NOT NULL,
+    segment_index INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    start_word INTEGER NOT NULL,
+    end_word INTEGER NOT NULL,
+    sentiment TEXT NOT NULL,
+    sentiment_score DOUBLE PRECISION NOT NULL,
+    request_id TEXT,
+    dag_id TEXT,
+    task_id TEXT,
+    run_id TEXT,
+    scored_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    PRIMARY KEY (source, segment_index)
+)"""
+_AVERAGES_DDL = """CREATE TABLE IF NOT EXISTS {table} (
+    source TEXT NOT NULL PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    sentiment TEXT NOT NULL,
+    sentiment_score DOUBLE PRECISION NOT NULL,
+    segment_count INTEGER NOT NULL,
+    input_tokens INTEGER,
+    output_tokens INTEGER,
+    model_uuid TEXT,
+    language TEXT,
+    request_id TEXT,
+    dag_id TEXT,
+    task_id TEXT,
+    run_id TEXT,
+    scored_at TIMESTAMP WITH TIME ZONE NOT NULL
+)"""
+
+
+def validate_table_name(name: Any, argument: str = "table") -> str:
+    """
+    Return ``name`` when it is a plain SQL identifier or ``schema.table``; raise otherwise.
+
+    :param name: the table name to check.
+    :param argument: the argument the name came from, for the error message.
+    :raises DeepgramConfigurationError: naming the bad value.
+    """
+    if not isinstance(name, str):
+        raise DeepgramConfigurationError(f"{argument} must be a string, got {type(name).__name__}")
+    parts = name.split(".")
+    if len(parts) > 2 or not all(IDENTIFIER_PATTERN.match(part) for part in parts):
+        raise DeepgramConfigurationError(
+            f"{argument} {name!r} is not a valid table name: use letters, digits and underscores "
+            "(starting with a letter or underscore, at most 63 characters), optionally as schema.table"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class ScoredDocument:
+    """
+    One scored document, ready to store.
+
+    :param source: the document's name (its URI, or the qualified name of an inline text).
+    :param fingerprint: sha256 hex digest of its text.
+    :param result: Deepgram's result for it.
+    :param language: the language it was scored in (used when the result does not say).
+    :param scored_at: when it was scored (UTC).
+    """
+
+    source: str
+    fingerprint: str
+    result: SentimentResult
+    language: str | None = None
+    scored_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """
+    Which Airflow task run wrote a row.
+
+    :param dag_id: the DAG id.
+    :param task_id: the task id.
+    :param run_id: the DAG run id.
+    """
+
+    dag_id: str | None = None
+    task_id: str | None = None
+    run_id: str | None = None
+
+
+class WarehouseWriter:
+    """
+    Write per-segment and per-document sentiment rows through a ``DbApiHook``.
+
+    Nothing connects until first use. Call :meth:`ensure_tables` once before the
+    other methods; :meth:`close` releases the database connection.
+
+    :param sql_conn_id: a connection whose hook is a common.sql ``DbApiHook``
+        (SQLite, PostgreSQL, ...).
+    :param segments_table: table of segment rows (``name`` or ``schema.name``).
+    :param averages_table: table of document rows (``name`` or ``schema.name``).
+    :param run: the DAG, task and run ids stored with every row.
+    :param write_batch_size: documents per transaction in :meth:`write`.
+    """
+
+    def __init__(
+        self,
+        sql_conn_id: str,
+        *,
+        segments_table: str = DEFAULT_SEGMENTS_TABLE,
+        averages_table: str = DEFAULT_AVERAGES_TABLE,
+        run: RunIdentity | None = None,
+        write_batch_size: int = DEFAULT_WRITE_BATCH_SIZE,
+    ) -> None:
+        self.sql_conn_id = sql_conn_id
+        self.segments_table = validate_table_name(segments_table, "segments_table")
+        self.averages_table = validate_table_name(averages_table, "averages_table")
+        if self.segments_table.lower() == self.averages_table.lower():
+            raise DeepgramConfigurationError(
+                f"segments_table and averages_table must differ, both are {segments_table!r}"
+            )
+        self.run = run or RunIdentity()
+        self.write_batch_size = max(1, write_batch_size)
+        self._connection: Any = None
+
+    # ------------------------------------------------------------------ connection
+
+    @cached_property
+    def hook(self) -> DbApiHook:
+        """The connection's SQL hook (checked to be a ``DbApiHook``)."""
+        from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+        connection = BaseHook.get_connection(self.sql_conn_id)
+        hook = connection.get_hook()
+        if not isinstance(hook, DbApiHook):
+            raise DeepgramConfigurationError(
+                f"sql_conn_id {self.sql_conn_id!r} is a {connection.conn_type!r} connection whose hook "
+                f"{type(hook).__name__} is not a SQL (DbApiHook) hook; use e.g. a sqlite or postgres connection"
+            )
+        return hook
+
+    @property
+    def connection(self) -> Any:
+        """The DB-API connection, opened on first use and kept until :meth:`close`."""
+        if self._connection is None:
+            self._connection = self.hook.get_conn()
+        return self._connection
+
+    def close(self) -> None:
+        """Close the DB-API connection, if one was opened."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+    def __enter__(self) -> WarehouseWriter:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    @cached_property
+    def placeholder(self) -> str:
+        """The hook's parameter placeholder: ``?`` (SQLite) or ``%s`` (PostgreSQL)."""
+        return self.hook.placeholder
+
+    # ------------------------------------------------------------------ schema
+
+    def ensure_tables(self) -> None:
+        """Create both tables and their indexes when missing (``CREATE ... IF NOT EXISTS``)."""
+        statements = [
+            _SEGMENTS_DDL.format(table=self.segments_table),
+            _AVERAGES_DDL.format(table=self.averages_table),
+            self._index_ddl(self.averages_table, "fingerprint"),
+            self._index_ddl(self.segments_table, "source"),
+        ]
+        _ = self.connection  # connect first: a wrong connection fails at once, without retries
+        for attempt in range(1, CREATE_ATTEMPTS + 1):
+            try:
+                self._run_in_transaction(lambda cursor: [cursor.execute(sql) for sql in statements])
+                break
+            except Exception as exc:
+                # Two tasks creating the same table at once can collide (PostgreSQL's
+                # pg_type unique index); the second attempt then finds the table there.
+                if attempt == CREATE_ATTEMPTS:
+                    raise
+                self.hook.log.info(
+                    "Creating tables %s and %s failed (%s); trying again",
+                    self.segments_table,
+                    self.averages_table,
+                    type(exc).__name__,
+                )
+                time.sleep(0.2 * attempt)
+        self.hook.log.info("Tables %s and %s are ready", self.segments_table, self.averages_table)
+
+    def _index_ddl(self, table: str, column: str) -> str:
+        schema, _, name = table.rpartition(".")
+        index = _index_name(name, column)
+        if schema and getattr(self.hook, "conn_type", None) == "sqlite":
+            # SQLite qualifies the index, not the table: CREATE INDEX s.ix ON t (c).
+            return f"CREATE INDEX IF NOT EXISTS {schema}.{index} ON {name} ({column})"
+        return f"CREATE INDEX IF NOT EXISTS {index} ON {table} ({column})"
+
+    # ------------------------------------------------------------------ reads
+
+    def known_fingerprints(self, fingerprints: Iterable[str]) -> set[str]:
+        """
+        Return those of ``fingerprints`` that already have a row in the averages table.
+
+        :param fingerprints: sha256 hex digests of document texts.
+        """
+        wanted = list(dict.fromkeys(fingerprints))
+        found: set[str] = set()
+        cursor = self.connection.cursor()
+        try:
+            for chunk in _chunks(wanted, LOOKUP_BATCH_SIZE):
+                marks = ", ".join([self.placeholder] * len(chunk))
+                cursor.execute(
+                    f"SELECT DISTINCT fingerprint FROM {self.averages_table} WHERE fingerprint IN ({marks})",
+                    tuple(chunk),
+                )
+                found.update(row[0] for row in cursor.fetchall())
+        finally:
+            cursor.close()
+            # End the read transaction so it holds no snapshot or lock while scoring goes on.
+            self.connection.rollback()
+        return found
+
+    def count_rows(self, source: str | None = None) -> tuple[int, int]:
+        """
+        Return ``(segment_rows, document_rows)``, for one source or for the whole tables.
+
+        :param source: a document name, or None for every document.
+        """
+        counts = []
+        cursor = self.connection.cursor()
+        try:
+            for table in (self.segments_table, self.averages_table):
+                if source is None:
+                    cursor.execute(f"SELECT COUNT(*) FROM {table}")
+                else:
+                    cursor.execute(f"SELECT COUNT(*) FROM {table} WHERE source = {self.placeholder}", (source,))
+                counts.append(int(cursor.fetchone()[0]))
+        finally:
+            cursor.close()
+            self.connection.rollback()
+        return counts[0], counts[1]
+
+    # ------------------------------------------------------------------ writes
+
+    def write(self, documents: Sequence[ScoredDocument]) -> None:
+        """
+        Replace the rows of ``documents`` in both tables, ``write_batch_size`` documents per transaction.
+
+        Each transaction deletes every existing row of its documents' sources, then
+        inserts the new rows; on any error it is rolled back, leaving the old rows.
+
+        :param documents: the scored documents (each source at most once).
+        """
+        for batch in _chunks(list(documents), self.write_batch_size):
+            self._run_in_transaction(lambda cursor, batch=batch: self._replace(cursor, batch))
+
+    def _replace(self, cursor: Any, batch: Sequence[ScoredDocument]) -> None:
+        sources = list(dict.fromkeys(document.source for document in batch))
+        for table in (self.segments_table, self.averages_table):
+            for chunk in _chunks(sources, LOOKUP_BATCH_SIZE):
+                marks = ", ".join([self.placeholder] * len(chunk))
+                cursor.execute(f"DELETE FROM {table} WHERE source IN ({marks})", tuple(chunk))
+        self._insert(cursor, self.segments_table, SEGMENT_COLUMNS, self._segment_rows(batch))
+        self._insert(cursor, self.averages_table, AVERAGE_COLUMNS, self._average_rows(batch))
+
+    def _insert(self, cursor: Any, table: str, columns: Sequence[str], rows: Iterator[tuple[Any, ...]]) -> None:
+        """Insert rows with multi-row ``VALUES`` statements (one round trip per statement)."""
+        rows_per_statement = max(1, MAX_PARAMETERS_PER_STATEMENT // len(columns))
+        one_row = "(" + ", ".join([self.placeholder] * len(columns)) + ")"
+        head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+        for chunk in _chunks(rows, rows_per_statement):
+            parameters = tuple(value for row in chunk for value in row)
+            cursor.execute(head + ", ".join([one_row] * len(chunk)), parameters)
+
+    def _segment_rows(self, batch: Sequence[ScoredDocument]) -> Iterator[tuple[Any, ...]]:
+        run = self.run
+        for document in batch:
+            scored_at = _timestamp(document.scored_at)
+            for index, segment in enumerate(document.result.segments):
+                yield (
+                    document.source,
+                    index,
+                    segment.text,
+                    segment.start_word,
+                    segment.end_word,
+                    segment.sentiment,
+                    float(segment.sentiment_score),
+                    document.result.request_id,
+                    run.dag_id,
+                    run.task_id,
+                    run.run_id,
+                    scored_at,
+                )
+
+    def _average_rows(self, batch: Sequence[ScoredDocument]) -> Iterator[tuple[Any, ...]]:
+        run = self.run
+        for document in batch:
+            result = document.result
+            yield (
+                document.source,
+                document.fingerprint,
+                result.average.sentiment,
+                float(result.average.sentiment_score),
+                len(result.segments),
+                result.input_tokens,
+                result.output_tokens,
+                result.model_uuid,
+                result.language or document.language,
+                result.request_id,
+                run.dag_id,
+                run.task_id,
+                run.run_id,
+                _timestamp(document.scored_at),
+            )
+
+    def _run_in_transaction(self, work: Any) -> None:
+        connection = self.connection
+        cursor = connection.cursor()
+        try:
+            work(cursor)
+            connection.commit()
+        except BaseException:
+            try:
+                connection.rollback()
+            except Exception as rollback_error:  # keep the original error, which says what went wrong
+                self.hook.log.warning("Rollback failed: %s", type(rollback_error).__name__)
+            raise
+        finally:
+            cursor.close()
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _index_name(table: str, column: str) -> str:
+    """Return ``ix_<table>_<column>``, shortened with a hash to fit PostgreSQL's 63 characters."""
+    name = f"ix_{table}_{column}"
+    if len(name) <= 63:
+        return name
+    digest = hashlib.sha256(f"{table}.{column}".encode()).hexdigest()[:8]
+    return f"ix_{table[: 63 - len(column) - 13]}_{digest}_{column}"
+
+
+def _timestamp(moment: datetime) -> str:
+    """Return an ISO-8601 UTC timestamp with offset (text in SQLite, parsed by PostgreSQL)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat()

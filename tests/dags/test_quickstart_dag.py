@@ -1,0 +1,90 @@
+"""The quickstart example DAG, run with ``dag.test()`` against a real metadata DB and the emulator."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
+
+
+def load_dag(file_name: str):
+    """Import an example DAG file the way the DAG processor does (by path) and return its ``dag``."""
+    path = EXAMPLE_DAGS / file_name
+    spec = importlib.util.spec_from_file_location(f"example_dag_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.dag
+
+
+def xcom_values(dag_run) -> dict[str, object]:
+    """Return ``{task_id: return_value}`` of a finished run, read from the metadata DB."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = (
+            session.query(XComModel)
+            .filter(XComModel.dag_id == dag_run.dag_id, XComModel.run_id == dag_run.run_id)
+            .filter(XComModel.key == "return_value")
+            .all()
+        )
+        return {row.task_id: XComModel.deserialize_value(row) for row in rows}
+
+
+def test_quickstart_dag_parses_without_network():
+    dag = load_dag("deepgram_sentiment_quickstart.py")
+    assert dag.dag_id == "deepgram_sentiment_quickstart"
+    assert dag.schedule is None
+    assert set(dag.task_dict) == {"score_texts", "print_scores"}
+    score = dag.get_task("score_texts")
+    assert score.deepgram_conn_id == "deepgram_default"
+    assert score.xcom_output == "full"
+    assert "print_scores" in score.downstream_task_ids
+
+
+def test_quickstart_dag_scores_the_sample_texts(airflow_db, deepgram_conn, capsys):
+    dag = load_dag("deepgram_sentiment_quickstart.py")
+    before = deepgram_conn.stats()["requests"]
+    dag_run = dag.test()
+    assert dag_run.state == "success"
+    assert deepgram_conn.stats()["requests"] - before == 3
+
+    values = xcom_values(dag_run)
+    full = values["score_texts"]
+    assert [item["source"] for item in full] == ["text[0]", "text[1]", "text[2]"]
+    assert [item["results"]["sentiments"]["average"]["sentiment"] for item in full] == [
+        "positive",
+        "negative",
+        "neutral",
+    ]
+    assert all(item["metadata"]["request_id"] for item in full)
+    assert values["print_scores"] == [
+        {
+            "source": item["source"],
+            "sentiment": item["results"]["sentiments"]["average"]["sentiment"],
+            "sentiment_score": item["results"]["sentiments"]["average"]["sentiment_score"],
+            "segments": len(item["results"]["sentiments"]["segments"]),
+        }
+        for item in full
+    ]
+    out = capsys.readouterr().out
+    assert "text[1]: negative (" in out
+    assert deepgram_conn.api_key not in json.dumps(values)
+    assert deepgram_conn.api_key not in out
+
+
+def test_quickstart_dag_fails_cleanly_with_a_wrong_key(airflow_db, deepgram_conn, monkeypatch, capsys):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DEEPGRAM_DEFAULT",
+        json.dumps({"conn_type": "deepgram", "host": deepgram_conn.url, "password": "not-the-right-key"}),
+    )
+    dag = load_dag("deepgram_sentiment_quickstart.py")
+    dag_run = dag.test()
+    assert dag_run.state == "failed"
+    out = capsys.readouterr().out
+    assert "INVALID_AUTH" in out
+    assert "left unscored" in out
+    assert "not-the-right-key" not in out
+    assert "score_texts" not in xcom_values(dag_run)
