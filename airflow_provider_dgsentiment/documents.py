@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
 GLOB_CHARACTERS = frozenset("*?[")
+#: Why an empty or whitespace-only document is skipped without a request.
+SKIP_EMPTY = "empty document"
 #: Objects read ahead of the scorer at most.
 DEFAULT_READ_AHEAD = 32
 
@@ -40,6 +42,9 @@ def storage_path(uri: str | ObjectStoragePath, conn_id: str | None = None) -> Ob
 
     if isinstance(uri, ObjectStoragePath) and conn_id is None:
         return uri
+    if conn_id is None:
+        # Airflow 2 would take conn_id=None as "no connection" and drop one named in the URI.
+        return ObjectStoragePath(str(uri))
     return ObjectStoragePath(str(uri), conn_id=conn_id)
 
 

@@ -102,6 +102,10 @@ class DeepgramResponseError(DeepgramAPIError, AirflowFailException):
     def __init__(self, message: str, *, status: int = 200, request_id: str | None = None) -> None:
         super().__init__(status, "INVALID_RESPONSE", message, request_id)
 
+    def _describe(self) -> str:
+        suffix = f" (request_id={self.request_id})" if self.request_id else ""
+        return f"Unreadable Deepgram response (HTTP {self.status}): {self.err_msg}{suffix}"
+
     def __reduce__(self):
         return (_rebuild_response_error, (self.err_msg, self.status, self.request_id))
 

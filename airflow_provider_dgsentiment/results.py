@@ -144,7 +144,8 @@ class SentimentResult:
             output_tokens=_optional_int(info.get("output_tokens")),
             segments=tuple(segments),
             average=average,
-            request_ids=(request_id,) if request_id else (),
+            request_ids=tuple(str(rid) for rid in metadata.get("request_ids") or ())
+            or ((request_id,) if request_id else ()),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -206,9 +207,8 @@ class _ShapeReader:
         from airflow_provider_dgsentiment.exceptions import DeepgramResponseError
 
         where = path or "response body"
-        suffix = f" (request_id={self.request_id})" if self.request_id else ""
         raise DeepgramResponseError(
-            f"Unexpected Deepgram response: {where} should be {expected}, got {type(value).__name__}{suffix}",
+            f"{where} should be {expected}, got {type(value).__name__}",
             request_id=self.request_id,
         )
 

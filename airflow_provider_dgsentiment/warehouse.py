@@ -282,28 +282,49 @@ class WarehouseWriter:
 
     # ------------------------------------------------------------------ reads
 
-    def known_fingerprints(self, fingerprints: Iterable[str]) -> set[str]:
+    def stored_fingerprints(self, sources: Iterable[str]) -> dict[str, str]:
         """
-        Return those of ``fingerprints`` that already have a row in the averages table.
+        Return ``{source: fingerprint}`` for those of ``sources`` that have a row in the averages table.
 
-        :param fingerprints: sha256 hex digests of document texts.
+        A document is already scored when its source is stored with the same content
+        fingerprint; a changed document (same source, new content) is scored again. A
+        missing averages table means nothing is stored yet.
+
+        :param sources: document names as stored in the tables.
         """
-        wanted = list(dict.fromkeys(fingerprints))
-        found: set[str] = set()
+        wanted = list(dict.fromkeys(sources))
+        found: dict[str, str] = {}
+        if not wanted:
+            return found
         cursor = self.connection.cursor()
         try:
+            if not self._table_exists(cursor, self.averages_table):
+                return found
             for chunk in _chunks(wanted, LOOKUP_BATCH_SIZE):
                 marks = ", ".join([self.placeholder] * len(chunk))
                 cursor.execute(
-                    f"SELECT DISTINCT fingerprint FROM {self.averages_table} WHERE fingerprint IN ({marks})",
+                    f"SELECT source, fingerprint FROM {self.averages_table} WHERE source IN ({marks})",
                     tuple(chunk),
                 )
-                found.update(row[0] for row in cursor.fetchall())
+                found.update((row[0], row[1]) for row in cursor.fetchall())
         finally:
             cursor.close()
             # End the read transaction so it holds no snapshot or lock while scoring goes on.
             self.connection.rollback()
         return found
+
+    def known_sources(self, sources: Iterable[str]) -> set[str]:
+        """Return those of ``sources`` that have a row in the averages table (whatever their content)."""
+        return set(self.stored_fingerprints(sources))
+
+    def _table_exists(self, cursor: Any, table: str) -> bool:
+        try:
+            cursor.execute(f"SELECT 1 FROM {table} WHERE 1 = 0")
+            cursor.fetchall()
+        except Exception:  # each DB-API driver raises its own "no such table" error
+            self.connection.rollback()
+            return False
+        return True
 
     def count_rows(self, source: str | None = None) -> tuple[int, int]:
         """

@@ -209,7 +209,7 @@ def parse_success(status: int, body_text: str, request_id: str | None) -> Sentim
         data = json.loads(body_text)
     except ValueError:
         raise DeepgramResponseError(
-            f"Deepgram returned HTTP {status} with a body that is not JSON ({summarize_body(body_text)})",
+            f"the body is not JSON ({summarize_body(body_text)})",
             status=status,
             request_id=request_id,
         ) from None
@@ -296,11 +296,15 @@ class DeepgramSentimentHook(BaseHook):
             return self.__dict__["settings"]
         from airflow.providers.common.compat.connection import get_async_connection
 
+        from asgiref.sync import sync_to_async
+
         try:
             conn = await get_async_connection(self.deepgram_conn_id, self)
         except AirflowNotFoundException:
             conn = self._env_only_fallback()
-        self.__dict__["settings"] = settings = self._settings_for(conn)
+        # Reading extras and registering the key with the secrets masker may call the
+        # supervisor synchronously: do it in a worker thread, off the event loop.
+        self.__dict__["settings"] = settings = await sync_to_async(self._settings_for)(conn)
         return settings
 
     def _env_only_fallback(self) -> None:
@@ -472,7 +476,7 @@ class DeepgramSentimentHook(BaseHook):
 
     def _log_retry(self, error: DeepgramAPIError, attempt: int, delay: float) -> None:
         self.log.warning(
-            "Deepgram request failed (%s); retry %d/%d in %.2fs", error, attempt, self.retry_policy.max_retries, delay
+            "%s; retry %d/%d in %.2fs", error, attempt, self.retry_policy.max_retries, delay
         )
 
     def _send_once(self, body: dict[str, str], language: str) -> SentimentResult:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import ast
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import BaseOperator, ObjectStoragePath, conf
+from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseOperator, ObjectStoragePath, conf
 
 from airflow_provider_dgsentiment.documents import (
     GLOB_CHARACTERS,
+    SKIP_EMPTY,
     LoadedDocument,
     document_name,
     fingerprint,
@@ -54,8 +55,7 @@ WRITE_BATCH_SIZE = 200
 MAX_LISTED_DOCUMENTS = 20
 #: The name of the document when ``text`` is one string; a list gives ``text[0]``, ``text[1]``, ...
 SINGLE_TEXT_NAME = "text"
-SKIP_EMPTY = "empty document"
-SKIP_ALREADY_SCORED = "already scored (its fingerprint is in the averages table)"
+SKIP_ALREADY_SCORED = "already scored (stored with the same content fingerprint)"
 
 
 @dataclass(frozen=True)
@@ -157,6 +157,60 @@ class ScoringOutcome:
             self.items[position] = {"source": name, "status": "failed", "error": reason}
         elif self.keep == "summary":
             self.items[position] = _summary_item(name, "failed", request_id=request_id, error=reason)
+
+    def to_state(self, pending: int) -> dict[str, Any]:
+        """
+        Return the outcome so far as plain JSON, to finish it after a deferral (see :meth:`from_state`).
+
+        :param pending: how many documents go to the trigger; their ``items`` entries are None.
+        """
+        return {
+            "total": self.total,
+            "keep": self.keep,
+            "scored": self.scored,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "items": list(self.items),
+            "failures": [[name, reason] for name, reason in self.failures],
+            "empty": list(self.empty),
+            "empty_count": self.empty_count,
+            "pending": pending,
+        }
+
+    @classmethod
+    def from_state(cls, state: Any) -> tuple[ScoringOutcome, list[int]]:
+        """
+        Rebuild an outcome from :meth:`to_state`; return it with the positions of the pending documents.
+
+        :raises DeepgramError: when ``state`` is not what :meth:`to_state` returns.
+        """
+        try:
+            outcome = cls(
+                total=int(state["total"]),
+                keep=str(state["keep"]),
+                scored=int(state["scored"]),
+                skipped=int(state["skipped"]),
+                failed=int(state["failed"]),
+                items=list(state["items"]),
+                failures=[(str(name), str(reason)) for name, reason in state["failures"]],
+                empty=[str(name) for name in state["empty"]],
+                empty_count=int(state["empty_count"]),
+            )
+            pending = int(state["pending"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DeepgramError(
+                f"The trigger event carries no usable resume_state ({type(exc).__name__}: {exc})"
+            ) from None
+        if outcome.keep == "none":
+            # Nothing is kept per document, so positions do not matter.
+            return outcome, [0] * pending
+        positions = [position for position, item in enumerate(outcome.items) if item is None]
+        if len(positions) != pending or len(outcome.items) != outcome.total:
+            raise DeepgramError(
+                f"The trigger event's resume_state is inconsistent: {pending} pending document(s), "
+                f"{len(positions)} open position(s)"
+            )
+        return outcome, positions
 
     def failure_lines(self) -> str:
         """One ``name: reason`` line per failure (the first few), then ``and N more``."""
@@ -281,9 +335,18 @@ class DeepgramSentimentOperator(BaseOperator):
     :param on_error: ``"fail"`` or ``"skip"`` (see above).
     :param max_concurrency: requests in flight at most; default the connection's
         ``max_concurrency`` extra (10).
-    :param deferrable: score in the triggerer instead of the worker.
-    :param skip_scored: with ``sql_conn_id``, skip documents whose content fingerprint
-        (sha256) is already in the averages table.
+    :param deferrable: score in the triggerer instead of the worker (default from
+        ``[operators] default_deferrable``). Documents from ``source`` are first read in the
+        worker only to skip empty, unreadable and (with ``skip_scored``) already-scored ones
+        without deferring; the rest are scored by
+        :class:`~airflow_provider_dgsentiment.triggers.sentiment.DeepgramSentimentTrigger`
+        with async I/O, and ``execute_complete`` stores the results and returns the same value,
+        rows and errors as a run in the worker. With nothing left to score the task does not
+        defer. Inline ``text`` is always scored in the worker (an INFO line says so), because
+        document text must not go into trigger arguments, which Airflow stores in its database.
+    :param skip_scored: with ``sql_conn_id``, skip documents already stored in the averages
+        table with the same content fingerprint (sha256); a changed document is scored again
+        and its rows replaced.
     :param fail_on_empty_source: fail when ``source`` matches no object; False logs a
         warning and succeeds with zero documents.
     :param progress_interval: seconds between progress log lines (a last line is always
@@ -364,13 +427,98 @@ class DeepgramSentimentOperator(BaseOperator):
         self._check_arguments()
         self._run_identity = _run_identity(self, context)
         plan = self._plan_documents(context)
+        if self.deferrable and plan.texts is None:
+            return self._defer_scoring(plan)
         if self.deferrable:
-            self.log.warning("deferrable=True is not available yet; scoring in this worker instead")
+            self.log.info(
+                "deferrable=True: scoring the inline text in this worker, because document text must "
+                "not go into trigger arguments (give the documents as source to score in the triggerer)"
+            )
         try:
             outcome = self._score_documents(plan)
         finally:
             self._close()
-        return self._finish(plan, outcome)
+        return self._finish(outcome, single_text=plan.single_text)
+
+    def _defer_scoring(self, plan: DocumentPlan) -> Any:
+        """
+        Settle what needs no request here, then defer the rest to :class:`DeepgramSentimentTrigger`.
+
+        The documents are read in the worker only to find empty ones, unreadable ones and
+        (with ``skip_scored``) already-scored ones; their text is not kept. With nothing left
+        to score, the run finishes here without deferring.
+        """
+        from airflow_provider_dgsentiment.triggers.sentiment import DeepgramSentimentTrigger
+
+        outcome = ScoringOutcome(total=len(plan.names), keep=self.xcom_output)
+        progress = ProgressLog(self.log, outcome.total, float(self.progress_interval))
+        self.log.info(
+            "Checking %d document(s) from %s before deferring (sql_conn_id=%s, skip_scored=%s)",
+            outcome.total,
+            plan.description,
+            self.sql_conn_id,
+            self.skip_scored,
+        )
+        try:
+            if self.writer is not None:
+                self.writer.ensure_tables()
+            screened = self._screen_documents(plan, outcome, progress)
+            with closing(screened):
+                pending = [(position, name) for position, name, _, _ in screened]
+        finally:
+            self._close()
+        if not pending:
+            progress.update(outcome, final=True)
+            self.log.info("Nothing left to score: not deferring")
+            return self._finish(outcome)
+        self.log.info(
+            "Deferring %d of %d document(s) to the triggerer (language=%s, max_concurrency=%s)",
+            len(pending),
+            outcome.total,
+            self.language,
+            self.max_concurrency or "from connection",
+        )
+        self.defer(
+            trigger=DeepgramSentimentTrigger(
+                deepgram_conn_id=self.deepgram_conn_id,
+                uris=[name for _, name in pending],
+                source_conn_id=plan.conn_id,
+                language=self.language,
+                max_concurrency=self.max_concurrency,
+                resume_state=outcome.to_state(pending=len(pending)),
+            ),
+            method_name="execute_complete",
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """
+        Finish a deferred run: store the trigger's results and return what ``execute`` returns in a worker.
+
+        Same XCom value, same SQL rows, same failure messages and the same typed errors as
+        scoring in the worker.
+
+        :param context: the task context.
+        :param event: the payload of :class:`DeepgramSentimentTrigger`'s event.
+        :raises DeepgramAPIError: the typed error of an ``"error"`` event, or the systemic
+            error that stopped the run.
+        :raises DeepgramError: for failed documents (``on_error="fail"``) or an unexpected event.
+        """
+        documents, state = _checked_event(event)
+        outcome, positions = ScoringOutcome.from_state(state)
+        if len(positions) != len(documents):
+            raise DeepgramError(
+                f"The trigger event has {len(documents)} document(s) for {len(positions)} deferred document(s)"
+            )
+        self._run_identity = _run_identity(self, context)
+        progress = ProgressLog(self.log, outcome.total, float(self.progress_interval))
+        self.log.info("Resumed from the triggerer: storing the results of %d document(s)", len(documents))
+        try:
+            if self.writer is not None:
+                self.writer.ensure_tables()
+            self._record_results(outcome, progress, _event_results(outcome, positions, documents))
+        finally:
+            self._close()
+        return self._finish(outcome)
 
     def _close(self) -> None:
         if "hook" in self.__dict__:
@@ -443,27 +591,29 @@ class DeepgramSentimentOperator(BaseOperator):
         if not entries:
             description = f"{self.source!r} (no URI given)"
         found: dict[str, None] = {}
-        unmatched: list[str | ObjectStoragePath] = []
+        unmatched_patterns: list[str | ObjectStoragePath] = []
         for entry in entries:
             try:
                 matches = list_documents(entry, conn_id)
             except Exception as exc:  # storage backends raise their own families (botocore, OSError, ...)
                 raise DeepgramError(f"Could not list source {entry}: {type(exc).__name__}: {exc}") from exc
             found.update(dict.fromkeys(matches))
-            if not matches:
-                unmatched.append(entry)
+            if matches:
+                continue
+            path = storage_path(entry, conn_id)
+            if _is_pattern(entry) or path.exists():  # a glob, or a folder with nothing in it
+                unmatched_patterns.append(entry)
+            else:
+                # A named object that is gone: keep it, so reading it fails naming the object.
+                found[document_name(path)] = None
         if not found:
             message = f"source {description} matched no objects"
             if self.fail_on_empty_source:
                 raise DeepgramError(f"{message} (set fail_on_empty_source=False to succeed with zero documents)")
             self.log.warning("%s; nothing to score", message)
             return DocumentPlan(names=[], texts=None, conn_id=conn_id, description=f"source {description}")
-        for entry in unmatched:
-            if _is_pattern(entry):
-                self.log.warning("source entry %s matched no objects", entry)
-            else:
-                # A named object that is gone: keep it, so reading it fails naming the object.
-                found[document_name(storage_path(entry, conn_id))] = None
+        for entry in unmatched_patterns:
+            self.log.warning("source entry %s matched no objects", entry)
         return DocumentPlan(names=sorted(found), texts=None, conn_id=conn_id, description=f"source {description}")
 
     def _score_documents(self, plan: DocumentPlan) -> ScoringOutcome:
@@ -479,9 +629,8 @@ class DeepgramSentimentOperator(BaseOperator):
         """
         outcome = ScoringOutcome(total=len(plan.names), keep=self.xcom_output)
         progress = ProgressLog(self.log, outcome.total, float(self.progress_interval))
-        writer = self.writer
-        if writer is not None:
-            writer.ensure_tables()
+        if self.writer is not None:
+            self.writer.ensure_tables()
         self.log.info(
             "Scoring %d document(s) from %s (language=%s, max_concurrency=%s, sql_conn_id=%s)",
             outcome.total,
@@ -496,27 +645,79 @@ class DeepgramSentimentOperator(BaseOperator):
 
         # analyze_many index -> (position in input, name, fingerprint)
         in_request: dict[int, tuple[int, str, str]] = {}
-        to_store: list[ScoredDocument] = []
-        lookup_batch = FINGERPRINT_LOOKUP_BATCH if writer is not None and self.skip_scored else 1
+        screened = self._screen_documents(plan, outcome, progress)
 
         def texts_to_send() -> Iterator[str]:
-            sent = 0
-            for batch in _chunks(enumerate(plan.documents()), lookup_batch):
+            for sent, (position, name, content_key, text) in enumerate(screened):
+                in_request[sent] = (position, name, content_key)
+                yield text
+
+        def tagged(results: Iterator[tuple[int, Any]]) -> Iterator[tuple[int, str, str, Any]]:
+            for index, result in results:
+                position, name, content_key = in_request.pop(index)
+                yield position, name, content_key, result
+
+        texts = texts_to_send()
+        results = self.hook.analyze_many(texts, language=self.language, max_concurrency=self.max_concurrency)
+        with closing(results), closing(texts), closing(screened):
+            self._record_results(outcome, progress, tagged(results), stored_prefix=plan.stored_prefix)
+        return outcome
+
+    def _screen_documents(
+        self, plan: DocumentPlan, outcome: ScoringOutcome, progress: ProgressLog
+    ) -> Iterator[tuple[int, str, str, str]]:
+        """
+        Read the documents in order; record those that need no request, yield the others.
+
+        Unreadable documents are recorded as failed; empty ones, and with ``skip_scored``
+        those already stored with the same content fingerprint, as skipped.
+
+        :return: ``(position, name, fingerprint, text)`` of each document to score.
+        """
+        writer = self.writer
+        lookup_batch = FINGERPRINT_LOOKUP_BATCH if writer is not None and self.skip_scored else 1
+        documents = plan.documents()
+        with closing(documents):
+            for batch in _chunks(enumerate(documents), lookup_batch):
                 prints = {position: fingerprint(doc.text) for position, doc in batch if doc.text and doc.text.strip()}
-                known = writer.known_fingerprints(prints.values()) if lookup_batch > 1 and prints else set()
+                stored = (
+                    writer.stored_fingerprints(plan.stored_prefix + plan.names[position] for position in prints)
+                    if lookup_batch > 1 and prints
+                    else {}
+                )
                 for position, doc in batch:
                     name = plan.names[position]
                     if doc.error is not None:
                         outcome.record_failed(position, name, doc.error.reason)
                     elif position not in prints:
                         outcome.record_skipped(position, name, SKIP_EMPTY)
-                    elif prints[position] in known:
+                    elif stored.get(plan.stored_prefix + name) == prints[position]:
                         outcome.record_skipped(position, name, SKIP_ALREADY_SCORED)
                     else:
-                        in_request[sent] = (position, name, prints[position])
-                        sent += 1
-                        yield doc.text
+                        yield position, name, prints[position], doc.text
                 progress.update(outcome)
+
+    def _record_results(
+        self,
+        outcome: ScoringOutcome,
+        progress: ProgressLog,
+        results: Iterable[tuple[int, str, str | None, SentimentResult | DeepgramAPIError]],
+        *,
+        stored_prefix: str = "",
+    ) -> None:
+        """
+        Record each scored or failed document and store the scored ones in SQL, in batches.
+
+        Shared by the worker (results of ``analyze_many``) and ``execute_complete`` (results
+        of the trigger's event). The first systemic error is kept in ``outcome.systemic_error``.
+
+        :param outcome: the outcome to complete.
+        :param progress: the progress log.
+        :param results: ``(position, name, fingerprint, result_or_error)`` as they complete.
+        :param stored_prefix: prepended to the name to make the ``source`` stored in SQL.
+        """
+        writer = self.writer
+        to_store: list[ScoredDocument] = []
 
         def store() -> None:
             if writer is None or not to_store:
@@ -526,33 +727,31 @@ class DeepgramSentimentOperator(BaseOperator):
             writer.write(batch)
             outcome.stored += len(batch)
 
-        texts = texts_to_send()
-        results = self.hook.analyze_many(texts, language=self.language, max_concurrency=self.max_concurrency)
         try:
-            with closing(results), closing(texts):
-                for index, result in results:
-                    position, name, content_key = in_request.pop(index)
-                    if isinstance(result, DeepgramAPIError):
-                        outcome.record_failed(position, name, str(result), result.request_id)
-                        if result.systemic and outcome.systemic_error is None:
-                            outcome.systemic_error = result
-                            self.log.error("Stopping: %s", result)
-                    else:
-                        outcome.record_scored(position, name, result)
-                        if writer is not None:
-                            to_store.append(
-                                ScoredDocument(plan.stored_prefix + name, content_key, result, self.language)
-                            )
-                            if len(to_store) >= WRITE_BATCH_SIZE:
-                                store()
-                    progress.update(outcome)
+            for position, name, content_key, result in results:
+                if isinstance(result, DeepgramAPIError):
+                    outcome.record_failed(position, name, str(result), result.request_id)
+                    if result.systemic and outcome.systemic_error is None:
+                        outcome.systemic_error = result
+                        self.log.error("Stopping: %s", result)
+                else:
+                    outcome.record_scored(position, name, result)
+                    if writer is not None:
+                        to_store.append(ScoredDocument(stored_prefix + name, str(content_key), result, self.language))
+                        if len(to_store) >= WRITE_BATCH_SIZE:
+                            store()
+                progress.update(outcome)
         finally:
             store()
         progress.update(outcome, final=True)
-        return outcome
 
-    def _finish(self, plan: DocumentPlan, outcome: ScoringOutcome) -> Any:
-        """Log what happened, raise for failures the caller asked to fail on, and return the XCom value."""
+    def _finish(self, outcome: ScoringOutcome, *, single_text: bool = False) -> Any:
+        """
+        Log what happened, raise for failures the caller asked to fail on, and return the XCom value.
+
+        :param outcome: what happened to each document.
+        :param single_text: the input was one ``text`` string: return its item, not a list.
+        """
         if outcome.empty_count:
             more = outcome.empty_count - len(outcome.empty)
             self.log.warning(
@@ -595,9 +794,71 @@ class DeepgramSentimentOperator(BaseOperator):
                 "failed": outcome.failed,
                 "items": outcome.items,
             }
-        if plan.single_text:
+        if single_text:
             return outcome.items[0]
         return outcome.items
+
+
+def _checked_event(event: Any) -> tuple[list[dict[str, Any]], Any]:
+    """Return ``(documents, resume_state)`` of a trigger's success event; raise the error an error event describes."""
+    if not isinstance(event, dict) or event.get("status") not in ("success", "error"):
+        shape = f"a dict with keys {sorted(event)}" if isinstance(event, dict) else type(event).__name__
+        raise DeepgramError(f"Unexpected event from the triggerer: {shape}, not a status success/error event")
+    if event["status"] == "error":
+        raise _event_error(event)
+    documents = event.get("documents")
+    if not isinstance(documents, list) or not all(
+        isinstance(document, dict) and isinstance(document.get("source"), str) for document in documents
+    ):
+        raise DeepgramError("The trigger's success event has no list of documents each with a source")
+    return documents, event.get("resume_state")
+
+
+def _event_error(event: dict[str, Any]) -> Exception:
+    """The typed error an ``"error"`` event describes (the one the worker would have raised)."""
+    from airflow_provider_dgsentiment.triggers.sentiment import api_error_from_dict
+
+    message = str(event.get("message") or "no message")
+    error = event.get("error")
+    if isinstance(error, dict):
+        return api_error_from_dict(error)
+    error_class = event.get("error_class")
+    if error_class == DeepgramConfigurationError.__name__:
+        return DeepgramConfigurationError(message)
+    if error_class == AirflowNotFoundException.__name__:
+        return AirflowNotFoundException(message)
+    return DeepgramError(f"Scoring in the triggerer failed: {f'{error_class}: ' if error_class else ''}{message}")
+
+
+def _event_results(
+    outcome: ScoringOutcome, positions: list[int], documents: list[dict[str, Any]]
+) -> Iterator[tuple[int, str, str | None, SentimentResult | DeepgramAPIError]]:
+    """
+    Turn the trigger's per-document entries back into results and typed errors.
+
+    Unreadable and empty objects are recorded in ``outcome`` on the way, as in the worker;
+    objects not sent after a systemic error are left unrecorded, as in the worker.
+    """
+    from airflow_provider_dgsentiment.results import SentimentResult
+    from airflow_provider_dgsentiment.triggers.sentiment import api_error_from_dict
+
+    for position, document in zip(positions, documents):
+        name = document["source"]
+        if "result" in document:
+            content_key = document.get("fingerprint")
+            if not isinstance(content_key, str):
+                raise DeepgramError(f"The trigger event's result for {name} has no fingerprint")
+            yield position, name, content_key, SentimentResult.from_response(document["result"])
+        elif isinstance(document.get("error"), dict):
+            yield position, name, None, api_error_from_dict(document["error"])
+        elif "read_error" in document:
+            outcome.record_failed(position, name, str(document["read_error"]))
+        elif "skipped" in document:
+            outcome.record_skipped(position, name, str(document["skipped"]))
+        elif "not_sent" not in document:
+            raise DeepgramError(
+                f"The trigger event's entry for {name} has none of result, error, read_error, skipped, not_sent"
+            )
 
 
 def _run_identity(task: BaseOperator, context: Context) -> RunIdentity:
@@ -652,13 +913,19 @@ def _is_pattern(entry: str | ObjectStoragePath) -> bool:
 
 def _conn_id_in_uris(entries: list[str | ObjectStoragePath]) -> str | None:
     """Return the storage connection named in the URIs (``s3://conn@bucket/...``), if they agree on one."""
-    conn_ids = {storage_path(entry).conn_id for entry in entries} - {None}
+    conn_ids = {_path_conn_id(storage_path(entry)) for entry in entries} - {None}
     if len(conn_ids) > 1:
         raise DeepgramConfigurationError(
             f"source names several storage connections ({', '.join(sorted(conn_ids))}); "
             "give source_conn_id, or score each connection's objects in its own task"
         )
     return next(iter(conn_ids), None)
+
+
+def _path_conn_id(path: ObjectStoragePath) -> str | None:
+    """The connection id of a path: ``.conn_id`` in Airflow 3, ``storage_options`` in Airflow 2."""
+    conn_id = getattr(path, "conn_id", None)
+    return conn_id if conn_id is not None else path.storage_options.get("conn_id")
 
 
 def _chunks(items: Any, size: int) -> Iterator[list[Any]]:

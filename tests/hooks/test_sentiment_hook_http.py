@@ -187,7 +187,7 @@ def test_html_502_from_proxy_gives_readable_error(conn, requests_mock, sleeps):
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ("not json at all", "body that is not JSON"),
+        ("not json at all", r"Unreadable Deepgram response \(HTTP 200\): the body is not JSON"),
         (json.dumps({"metadata": {}}), "results should be an object"),
         (json.dumps({"metadata": {}, "results": {"sentiments": {"segments": "x"}}}), "segments should be a list"),
         (

@@ -339,12 +339,6 @@ def test_empty_text_list_scores_nothing(deepgram_conn):
     }
 
 
-def test_deferrable_runs_in_the_worker_for_now(deepgram_conn, log_text):
-    result = run(make_operator(text=POSITIVE, deferrable=True))
-    assert result["results"]["sentiments"]["average"]["sentiment"] == "positive"
-    assert "deferrable=True is not available yet" in log_text()
-
-
 # ---------------------------------------------------------------------- object storage
 
 

@@ -1,0 +1,331 @@
+"""DeepgramSentimentSensor: file:// storage, templating, only-unscored with SQLite, reschedule mode."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from airflow.providers.common.compat.sdk import DAG, ObjectStoragePath, PokeReturnValue
+
+from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError, DeepgramError
+from airflow_provider_dgsentiment.results import SentimentResult
+from airflow_provider_dgsentiment.sensors import sentiment as sensor_module
+from airflow_provider_dgsentiment.sensors.sentiment import DeepgramSentimentSensor, SensedObjects, find_objects
+from airflow_provider_dgsentiment.warehouse import LOOKUP_BATCH_SIZE, ScoredDocument, WarehouseWriter
+
+SQL_CONN_ID = "dgs_sensor_sqlite"
+
+
+def make_sensor(**kwargs) -> DeepgramSentimentSensor:
+    """Build the sensor inside a DAG, as users do."""
+    kwargs.setdefault("task_id", "wait")
+    with DAG(dag_id="test_sentiment_sensor", schedule=None):
+        return DeepgramSentimentSensor(**kwargs)
+
+
+def poke(sensor: DeepgramSentimentSensor, params: dict | None = None) -> PokeReturnValue:
+    """Render the templated fields and poke once, the way the task runner does."""
+    context = {"params": params or {}, "run_id": "manual__test"}
+    sensor.render_template_fields(context)
+    return sensor.poke(context)
+
+
+def scored_document(source: str, score: float = 0.5) -> ScoredDocument:
+    """A one-segment scored document named ``source``, ready for ``WarehouseWriter.write``."""
+    text = f"document {source}"
+    label = "positive" if score > 0.333 else "negative" if score < -0.333 else "neutral"
+    body = {
+        "metadata": {
+            "request_id": str(uuid.uuid4()),
+            "created": "2024-05-01T00:00:00.000Z",
+            "language": "en",
+            "sentiment_info": {"model_uuid": "test-model", "input_tokens": 2, "output_tokens": 2},
+        },
+        "results": {
+            "sentiments": {
+                "segments": [{"text": text, "start_word": 0, "end_word": 1, "sentiment": label, "sentiment_score": score}],
+                "average": {"sentiment": label, "sentiment_score": score},
+            }
+        },
+    }
+    return ScoredDocument(source, uuid.uuid4().hex * 2, SentimentResult.from_response(body), "en")
+
+
+def store_scored(sources: list[str], averages_table: str = "deepgram_sentiment_averages") -> None:
+    with WarehouseWriter(SQL_CONN_ID, averages_table=averages_table, segments_table=f"{averages_table}_segments") as w:
+        w.ensure_tables()
+        w.write([scored_document(source) for source in sources])
+
+
+@pytest.fixture
+def inbox(tmp_path) -> Path:
+    """A folder with b.txt, a.txt, a hidden file and a sub-folder holding c.txt."""
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "b.txt").write_text("second")
+    (folder / "a.txt").write_text("first")
+    (folder / ".hidden.txt").write_text("never counts")
+    (folder / "sub" / "c.txt").write_text("third")
+    return folder
+
+
+@pytest.fixture
+def sqlite_db(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "scores.db"
+    monkeypatch.setenv(f"AIRFLOW_CONN_{SQL_CONN_ID.upper()}", json.dumps({"conn_type": "sqlite", "host": str(path)}))
+    return path
+
+
+# ---------------------------------------------------------------------- construction
+
+
+def test_template_fields_and_init_store_arguments_verbatim():
+    assert DeepgramSentimentSensor.template_fields == ("path", "conn_id", "sql_conn_id", "averages_table")
+    assert isinstance(DeepgramSentimentSensor.template_fields, tuple)
+    # Nothing is checked at construction: a template or a bad value is stored as given.
+    sensor = make_sensor(path="{{ params.p }}", conn_id="{{ params.c }}", min_objects=0, averages_table="no; way")
+    assert (sensor.path, sensor.conn_id, sensor.min_objects, sensor.averages_table) == (
+        "{{ params.p }}",
+        "{{ params.c }}",
+        0,
+        "no; way",
+    )
+    assert sensor.sql_conn_id is None
+
+
+def test_reschedule_mode_is_accepted():
+    sensor = make_sensor(path="file:///tmp/x/*.txt", mode="reschedule", poke_interval=5, timeout=60)
+    assert sensor.mode == "reschedule"
+    assert sensor.reschedule is True
+
+
+# ---------------------------------------------------------------------- poke on file://
+
+
+def test_poke_waits_until_min_objects_then_returns_sorted_uris(inbox):
+    sensor = make_sensor(path=f"file://{inbox}/*.txt", min_objects=3)
+    first = poke(sensor)
+    assert isinstance(first, PokeReturnValue)
+    assert not first  # two visible objects: keep waiting
+    assert first.is_done is False and first.xcom_value is None
+
+    (inbox / "0.txt").write_text("zeroth")
+    second = poke(sensor)
+    assert second.is_done is True
+    assert second.xcom_value == [f"file://{inbox}/0.txt", f"file://{inbox}/a.txt", f"file://{inbox}/b.txt"]
+
+
+def test_prefix_counts_every_object_under_it_recursively(inbox):
+    result = poke(make_sensor(path=f"file://{inbox}/"))
+    assert result.xcom_value == [f"file://{inbox}/a.txt", f"file://{inbox}/b.txt", f"file://{inbox}/sub/c.txt"]
+
+
+def test_nothing_matching_keeps_waiting(tmp_path):
+    result = poke(make_sensor(path=f"file://{tmp_path}/not-there-yet/*.txt"))
+    assert result.is_done is False
+
+
+def test_list_input_is_merged_deduplicated_and_sorted(inbox):
+    sensor = make_sensor(
+        path=[f"file://{inbox}/sub/*.txt", f"file://{inbox}/b.txt", ObjectStoragePath(f"file://{inbox}/b.txt")],
+        min_objects=2,
+    )
+    assert poke(sensor).xcom_value == [f"file://{inbox}/b.txt", f"file://{inbox}/sub/c.txt"]
+
+
+def test_templates_render_before_poking(inbox):
+    sensor = make_sensor(path="{{ params.folder }}/*.txt", conn_id="{{ params.storage or '' }}", min_objects=2)
+    result = poke(sensor, params={"folder": f"file://{inbox}", "storage": None})
+    assert sensor.path == f"file://{inbox}/*.txt"
+    assert sensor.conn_id == ""
+    assert result.xcom_value == [f"file://{inbox}/a.txt", f"file://{inbox}/b.txt"]
+
+
+def test_poke_logs_counts_and_pattern(inbox, log_text):
+    poke(make_sensor(path=f"file://{inbox}/*.txt", min_objects=5))
+    assert f"file://{inbox}/*.txt matches 2 object(s) (need 5)" in log_text()
+
+
+# ---------------------------------------------------------------------- only unscored
+
+
+def test_only_unscored_objects_count(inbox, sqlite_db):
+    sensor = make_sensor(path=f"file://{inbox}/", sql_conn_id=SQL_CONN_ID, min_objects=2)
+    # No averages table yet: nothing is scored, every match counts.
+    assert poke(sensor).xcom_value == [f"file://{inbox}/a.txt", f"file://{inbox}/b.txt", f"file://{inbox}/sub/c.txt"]
+    assert not sqlite_db.exists() or "deepgram_sentiment_averages" not in _tables(sqlite_db)
+
+    store_scored([f"file://{inbox}/a.txt", "s3://elsewhere/a.txt"])
+    assert poke(sensor).xcom_value == [f"file://{inbox}/b.txt", f"file://{inbox}/sub/c.txt"]
+
+    store_scored([f"file://{inbox}/b.txt"])
+    waiting = poke(sensor)  # one unscored object, two needed
+    assert waiting.is_done is False
+
+
+def test_while_every_match_is_scored_the_sensor_keeps_waiting(inbox, sqlite_db, log_text):
+    sources = [f"file://{inbox}/a.txt", f"file://{inbox}/b.txt"]
+    store_scored(sources)
+    sensor = make_sensor(path=f"file://{inbox}/*.txt", sql_conn_id=SQL_CONN_ID)
+    assert poke(sensor).is_done is False
+    assert "matches 2 object(s), 2 already scored in deepgram_sentiment_averages, 0 to score (need 1)" in log_text()
+
+    (inbox / "new.txt").write_text("fresh")
+    assert poke(sensor).xcom_value == [f"file://{inbox}/new.txt"]
+
+
+def test_only_unscored_with_templated_table_name(inbox, sqlite_db):
+    store_scored([f"file://{inbox}/a.txt"], averages_table="nightly_averages")
+    sensor = make_sensor(
+        path=f"file://{inbox}/*.txt", sql_conn_id="{{ params.sql }}", averages_table="{{ params.table }}"
+    )
+    result = poke(sensor, params={"sql": SQL_CONN_ID, "table": "nightly_averages"})
+    assert result.xcom_value == [f"file://{inbox}/b.txt"]
+    # The default table does not exist in this database: there, nothing is scored.
+    assert poke(make_sensor(path=f"file://{inbox}/*.txt", sql_conn_id=SQL_CONN_ID)).xcom_value == [
+        f"file://{inbox}/a.txt",
+        f"file://{inbox}/b.txt",
+    ]
+
+
+def test_find_objects_is_usable_without_the_sensor(inbox, sqlite_db):
+    store_scored([f"file://{inbox}/b.txt"])
+    sensed = find_objects(f"file://{inbox}/*.txt", None, sql_conn_id=SQL_CONN_ID)
+    assert sensed == SensedObjects(matched=2, uris=[f"file://{inbox}/a.txt"], scored=1)
+    assert find_objects(f"file://{inbox}/*.txt") == SensedObjects(
+        matched=2, uris=[f"file://{inbox}/a.txt", f"file://{inbox}/b.txt"]
+    )
+
+
+def test_known_sources_batches_lookups_and_treats_a_missing_table_as_empty(sqlite_db):
+    many = [f"s3://bucket/doc-{index:05d}.txt" for index in range(LOOKUP_BATCH_SIZE + 20)]
+    with WarehouseWriter(SQL_CONN_ID) as writer:
+        assert writer.known_sources(many) == set()  # no table yet
+        writer.ensure_tables()
+        assert writer.known_sources(many) == set()
+    store_scored(many[:3] + many[-2:], averages_table="deepgram_sentiment_averages")
+    with WarehouseWriter(SQL_CONN_ID) as writer:
+        assert writer.known_sources(many + many[:1] + ["s3://bucket/other.txt"]) == set(many[:3] + many[-2:])
+        assert writer.known_sources([]) == set()
+
+
+def test_known_sources_binds_values_as_parameters(sqlite_db):
+    tricky = "file:///in/it's; DROP TABLE deepgram_sentiment_averages; --.txt"
+    store_scored([tricky])
+    with WarehouseWriter(SQL_CONN_ID) as writer:
+        assert writer.known_sources([tricky, "file:///in/x.txt"]) == {tricky}
+    assert "deepgram_sentiment_averages" in _tables(sqlite_db)
+
+
+def _tables(db: Path) -> set[str]:
+    with sqlite3.connect(db) as connection:
+        return {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+# ---------------------------------------------------------------------- bad arguments
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"path": ""}, "path must name a URI"),
+        ({"path": []}, "path must name at least one URI"),
+        ({"path": ["file:///a.txt", 3]}, "path[1] must be a URI string or ObjectStoragePath, got 3"),
+        ({"path": None}, "path must be a URI, an ObjectStoragePath or a list of those, got NoneType"),
+        ({"path": "file:///a/*.txt", "min_objects": 0}, "min_objects must be a whole number of at least 1, got 0"),
+        ({"path": "file:///a/*.txt", "min_objects": "2"}, "min_objects must be a whole number of at least 1, got '2'"),
+        ({"path": "file:///a/*.txt", "min_objects": True}, "min_objects must be a whole number of at least 1"),
+        (
+            {"path": "file:///a/*.txt", "sql_conn_id": SQL_CONN_ID, "averages_table": "x; DROP TABLE y"},
+            "averages_table 'x; DROP TABLE y' is not a valid table name",
+        ),
+    ],
+)
+def test_bad_arguments_fail_clearly_on_poke_and_execute(kwargs, message):
+    sensor = make_sensor(**kwargs)
+    with pytest.raises(DeepgramConfigurationError) as poked:
+        sensor.poke({})
+    assert message in str(poked.value)
+    with pytest.raises(DeepgramConfigurationError) as executed:
+        sensor.execute({})
+    assert message in str(executed.value)
+
+
+def test_listing_error_names_the_path(monkeypatch):
+    def broken(entry, conn_id):
+        raise PermissionError("access denied")
+
+    monkeypatch.setattr(sensor_module, "list_documents", broken)
+    with pytest.raises(DeepgramError, match=r"Could not list path s3://bucket/in/\*.txt: PermissionError: access denied"):
+        make_sensor(path="s3://bucket/in/*.txt").poke({})
+
+
+def test_sql_conn_that_is_not_a_sql_connection_is_refused(inbox, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_NOT_SQL", json.dumps({"conn_type": "deepgram", "password": "k"}))
+    with pytest.raises(DeepgramConfigurationError, match="not a SQL"):
+        make_sensor(path=f"file://{inbox}/*.txt", sql_conn_id="not_sql").poke({})
+
+
+# ---------------------------------------------------------------------- execute in reschedule mode
+
+
+class FakeTaskInstance:
+    """The one thing a reschedule-mode sensor asks its task instance: when it first poked."""
+
+    def __init__(self, first_reschedule_date=None) -> None:
+        self.first_reschedule_date = first_reschedule_date
+
+    def get_first_reschedule_date(self, context):
+        return self.first_reschedule_date
+
+
+def execute(sensor: DeepgramSentimentSensor, first_reschedule_date=None):
+    context = {"params": {}, "run_id": "manual__test", "ti": FakeTaskInstance(first_reschedule_date)}
+    sensor.render_template_fields(context)
+    return sensor.execute(context)
+
+
+def test_reschedule_mode_gives_the_slot_back_then_returns_the_uris(inbox):
+    try:
+        from airflow.sdk.exceptions import AirflowRescheduleException
+    except ImportError:  # Airflow 2
+        from airflow.exceptions import AirflowRescheduleException
+
+    sensor = make_sensor(path=f"file://{inbox}/*.txt", min_objects=3, mode="reschedule", poke_interval=30, timeout=600)
+    before = datetime.now(timezone.utc)
+    with pytest.raises(AirflowRescheduleException) as rescheduled:
+        execute(sensor)
+    assert before + timedelta(seconds=29) <= rescheduled.value.reschedule_date <= before + timedelta(seconds=60)
+
+    (inbox / "c.txt").write_text("third")
+    assert execute(sensor, first_reschedule_date=before) == [
+        f"file://{inbox}/a.txt",
+        f"file://{inbox}/b.txt",
+        f"file://{inbox}/c.txt",
+    ]
+
+
+def test_only_unscored_sensor_times_out_while_everything_is_scored(inbox, sqlite_db):
+    try:
+        from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
+    except ImportError:  # Airflow 2
+        from airflow.exceptions import AirflowSensorTimeout, AirflowSkipException
+
+    store_scored([f"file://{inbox}/a.txt", f"file://{inbox}/b.txt"])
+    long_ago = datetime.now(timezone.utc) - timedelta(seconds=120)
+    kwargs = {"path": f"file://{inbox}/*.txt", "sql_conn_id": SQL_CONN_ID, "mode": "reschedule", "timeout": 60}
+    with pytest.raises(AirflowSensorTimeout, match="exceeds the specified timeout of 60"):
+        execute(make_sensor(**kwargs), first_reschedule_date=long_ago)
+    with pytest.raises(AirflowSkipException):
+        execute(make_sensor(soft_fail=True, **kwargs), first_reschedule_date=long_ago)
+
+
+def test_bad_arguments_fail_even_with_soft_fail(inbox):
+    sensor = make_sensor(path=f"file://{inbox}/*.txt", min_objects=-1, soft_fail=True, mode="reschedule")
+    with pytest.raises(DeepgramConfigurationError, match="min_objects"):
+        execute(sensor)
