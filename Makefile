@@ -1,13 +1,14 @@
 # Two entry points, both usable on a fresh machine (Python 3.11, root, package registries only):
 #   make demo   - emulator + example DAGs + SQLite, prints the stored scores
-#   make test   - starts PostgreSQL and an S3-compatible server, runs the whole test suite
+#   make test   - starts PostgreSQL and an S3-compatible server, installs Chromium for the
+#                 connection-form test, runs the whole test suite
 SHELL := bash
 .SHELLFLAGS := -eo pipefail -c
 VENV ?= .venv
 PYTHON ?= python3
 CONSTRAINTS ?= constraints/airflow-3.txt
 
-.PHONY: demo test services services-stop benchmark venv clean
+.PHONY: demo test services services-stop browser-deps benchmark venv clean
 
 venv: $(VENV)/.installed
 
@@ -27,7 +28,10 @@ services: venv
 services-stop:
 	bash scripts/services.sh stop
 
-test: services
+browser-deps: venv
+	bash scripts/browser-test-deps.sh
+
+test: services browser-deps
 	bash scripts/test.sh
 
 benchmark: venv
