@@ -1,7 +1,8 @@
 # Two entry points, both usable on a fresh machine (Python 3.11, root, package registries only):
 #   make demo   - emulator + example DAGs + SQLite, prints the stored scores
 #   make test   - starts PostgreSQL and an S3-compatible server, installs Chromium for the
-#                 connection-form test, runs the whole test suite
+#                 connection-form test, checks the built wheel, runs the unit and DAG tests on
+#                 Airflow 2.11 (.venv-af2), then the whole test suite on Airflow 3
 SHELL := bash
 .SHELLFLAGS := -eo pipefail -c
 VENV ?= .venv
@@ -32,6 +33,8 @@ browser-deps: venv
 	bash scripts/browser-test-deps.sh
 
 test: services browser-deps
+	bash scripts/check-package.sh
+	bash scripts/test-airflow2.sh
 	bash scripts/test.sh
 
 benchmark: venv
@@ -39,4 +42,4 @@ benchmark: venv
 
 clean:
 	bash scripts/services.sh stop || true
-	rm -rf $(VENV) .airflow-home .demo .ci-state dist build
+	rm -rf $(VENV) .venv-af2 .airflow-home .demo .ci-state dist build

@@ -45,7 +45,15 @@ def storage_path(uri: str | ObjectStoragePath, conn_id: str | None = None) -> Ob
     if conn_id is None:
         # Airflow 2 would take conn_id=None as "no connection" and drop one named in the URI.
         return ObjectStoragePath(str(uri))
+    if conn_id is None:
+        # Airflow 2's ObjectStoragePath drops the URI's conn id when given conn_id=None.
+        return ObjectStoragePath(str(uri))
     return ObjectStoragePath(str(uri), conn_id=conn_id)
+
+
+def storage_conn_id(path: ObjectStoragePath) -> str | None:
+    """Return the connection id of ``path``: an attribute on Airflow 3, a storage option on Airflow 2."""
+    return getattr(path, "conn_id", None) or path.storage_options.get("conn_id")
 
 
 def document_name(path: ObjectStoragePath) -> str:
@@ -83,6 +91,9 @@ def list_documents(
 def _expand(entry: str | ObjectStoragePath, conn_id: str | None) -> list[str]:
     path = storage_path(entry, conn_id)
     fs = path.fs
+    # Object stores cache listings (s3fs's dircache) in a filesystem instance that lives as
+    # long as the process: without this, a second look would not see new objects.
+    fs.invalidate_cache()
     location = path.path
     protocol = path.protocol or "file"
     prefix = f"{protocol}://" + ("/" if protocol == "file" and not location.startswith("/") else "")

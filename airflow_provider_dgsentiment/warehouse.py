@@ -300,7 +300,7 @@ class WarehouseWriter:
         try:
             if not self._table_exists(cursor, self.averages_table):
                 return found
-            for chunk in _chunks(wanted, LOOKUP_BATCH_SIZE):
+            for chunk in batched(wanted, LOOKUP_BATCH_SIZE):
                 marks = ", ".join([self.placeholder] * len(chunk))
                 cursor.execute(
                     f"SELECT source, fingerprint FROM {self.averages_table} WHERE source IN ({marks})",
@@ -357,13 +357,13 @@ class WarehouseWriter:
 
         :param documents: the scored documents (each source at most once).
         """
-        for batch in _chunks(list(documents), self.write_batch_size):
+        for batch in batched(list(documents), self.write_batch_size):
             self._run_in_transaction(lambda cursor, batch=batch: self._replace(cursor, batch))
 
     def _replace(self, cursor: Any, batch: Sequence[ScoredDocument]) -> None:
         sources = list(dict.fromkeys(document.source for document in batch))
         for table in (self.segments_table, self.averages_table):
-            for chunk in _chunks(sources, LOOKUP_BATCH_SIZE):
+            for chunk in batched(sources, LOOKUP_BATCH_SIZE):
                 marks = ", ".join([self.placeholder] * len(chunk))
                 cursor.execute(f"DELETE FROM {table} WHERE source IN ({marks})", tuple(chunk))
         self._insert(cursor, self.segments_table, SEGMENT_COLUMNS, self._segment_rows(batch))
@@ -374,7 +374,7 @@ class WarehouseWriter:
         rows_per_statement = max(1, MAX_PARAMETERS_PER_STATEMENT // len(columns))
         one_row = "(" + ", ".join([self.placeholder] * len(columns)) + ")"
         head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
-        for chunk in _chunks(rows, rows_per_statement):
+        for chunk in batched(rows, rows_per_statement):
             parameters = tuple(value for row in chunk for value in row)
             cursor.execute(head + ", ".join([one_row] * len(chunk)), parameters)
 
@@ -435,7 +435,8 @@ class WarehouseWriter:
             cursor.close()
 
 
-def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Yield lists of ``size`` items (the last one shorter), consuming ``items`` lazily."""
     chunk: list[Any] = []
     for item in items:
         chunk.append(item)

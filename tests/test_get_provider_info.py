@@ -33,7 +33,14 @@ def test_connection_type_declared_for_ui():
     assert behaviour["relabeling"]["password"] == "API Key"
     assert set(behaviour["hidden-fields"]) == {"schema", "port", "login"}
     assert set(conn_type["conn-fields"]) >= {"timeout", "max_retries", "max_concurrency"}
-    assert DeepgramSentimentHook.get_ui_field_behaviour() == behaviour
+    hook_form = DeepgramSentimentHook.get_ui_field_behaviour()
+    assert hook_form == {
+        "hidden_fields": behaviour["hidden-fields"],
+        "relabeling": behaviour["relabeling"],
+        "placeholders": behaviour["placeholders"],
+    }
+    schema = json.loads((Path(airflow.__file__).parent / "customized_form_field_behaviours.schema.json").read_text())
+    jsonschema.validate(hook_form, schema)
     assert info["versions"] == [__version__]
 
 

@@ -362,31 +362,46 @@ class Emulator:
                 429, "TOO_MANY_REQUESTS", _TOO_MANY_REQUESTS, headers={"Retry-After": str(config.retry_after)}
             )
         try:
+            loop = asyncio.get_running_loop()
             fault = self._draw_fault()
-            await self._delay()
+            # The latency counts from arrival: the request's own work happens inside it,
+            # so a client sees the configured latency, not latency + processing.
+            deadline = loop.time() + self._draw_delay()
+            try:
+                outcome: dict[str, Any] | _APIError = await self._score_request(request, request_id)
+            except _APIError as error:
+                outcome = error
+            remaining = deadline - loop.time()
+            if remaining > 0:
+                await asyncio.sleep(remaining)
             if fault is not None:
                 fault()
-            language = self._check_query(request)
-            text = await self._read_text(request)
-            tokens, sentiments = await self._score(text)
-            if sentiments is None:
-                raise _APIError(400, "TOKEN_LIMIT_EXCEEDED", _TOKEN_LIMIT_MSG)
-            self.stats.scored(tokens)
-            return {
-                "metadata": {
-                    "request_id": request_id,
-                    "created": _created_now(),
-                    "language": language,
-                    "sentiment_info": {
-                        "model_uuid": MODEL_UUID,
-                        "input_tokens": tokens,
-                        "output_tokens": tokens,
-                    },
-                },
-                "results": {"sentiments": sentiments},
-            }
+            if isinstance(outcome, _APIError):
+                raise outcome
+            self.stats.scored(outcome["metadata"]["sentiment_info"]["input_tokens"])
+            return outcome
         finally:
             self.stats.leave()
+
+    async def _score_request(self, request: web.Request, request_id: str) -> dict[str, Any]:
+        language = self._check_query(request)
+        text = await self._read_text(request)
+        tokens, sentiments = await self._score(text)
+        if sentiments is None:
+            raise _APIError(400, "TOKEN_LIMIT_EXCEEDED", _TOKEN_LIMIT_MSG)
+        return {
+            "metadata": {
+                "request_id": request_id,
+                "created": _created_now(),
+                "language": language,
+                "sentiment_info": {
+                    "model_uuid": MODEL_UUID,
+                    "input_tokens": tokens,
+                    "output_tokens": tokens,
+                },
+            },
+            "results": {"sentiments": sentiments},
+        }
 
     async def _projects(self, request: web.Request, request_id: str) -> dict[str, Any]:
         if request.method != "GET":
@@ -441,7 +456,8 @@ class Emulator:
         err_code, err_msg = _SERVER_ERRORS[status]
         raise _APIError(status, err_code, err_msg)
 
-    async def _delay(self) -> None:
+    def _draw_delay(self) -> float:
+        """Draw this request's latency (with jitter) plus any latency spike, in seconds."""
         config = self.config
         delay = 0.0
         if config.latency > 0:
@@ -449,8 +465,7 @@ class Emulator:
             delay = config.latency * self._latency_rng.uniform(1 - jitter, 1 + jitter)
         if config.spike_rate > 0 and self._fault_rng.random() < config.spike_rate:
             delay += config.spike_latency
-        if delay > 0:
-            await asyncio.sleep(delay)
+        return delay
 
     @staticmethod
     def _check_query(request: web.Request) -> str:

@@ -279,7 +279,13 @@ class DeepgramSentimentHook(BaseHook):
         """Return the connection form's field behaviour (for Airflow versions without ``conn-fields``)."""
         from airflow_provider_dgsentiment.get_provider_info import get_provider_info
 
-        return get_provider_info()["connection-types"][0]["ui-field-behaviour"]
+        behaviour = get_provider_info()["connection-types"][0]["ui-field-behaviour"]
+        # The hook-level form uses underscores (customized_form_field_behaviours.schema.json).
+        return {
+            "hidden_fields": list(behaviour["hidden-fields"]),
+            "relabeling": dict(behaviour["relabeling"]),
+            "placeholders": dict(behaviour["placeholders"]),
+        }
 
     @cached_property
     def settings(self) -> DeepgramSettings:

@@ -20,6 +20,7 @@ from airflow_provider_dgsentiment.documents import (
     fingerprint,
     iter_document_texts,
     list_documents,
+    storage_conn_id,
     storage_path,
 )
 from airflow_provider_dgsentiment.exceptions import (
@@ -34,6 +35,7 @@ from airflow_provider_dgsentiment.warehouse import (
     RunIdentity,
     ScoredDocument,
     WarehouseWriter,
+    batched,
     validate_table_name,
 )
 
@@ -678,7 +680,7 @@ class DeepgramSentimentOperator(BaseOperator):
         lookup_batch = FINGERPRINT_LOOKUP_BATCH if writer is not None and self.skip_scored else 1
         documents = plan.documents()
         with closing(documents):
-            for batch in _chunks(enumerate(documents), lookup_batch):
+            for batch in batched(enumerate(documents), lookup_batch):
                 prints = {position: fingerprint(doc.text) for position, doc in batch if doc.text and doc.text.strip()}
                 stored = (
                     writer.stored_fingerprints(plan.stored_prefix + plan.names[position] for position in prints)
@@ -913,27 +915,10 @@ def _is_pattern(entry: str | ObjectStoragePath) -> bool:
 
 def _conn_id_in_uris(entries: list[str | ObjectStoragePath]) -> str | None:
     """Return the storage connection named in the URIs (``s3://conn@bucket/...``), if they agree on one."""
-    conn_ids = {_path_conn_id(storage_path(entry)) for entry in entries} - {None}
+    conn_ids = {storage_conn_id(storage_path(entry)) for entry in entries} - {None}
     if len(conn_ids) > 1:
         raise DeepgramConfigurationError(
             f"source names several storage connections ({', '.join(sorted(conn_ids))}); "
             "give source_conn_id, or score each connection's objects in its own task"
         )
     return next(iter(conn_ids), None)
-
-
-def _path_conn_id(path: ObjectStoragePath) -> str | None:
-    """The connection id of a path: ``.conn_id`` in Airflow 3, ``storage_options`` in Airflow 2."""
-    conn_id = getattr(path, "conn_id", None)
-    return conn_id if conn_id is not None else path.storage_options.get("conn_id")
-
-
-def _chunks(items: Any, size: int) -> Iterator[list[Any]]:
-    chunk: list[Any] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import BaseSensorOperator, ObjectStoragePath, PokeReturnValue
+from airflow.providers.common.compat.sdk import BaseSensorOperator, ObjectStoragePath, PokeReturnValue, conf
 
-from airflow_provider_dgsentiment.documents import list_documents, storage_path
+from airflow_provider_dgsentiment.documents import list_documents
 from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError, DeepgramError
 from airflow_provider_dgsentiment.warehouse import DEFAULT_AVERAGES_TABLE, WarehouseWriter, validate_table_name
 
@@ -57,7 +58,9 @@ def path_entries(path: Any) -> list[str | ObjectStoragePath]:
             elif isinstance(entry, str) and entry.strip():
                 entries.append(entry.strip())
             else:
-                raise DeepgramConfigurationError(f"path[{index}] must be a URI string or ObjectStoragePath, got {entry!r}")
+                raise DeepgramConfigurationError(
+                    f"path[{index}] must be a URI string or ObjectStoragePath, got {entry!r}"
+                )
         return entries
     raise DeepgramConfigurationError(
         f"path must be a URI, an ObjectStoragePath or a list of those, got {type(path).__name__}"
@@ -99,9 +102,6 @@ def find_objects(
     found: dict[str, None] = {}
     for entry in entries:
         try:
-            # Object stores cache listings (s3fs's dircache) in the filesystem instance, which
-            # lives as long as the process: without this a poke would never see new objects.
-            storage_path(entry, conn_id or None).fs.invalidate_cache()
             found.update(dict.fromkeys(list_documents(entry, conn_id or None)))
         except Exception as exc:  # storage backends raise their own families (botocore, OSError, ...)
             raise DeepgramError(f"Could not list path {entry}: {type(exc).__name__}: {exc}") from exc
@@ -138,6 +138,9 @@ class DeepgramSentimentSensor(BaseSensorOperator):
     :param sql_conn_id: a SQL connection (any ``DbApiHook``) with the averages table; when
         set, only objects not yet scored count. (templated)
     :param averages_table: the averages table, ``name`` or ``schema.name``. (templated)
+    :param deferrable: after one poke in the worker, wait in the triggerer
+        (:class:`~airflow_provider_dgsentiment.triggers.sentiment.DeepgramObjectsTrigger`);
+        default Airflow's ``operators.default_deferrable``.
     """
 
     template_fields: Sequence[str] = ("path", "conn_id", "sql_conn_id", "averages_table")
@@ -152,6 +155,7 @@ class DeepgramSentimentSensor(BaseSensorOperator):
         min_objects: int = 1,
         sql_conn_id: str | None = None,
         averages_table: str = DEFAULT_AVERAGES_TABLE,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -160,10 +164,41 @@ class DeepgramSentimentSensor(BaseSensorOperator):
         self.min_objects = min_objects
         self.sql_conn_id = sql_conn_id
         self.averages_table = averages_table
+        self.deferrable = deferrable
 
     def execute(self, context: Context) -> Any:
         self._check_arguments()
-        return super().execute(context)
+        if not self.deferrable:
+            return super().execute(context)
+        # Poke once in the worker: when enough objects are there already, there is no deferral.
+        first = self.poke(context)
+        if first.is_done:
+            return first.xcom_value
+        from airflow_provider_dgsentiment.triggers.sentiment import DeepgramObjectsTrigger
+
+        self.defer(
+            trigger=DeepgramObjectsTrigger(
+                path=[str(entry) for entry in path_entries(self.path)],
+                conn_id=self.conn_id or None,
+                min_objects=self.min_objects,
+                sql_conn_id=self.sql_conn_id or None,
+                averages_table=self.averages_table,
+                poke_interval=self.poke_interval,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> list[str]:
+        """Return the URIs the trigger found; raise what went wrong when it failed."""
+        if not isinstance(event, dict) or event.get("status") != "success":
+            message = event.get("message") if isinstance(event, dict) else f"unexpected event {type(event).__name__}"
+            if isinstance(event, dict) and event.get("error_class") == DeepgramConfigurationError.__name__:
+                raise DeepgramConfigurationError(message)
+            raise DeepgramError(f"Waiting for objects at {self._describe_path()} failed: {message}")
+        uris = list(event["uris"])
+        self.log.info("%s: %d object(s) to score", self._describe_path(), len(uris))
+        return uris
 
     def _check_arguments(self) -> None:
         """Check the rendered arguments; raise :class:`DeepgramConfigurationError` saying what is wrong."""

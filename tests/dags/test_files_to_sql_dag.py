@@ -50,7 +50,7 @@ def sqlite_counts(db: Path) -> tuple[int, int]:
 def test_files_to_sql_dag_parses_with_offline_defaults():
     dag = load_dag("deepgram_sentiment_files_to_sql.py")
     assert dag.dag_id == "deepgram_sentiment_files_to_sql"
-    assert dag.schedule is None
+    assert type(dag.timetable).__name__ == "NullTimetable"
     score = dag.get_task("score_files")
     assert score.source == "{{ params.source }}"
     assert score.xcom_output == "summary"

@@ -1,0 +1,169 @@
+"""Every example DAG imports cleanly, and each one runs end to end with ``airflow dags test``.
+
+The runs are real ``airflow dags test <dag_id>`` subprocesses against the test session's
+AIRFLOW_HOME (see tests/conftest.py), with ``deepgram_default`` pointed at the emulator,
+``dgsentiment_sqlite`` at a fresh SQLite file and the ``deepgram`` pool created, exactly the
+set-up the README gives a user.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.dags.test_quickstart_dag import EXAMPLE_DAGS, load_dag
+
+EXAMPLE_DAG_IDS = {
+    "deepgram_sentiment_files_to_sql",
+    "deepgram_sentiment_nightly",
+    "deepgram_sentiment_quickstart",
+    "deepgram_sentiment_report",
+}
+SAMPLE_TEXTS = sorted((EXAMPLE_DAGS / "sample_texts").glob("*.txt"))
+#: Each ``airflow dags test`` costs a few seconds of start-up; none should take long.
+DAGS_TEST_TIMEOUT = 240
+
+
+def load_module(file_name: str):
+    """Import an example DAG file by path and return the module (its helpers and ``dag``)."""
+    path = EXAMPLE_DAGS / file_name
+    spec = importlib.util.spec_from_file_location(f"example_module_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _dagbag():
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 2
+        from airflow.models.dagbag import DagBag
+    kwargs = {}
+    if "include_examples" in inspect.signature(DagBag.__init__).parameters:  # Airflow 3 never loads examples here
+        kwargs["include_examples"] = False
+    return DagBag(dag_folder=str(EXAMPLE_DAGS), **kwargs)
+
+
+def test_every_example_dag_file_imports_without_errors():
+    dagbag = _dagbag()
+    assert dagbag.import_errors == {}
+    # Every example DAG is run end to end below: a new one needs its `airflow dags test` here too.
+    assert set(dagbag.dag_ids) == EXAMPLE_DAG_IDS, "add the new example DAG to EXAMPLE_DAG_IDS and run it below"
+    python_files = {path.name for path in EXAMPLE_DAGS.glob("*.py")}
+    assert {Path(dagbag.dags[dag_id].fileloc).name for dag_id in dagbag.dag_ids} == python_files
+
+
+def test_nightly_dag_wiring():
+    dag = load_dag("deepgram_sentiment_nightly.py")
+    assert set(dag.task_dict) == {"wait_for_texts", "make_batches", "score_batch", "report"}
+    sensor = dag.get_task("wait_for_texts")
+    assert sensor.mode == "reschedule" and sensor.soft_fail is True
+    assert sensor.sql_conn_id == "{{ params.sql_conn_id }}"  # only objects not yet scored count
+    score = dag.get_task("score_batch")
+    assert score.pool == "deepgram"
+    assert score.partial_kwargs["max_concurrency"] * 2 <= 10  # the documented pool of 2 slots fits the account limit
+    assert [asset.uri for asset in score.partial_kwargs["outlets"]] == [
+        "dgsentiment://warehouse/deepgram_sentiment_averages"
+    ]
+    assert set(dag.params.keys()) >= {"source", "source_conn_id", "sql_conn_id", "batch_size"}
+    assert dag.params["source"].startswith("file://") and dag.params["source"].endswith("sample_texts/*.txt")
+    assert dag.params["sql_conn_id"] == "dgsentiment_sqlite"
+    assert "make_batches" in sensor.downstream_task_ids
+    assert "score_batch" in dag.get_task("make_batches").downstream_task_ids
+
+    report = load_dag("deepgram_sentiment_report.py")
+    timetable = report.timetable
+    condition = getattr(timetable, "asset_condition", None) or timetable.dataset_condition  # Airflow 2: datasets
+    assert [asset.uri for asset in condition.objects] == [
+        "dgsentiment://warehouse/deepgram_sentiment_averages"
+    ]
+
+
+def test_nightly_make_batches_and_storage_conn_id():
+    nightly = load_module("deepgram_sentiment_nightly.py")
+    make_batches = nightly.dag.get_task("make_batches").python_callable
+    uris = [f"s3://b/{index}.txt" for index in range(7)]
+    assert make_batches(uris, params={"batch_size": 3}) == [uris[0:3], uris[3:6], uris[6:7]]
+    assert make_batches([], params={"batch_size": 3}) == []
+
+    assert nightly.storage_conn_id("s3://aws_s3_test@bucket/in/") == "aws_s3_test"
+    assert nightly.storage_conn_id("s3://bucket/in/") == ""
+    assert nightly.storage_conn_id("s3://aws_s3_test@bucket/in/", "explicit") == "explicit"
+    assert nightly.storage_conn_id("file:///data/*.txt", None) == ""
+
+
+# ---------------------------------------------------------------------- airflow dags test
+
+
+@pytest.fixture
+def dags_test_env(airflow_db, deepgram_emulator, tmp_path) -> dict[str, str]:
+    """Environment for ``airflow dags test``: emulator, a fresh SQLite file, the ``deepgram`` pool."""
+    from airflow.models.pool import Pool
+
+    Pool.create_or_update_pool("deepgram", 2, "Deepgram: 2 slots x 5 requests = the account limit of 10", False)
+    env = os.environ.copy()
+    env["AIRFLOW_CONN_DEEPGRAM_DEFAULT"] = json.dumps(
+        {"conn_type": "deepgram", "host": deepgram_emulator.url, "password": deepgram_emulator.api_key}
+    )
+    env["AIRFLOW_CONN_DGSENTIMENT_SQLITE"] = json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "scores.db")})
+    return env
+
+
+def airflow_dags_test(dag_id: str, env: dict[str, str], conf: dict | None = None) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "airflow", "dags", "test", dag_id]
+    if conf is not None:
+        command += ["-c", json.dumps(conf)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=DAGS_TEST_TIMEOUT)
+    output = f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    assert result.returncode == 0, f"airflow dags test {dag_id} failed:\n{output}"
+    return result
+
+
+def sqlite_rows(env: dict[str, str], sql: str) -> list[tuple]:
+    path = json.loads(env["AIRFLOW_CONN_DGSENTIMENT_SQLITE"])["host"]
+    with sqlite3.connect(path) as connection:
+        return connection.execute(sql).fetchall()
+
+
+def test_quickstart_runs_with_airflow_dags_test(dags_test_env, deepgram_emulator):
+    before = deepgram_emulator.stats()["requests"]
+    result = airflow_dags_test("deepgram_sentiment_quickstart", dags_test_env)
+    assert deepgram_emulator.stats()["requests"] - before == 3
+    assert "text[0]: positive (" in result.stdout
+    assert "text[1]: negative (" in result.stdout
+    assert deepgram_emulator.api_key not in result.stdout + result.stderr
+
+
+def test_files_to_sql_runs_with_airflow_dags_test(dags_test_env):
+    airflow_dags_test("deepgram_sentiment_files_to_sql", dags_test_env)
+    rows = sqlite_rows(dags_test_env, "SELECT source FROM deepgram_sentiment_averages ORDER BY source")
+    sources = [row[0] for row in rows]
+    assert sources == [f"file://{path}" for path in SAMPLE_TEXTS]
+    (segments,) = sqlite_rows(dags_test_env, "SELECT COUNT(*) FROM deepgram_sentiment_segments")[0]
+    assert segments >= len(SAMPLE_TEXTS)
+
+
+def test_nightly_then_report_run_with_airflow_dags_test(dags_test_env, deepgram_emulator):
+    before = deepgram_emulator.stats()["requests"]
+    nightly = airflow_dags_test("deepgram_sentiment_nightly", dags_test_env, conf={"batch_size": 4})
+    assert deepgram_emulator.stats()["requests"] - before == len(SAMPLE_TEXTS)
+    assert f"{len(SAMPLE_TEXTS)} new document(s) in 2 batch(es) of at most 4" in nightly.stdout
+    rows = sqlite_rows(
+        dags_test_env,
+        "SELECT a.source, a.segment_count, COUNT(s.segment_index), a.task_id FROM deepgram_sentiment_averages a "
+        "JOIN deepgram_sentiment_segments s ON s.source = a.source GROUP BY a.source ORDER BY a.source",
+    )
+    assert [row[0] for row in rows] == [f"file://{path}" for path in SAMPLE_TEXTS]
+    assert all(row[1] == row[2] >= 1 and row[3] == "score_batch" for row in rows)
+
+    report = airflow_dags_test("deepgram_sentiment_report", dags_test_env)
+    assert f"{len(SAMPLE_TEXTS)} document(s) in deepgram_sentiment_averages" in report.stdout
+    assert "Most negative:" in report.stdout
