@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import posixpath
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing
@@ -42,7 +43,9 @@ from airflow_provider_dgsentiment.warehouse import (
 if TYPE_CHECKING:
     from logging import Logger
 
+    from airflow.providers.common.compat.openlineage.facet import Dataset
     from airflow.providers.common.compat.sdk import Context
+    from airflow.providers.openlineage.extractors import OperatorLineage
 
     from airflow_provider_dgsentiment.results import SentimentResult
 
@@ -58,6 +61,8 @@ MAX_LISTED_DOCUMENTS = 20
 #: The name of the document when ``text`` is one string; a list gives ``text[0]``, ``text[1]``, ...
 SINGLE_TEXT_NAME = "text"
 SKIP_ALREADY_SCORED = "already scored (stored with the same content fingerprint)"
+#: Input objects reported to OpenLineage one by one at most; more become their common folder.
+MAX_LINEAGE_INPUTS = 100
 
 
 @dataclass(frozen=True)
@@ -404,6 +409,8 @@ class DeepgramSentimentOperator(BaseOperator):
         self.fail_on_empty_source = fail_on_empty_source
         self.progress_interval = progress_interval
         self._run_identity = RunIdentity()
+        #: What the run read, for OpenLineage: object URIs or ``source`` patterns; None before planning.
+        self._lineage_sources: list[str] | None = None
 
     @cached_property
     def hook(self) -> DeepgramSentimentHook:
@@ -429,6 +436,7 @@ class DeepgramSentimentOperator(BaseOperator):
         self._check_arguments()
         self._run_identity = _run_identity(self, context)
         plan = self._plan_documents(context)
+        self._lineage_sources = plan.names if plan.texts is None else []
         if self.deferrable and plan.texts is None:
             return self._defer_scoring(plan)
         if self.deferrable:
@@ -512,6 +520,7 @@ class DeepgramSentimentOperator(BaseOperator):
                 f"The trigger event has {len(documents)} document(s) for {len(positions)} deferred document(s)"
             )
         self._run_identity = _run_identity(self, context)
+        self._lineage_sources = _resumed_sources(outcome, documents, self.source)
         progress = ProgressLog(self.log, outcome.total, float(self.progress_interval))
         self.log.info("Resumed from the triggerer: storing the results of %d document(s)", len(documents))
         try:
@@ -521,6 +530,59 @@ class DeepgramSentimentOperator(BaseOperator):
         finally:
             self._close()
         return self._finish(outcome)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage | None:
+        """
+        Return the run's OpenLineage lineage: the objects read as inputs, the two tables as outputs.
+
+        Inline ``text`` has no inputs; more than ``MAX_LINEAGE_INPUTS`` objects in one
+        namespace are reported as their common folder. Outputs follow the SQL operators'
+        naming: the namespace from the hook's ``get_openlineage_database_info`` (else
+        ``<conn_type>://<host>[:<port>]``) and ``[database.]schema.table`` names. Uses what
+        the run recorded; returns None without the OpenLineage provider.
+
+        :param task_instance: the finished task instance (unused).
+        """
+        try:
+            from airflow.providers.common.compat.openlineage.facet import Dataset
+            from airflow.providers.openlineage.extractors import OperatorLineage
+        except ImportError:
+            return None
+        if self._lineage_sources is None:  # failed before it knew what to read
+            return OperatorLineage()
+        names_by_namespace: dict[str, dict[str, None]] = {}
+        for uri in self._lineage_sources:
+            namespace, name = _lineage_location(uri)
+            names_by_namespace.setdefault(namespace, {})[name] = None
+        inputs = []
+        for namespace, names in names_by_namespace.items():
+            if len(names) > MAX_LINEAGE_INPUTS:
+                names = {posixpath.commonpath(list(names)) or "/": None}
+            inputs.extend(Dataset(namespace=namespace, name=name) for name in names)
+        return OperatorLineage(inputs=inputs, outputs=self._lineage_tables() if self.writer is not None else [])
+
+    def _lineage_tables(self) -> list[Dataset]:
+        """The two tables as OpenLineage datasets, named the way common.sql's operators name them."""
+        from airflow.providers.common.compat.openlineage.facet import Dataset
+
+        hook = self.writer.hook
+        connection = hook.get_connection(self.sql_conn_id)
+        info = hook.get_openlineage_database_info(connection)
+        if info is not None:
+            namespace = f"{info.scheme}://{info.authority}" if info.authority else info.scheme
+            database = info.database
+        else:  # the hook does not support OpenLineage (e.g. SQLite)
+            port = f":{connection.port}" if connection.port else ""
+            namespace, database = f"{connection.conn_type}://{connection.host or ''}{port}", None
+        tables = (self.writer.segments_table, self.writer.averages_table)
+        # PostgreSQL answers this with a query (its search_path), so ask only when a name needs it.
+        default_schema = hook.get_openlineage_default_schema() if info and not all("." in t for t in tables) else None
+        datasets = []
+        for table in tables:
+            schema, _, name = table.rpartition(".")
+            parts = (database, schema or default_schema, name)
+            datasets.append(Dataset(namespace=namespace, name=".".join(part for part in parts if part)))
+        return datasets
 
     def _close(self) -> None:
         if "hook" in self.__dict__:
@@ -861,6 +923,35 @@ def _event_results(
             raise DeepgramError(
                 f"The trigger event's entry for {name} has none of result, error, read_error, skipped, not_sent"
             )
+
+
+def _resumed_sources(outcome: ScoringOutcome, documents: list[dict[str, Any]], source: Any) -> list[str]:
+    """What a resumed run read, for OpenLineage: every document's URI when known, else the ``source`` entries."""
+    known = {item["source"] for item in outcome.items if item} | {document["source"] for document in documents}
+    if len(known) == outcome.total:
+        return sorted(known)
+    # xcom_output="none" keeps no per-document items: only the deferred documents are known here.
+    entries = _source_entries(source)
+    return [document_name(entry) if isinstance(entry, ObjectStoragePath) else entry for entry in entries]
+
+
+def _lineage_location(uri: str) -> tuple[str, str]:
+    """
+    Return the OpenLineage ``(namespace, name)`` of an object URI or ``source`` pattern.
+
+    ``s3://[conn@]bucket/key`` gives ``("s3://bucket", "key")``, ``file:///abs/path`` gives
+    ``("file", "/abs/path")``; a glob or folder gives the folder it lists.
+    """
+    scheme, _, location = uri.partition("://")
+    if scheme == "file":
+        namespace, name = "file", location
+    else:
+        bucket, _, name = location.partition("/")
+        namespace = f"{scheme}://{bucket.rpartition('@')[2]}"
+    globs = [name.index(character) for character in GLOB_CHARACTERS if character in name]
+    if globs:
+        name = name[: min(globs)].rpartition("/")[0]
+    return namespace, name.rstrip("/") or "/"
 
 
 def _run_identity(task: BaseOperator, context: Context) -> RunIdentity:
