@@ -11,6 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.operators.test_sentiment_operator import (  # noqa: F401  (fixtures used by name)
+    NEGATIVE,
+    NEUTRAL,
+    POSITIVE,
+    inbox,
+)
+
 from airflow_provider_dgsentiment.exceptions import (
     DeepgramAPIError,
     DeepgramAuthenticationError,
@@ -34,9 +41,6 @@ from airflow_provider_dgsentiment.triggers.sentiment import (
     api_error_from_dict,
 )
 
-POSITIVE = "I absolutely love this product. It is wonderful and works great!"
-NEGATIVE = "This is terrible. I hate it and the support was awful."
-NEUTRAL = "The package arrived on Tuesday. It contains a manual."
 TRIGGER_PATH = "airflow_provider_dgsentiment.triggers.sentiment.DeepgramSentimentTrigger"
 OBJECTS_TRIGGER_PATH = "airflow_provider_dgsentiment.triggers.sentiment.DeepgramObjectsTrigger"
 
@@ -89,16 +93,6 @@ def set_connection(monkeypatch, host: str, key: str | None, **extra) -> None:
     if key is not None:
         conn["password"] = key
     monkeypatch.setenv("AIRFLOW_CONN_DEEPGRAM_DEFAULT", json.dumps(conn))
-
-
-@pytest.fixture
-def inbox(tmp_path) -> Path:
-    folder = tmp_path / "in"
-    folder.mkdir()
-    (folder / "a.txt").write_text(POSITIVE)
-    (folder / "b.txt").write_text(NEGATIVE)
-    (folder / "c.txt").write_text(NEUTRAL)
-    return folder
 
 
 # ---------------------------------------------------------------------- serialisation
