@@ -38,10 +38,10 @@ except ImportError:  # Airflow 2
     from airflow.decorators import task
     from airflow.models.param import Param
 
-from airflow.providers.common.compat.sdk import Asset
 
 from airflow_provider_dgsentiment.operators.sentiment import DeepgramSentimentOperator
 from airflow_provider_dgsentiment.sensors.sentiment import DeepgramSentimentSensor
+from airflow_provider_dgsentiment.warehouse import table_asset
 
 #: The pool every scoring task runs in (create it: ``airflow pools set deepgram 2 "..."``).
 POOL = "deepgram"
@@ -53,11 +53,8 @@ DEFAULT_SOURCE = os.environ.get(
 DEFAULT_SQL_CONN_ID = os.environ.get("DGSENTIMENT_EXAMPLE_SQL_CONN_ID", "dgsentiment_sqlite")
 SEGMENTS_TABLE = "deepgram_sentiment_segments"
 AVERAGES_TABLE = "deepgram_sentiment_averages"
-AVERAGES_ASSET_URI = f"dgsentiment://warehouse/{AVERAGES_TABLE}"
-try:
-    AVERAGES_ASSET = Asset(name=AVERAGES_TABLE, uri=AVERAGES_ASSET_URI)
-except TypeError:  # Airflow 2: Dataset(uri)
-    AVERAGES_ASSET = Asset(AVERAGES_ASSET_URI)
+#: The averages table as an Asset: the nightly DAG's outlet, the report DAG's schedule.
+AVERAGES_ASSET = table_asset(AVERAGES_TABLE)
 
 
 def storage_conn_id(source: str, source_conn_id: str | None = None) -> str:

@@ -22,15 +22,12 @@ except ImportError:  # Airflow 2
     from airflow.decorators import task
     from airflow.models.param import Param
 
-from airflow.providers.common.compat.sdk import Asset
+from airflow_provider_dgsentiment.warehouse import table_asset
 
 DEFAULT_SQL_CONN_ID = os.environ.get("DGSENTIMENT_EXAMPLE_SQL_CONN_ID", "dgsentiment_sqlite")
 AVERAGES_TABLE = "deepgram_sentiment_averages"
-AVERAGES_ASSET_URI = f"dgsentiment://warehouse/{AVERAGES_TABLE}"
-try:
-    AVERAGES_ASSET = Asset(name=AVERAGES_TABLE, uri=AVERAGES_ASSET_URI)
-except TypeError:  # Airflow 2: Dataset(uri)
-    AVERAGES_ASSET = Asset(AVERAGES_ASSET_URI)
+#: The same Asset the nightly DAG's scoring tasks update (table_asset names it by table).
+AVERAGES_ASSET = table_asset(AVERAGES_TABLE)
 #: Most negative documents listed in the report.
 WORST_LISTED = 5
 

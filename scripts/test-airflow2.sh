@@ -29,20 +29,9 @@ fi
 
 "$VENV/bin/python" -c 'import airflow, sys; print(f"test-airflow2.sh: Airflow {airflow.__version__}, Python {sys.version.split()[0]}")'
 
-if [ -f .ci-state/services.env ]; then
-  set -a; . .ci-state/services.env; set +a
-fi
-export AIRFLOW_HOME="${AIRFLOW_HOME_AF2:-$PWD/.airflow-home/tests-af2}"
-mkdir -p "$AIRFLOW_HOME"
-
 if [ "$#" -eq 0 ]; then
   # tests/browser drives Airflow 3's api-server and React UI, which Airflow 2 does not have.
   set -- tests --ignore=tests/integration --ignore=tests/browser -q
 fi
-rc=0
-"$VENV/bin/python" -m pytest "$@" || rc=$?
-if [ "$rc" = 5 ]; then
-  echo "test-airflow2.sh: pytest collected no tests; that is a failure" >&2
-  exit 1
-fi
-exit "$rc"
+# scripts/test.sh loads the services' env and refuses a run that collected no tests.
+VENV="$VENV" AIRFLOW_HOME="${AIRFLOW_HOME_AF2:-$PWD/.airflow-home/tests-af2}" exec bash scripts/test.sh "$@"

@@ -8,6 +8,7 @@ if [ -f .ci-state/services.env ]; then
   set -a; . .ci-state/services.env; set +a
 fi
 export AIRFLOW_HOME="${AIRFLOW_HOME:-$PWD/.airflow-home/tests}"
+mkdir -p "$AIRFLOW_HOME"
 rc=0
 "$VENV/bin/python" -m pytest "$@" || rc=$?
 if [ "$rc" = 5 ]; then
