@@ -106,7 +106,9 @@ def _expand(entry: str | ObjectStoragePath, conn_id: str | None) -> list[str]:
     else:
         # A key prefix that is not a folder, e.g. s3://bucket/in/2024-01-
         matches = [m for m in fs.glob(location + "*") if not fs.isdir(m)]
-    return [prefix + m.lstrip("/") if protocol != "file" else f"file://{_absolute(m)}" for m in matches if not _hidden(m)]
+    return [
+        prefix + m.lstrip("/") if protocol != "file" else f"file://{_absolute(m)}" for m in matches if not _hidden(m)
+    ]
 
 
 def _absolute(location: str) -> str:

@@ -103,20 +103,38 @@ AVERAGES_TABLE = "deepgram_sentiment_averages"
 # ---------------------------------------------------------------------------- documents
 
 _SUBJECTS = (
-    "The delivery", "Our support agent", "The new dashboard", "This invoice", "The checkout page",
-    "The onboarding call", "Your mobile app", "The replacement part", "The billing team", "The hotel room",
+    "The delivery",
+    "Our support agent",
+    "The new dashboard",
+    "This invoice",
+    "The checkout page",
+    "The onboarding call",
+    "Your mobile app",
+    "The replacement part",
+    "The billing team",
+    "The hotel room",
 )
 _PREDICATES = (
-    "was absolutely wonderful and fast", "made me really happy", "worked exactly as promised",
-    "was fine, nothing special", "arrived on Tuesday", "is described in the attached note",
-    "was late and the box was damaged", "crashed twice and lost my data", "was rude and unhelpful",
+    "was absolutely wonderful and fast",
+    "made me really happy",
+    "worked exactly as promised",
+    "was fine, nothing special",
+    "arrived on Tuesday",
+    "is described in the attached note",
+    "was late and the box was damaged",
+    "crashed twice and lost my data",
+    "was rude and unhelpful",
     "left me frustrated and angry",
 )
 _FOLLOW_UPS = (
-    "I would gladly recommend it to a friend.", "Thanks a lot for the quick help!",
-    "Please call me back about order {ref}.", "The reference number is {ref}.",
-    "I expect a refund for order {ref}.", "Honestly, this is the worst service I have had.",
-    "Everything else was okay.", "We will review it at the next meeting.",
+    "I would gladly recommend it to a friend.",
+    "Thanks a lot for the quick help!",
+    "Please call me back about order {ref}.",
+    "The reference number is {ref}.",
+    "I expect a refund for order {ref}.",
+    "Honestly, this is the worst service I have had.",
+    "Everything else was okay.",
+    "We will review it at the next meeting.",
 )
 
 
@@ -149,10 +167,23 @@ class EmulatorProcess:
 
     def __init__(self, *, latency: float, jitter: float, max_concurrency: int) -> None:
         self.command = [
-            sys.executable, "-m", "airflow_provider_dgsentiment.emulator",
-            "--host", "127.0.0.1", "--port", "0", "--api-key", API_KEY,
-            "--latency", str(latency), "--latency-jitter", str(jitter),
-            "--max-concurrency", str(max_concurrency), "--seed", str(EMULATOR_SEED),
+            sys.executable,
+            "-m",
+            "airflow_provider_dgsentiment.emulator",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--api-key",
+            API_KEY,
+            "--latency",
+            str(latency),
+            "--latency-jitter",
+            str(jitter),
+            "--max-concurrency",
+            str(max_concurrency),
+            "--seed",
+            str(EMULATOR_SEED),
         ]
         self.process: subprocess.Popen[str] | None = None
         self.url = ""
@@ -521,9 +552,18 @@ def measure_path(
     with tempfile.TemporaryDirectory(prefix="dgbench-result-") as scratch:
         result_file = Path(scratch) / "result.json"
         command = [
-            sys.executable, os.path.abspath(__file__), "--worker", path, "--worker-docs", str(docs),
-            "--worker-url", emulator.url, "--max-concurrency", str(args.max_concurrency),
-            "--worker-result", str(result_file),
+            sys.executable,
+            os.path.abspath(__file__),
+            "--worker",
+            path,
+            "--worker-docs",
+            str(docs),
+            "--worker-url",
+            emulator.url,
+            "--max-concurrency",
+            str(args.max_concurrency),
+            "--worker-result",
+            str(result_file),
         ]
         emulator.reset_stats()
         completed = subprocess.run(
@@ -570,16 +610,19 @@ def progress(message: str) -> None:
 def measure_with_latency(args: argparse.Namespace) -> list[Measurement]:
     """Start the emulator with the configured latency and limit; measure every path x N (and its reference)."""
     measurements = []
-    with tempfile.TemporaryDirectory(prefix="dgbench-airflow-") as airflow_home, EmulatorProcess(
-        latency=args.latency, jitter=args.jitter, max_concurrency=args.max_concurrency
-    ) as emulator:
+    with (
+        tempfile.TemporaryDirectory(prefix="dgbench-airflow-") as airflow_home,
+        EmulatorProcess(latency=args.latency, jitter=args.jitter, max_concurrency=args.max_concurrency) as emulator,
+    ):
         for n in args.n:
             for path in args.paths:
                 docs = documents_for(path, n, args.sequential_cap)
                 reference = None
                 if path in CONCURRENT_PATHS:
                     reference_requests = min(docs, REFERENCE_REQUESTS)
-                    progress(f"reference N={n:<6} aiohttp, {args.max_concurrency} in flight, {reference_requests} requests")
+                    progress(
+                        f"reference N={n:<6} aiohttp, {args.max_concurrency} in flight, {reference_requests} requests"
+                    )
                     reference = run_load(emulator, reference_requests, args.max_concurrency)
                 progress(f"{path:<9} N={n:<6} scoring {docs} documents")
                 measurement = measure_path(path, n, docs, emulator, args, Path(airflow_home))
@@ -596,9 +639,19 @@ def measure_with_latency(args: argparse.Namespace) -> list[Measurement]:
 
 
 TABLE_COLUMNS = (
-    ("path", "{:<9}"), ("N", "{:>6}"), ("docs", "{:>6}"), ("seconds", "{:>8}"), ("docs/s", "{:>7}"),
-    ("x bound", "{:>7}"), ("x ref", "{:>6}"), ("failed", "{:>6}"), ("429s", "{:>5}"), ("CPU s/1k", "{:>8}"),
-    ("peak RSS MB", "{:>11}"), ("RSS +MB", "{:>7}"), ("note", "{}"),
+    ("path", "{:<9}"),
+    ("N", "{:>6}"),
+    ("docs", "{:>6}"),
+    ("seconds", "{:>8}"),
+    ("docs/s", "{:>7}"),
+    ("x bound", "{:>7}"),
+    ("x ref", "{:>6}"),
+    ("failed", "{:>6}"),
+    ("429s", "{:>5}"),
+    ("CPU s/1k", "{:>8}"),
+    ("peak RSS MB", "{:>11}"),
+    ("RSS +MB", "{:>7}"),
+    ("note", "{}"),
 )
 
 
@@ -746,10 +799,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Benchmark the Deepgram sentiment provider against the local emulator.",
     )
-    parser.add_argument("--n", type=int, nargs="+", default=list(DEFAULT_NS), help="document counts (default: 1000 10000)")
-    parser.add_argument("--latency", type=float, default=DEFAULT_LATENCY, help="emulator latency in seconds (default: 0.05)")
+    parser.add_argument(
+        "--n", type=int, nargs="+", default=list(DEFAULT_NS), help="document counts (default: 1000 10000)"
+    )
+    parser.add_argument(
+        "--latency", type=float, default=DEFAULT_LATENCY, help="emulator latency in seconds (default: 0.05)"
+    )
     parser.add_argument("--jitter", type=float, default=DEFAULT_JITTER, help="latency jitter fraction (default: 0.2)")
-    parser.add_argument("--max-concurrency", type=int, default=DEFAULT_MAX_CONCURRENCY, help="requests in flight (default: 10)")
+    parser.add_argument(
+        "--max-concurrency", type=int, default=DEFAULT_MAX_CONCURRENCY, help="requests in flight (default: 10)"
+    )
     parser.add_argument("--paths", type=parse_paths, default=list(PATHS), help=f"default: {','.join(PATHS)}")
     parser.add_argument(
         "--sequential-cap", type=int, default=DEFAULT_SEQUENTIAL_CAP, help="documents a sequential path scores at most"

@@ -6,9 +6,9 @@ import json
 from importlib.metadata import entry_points
 from pathlib import Path
 
+import airflow
 import jsonschema
 
-import airflow
 from airflow_provider_dgsentiment import __version__
 from airflow_provider_dgsentiment.get_provider_info import get_provider_info
 from airflow_provider_dgsentiment.hooks.sentiment import DeepgramSentimentHook
@@ -20,7 +20,11 @@ def test_provider_info_validates_against_airflow_schema():
 
 
 def test_entry_point_registered():
-    eps = [ep for ep in entry_points(group="apache_airflow_provider") if ep.value.startswith("airflow_provider_dgsentiment")]
+    eps = [
+        ep
+        for ep in entry_points(group="apache_airflow_provider")
+        if ep.value.startswith("airflow_provider_dgsentiment")
+    ]
     assert len(eps) == 1
     assert eps[0].load()()["package-name"] == "airflow-provider-dgsentiment"
 

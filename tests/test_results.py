@@ -14,15 +14,29 @@ REFERENCE_RESPONSE = {
         "request_id": "7dcd719f-344b-4c72-a194-6bd1019d855c",
         "created": "2023-12-01T15:54:39.681Z",
         "language": "en",
-        "sentiment_info": {"model_uuid": "80ab3179-d113-4254-bd6b-4a2f96498695", "input_tokens": 22, "output_tokens": 22},
+        "sentiment_info": {
+            "model_uuid": "80ab3179-d113-4254-bd6b-4a2f96498695",
+            "input_tokens": 22,
+            "output_tokens": 22,
+        },
     },
     "results": {
         "sentiments": {
             "segments": [
-                {"text": "Hi. Thank you for calling from premier phone services.", "start_word": 0, "end_word": 8,
-                 "sentiment": "positive", "sentiment_score": 0.7380304336547852},
-                {"text": "This call may be recorded for quality and training purposes.", "start_word": 9, "end_word": 18,
-                 "sentiment": "neutral", "sentiment_score": 0.057771213352680206},
+                {
+                    "text": "Hi. Thank you for calling from premier phone services.",
+                    "start_word": 0,
+                    "end_word": 8,
+                    "sentiment": "positive",
+                    "sentiment_score": 0.7380304336547852,
+                },
+                {
+                    "text": "This call may be recorded for quality and training purposes.",
+                    "start_word": 9,
+                    "end_word": 18,
+                    "sentiment": "neutral",
+                    "sentiment_score": 0.057771213352680206,
+                },
             ],
             "average": {"sentiment": "positive", "sentiment_score": 0.39790084145285864},
         }
@@ -62,9 +76,14 @@ def test_header_request_id_used_when_body_has_none():
     [
         (lambda b: b.pop("results"), "results should be an object, got NoneType"),
         (lambda b: b["results"]["sentiments"].pop("average"), "average should be an object"),
-        (lambda b: b["results"]["sentiments"]["segments"][1].update(sentiment_score="high"),
-         r"segments\[1\].sentiment_score should be a number, got str"),
-        (lambda b: b["results"]["sentiments"]["segments"][0].update(end_word=True), r"segments\[0\].end_word should be an integer"),
+        (
+            lambda b: b["results"]["sentiments"]["segments"][1].update(sentiment_score="high"),
+            r"segments\[1\].sentiment_score should be a number, got str",
+        ),
+        (
+            lambda b: b["results"]["sentiments"]["segments"][0].update(end_word=True),
+            r"segments\[0\].end_word should be an integer",
+        ),
     ],
 )
 def test_wrong_shape_names_the_field(mutate, message):
@@ -75,8 +94,17 @@ def test_wrong_shape_names_the_field(mutate, message):
     assert raised.value.request_id == "7dcd719f-344b-4c72-a194-6bd1019d855c"
 
 
-@pytest.mark.parametrize(("score", "label"), [(0.34, "positive"), (0.333, "neutral"), (0.0, "neutral"),
-                                              (-0.333, "neutral"), (-0.34, "negative"), (1.0, "positive")])
+@pytest.mark.parametrize(
+    ("score", "label"),
+    [
+        (0.34, "positive"),
+        (0.333, "neutral"),
+        (0.0, "neutral"),
+        (-0.333, "neutral"),
+        (-0.34, "negative"),
+        (1.0, "positive"),
+    ],
+)
 def test_label_threshold(score, label):
     assert label_for_score(score) == label
 

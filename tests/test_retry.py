@@ -11,8 +11,20 @@ from airflow_provider_dgsentiment.retry import RetryPolicy, is_retryable_status,
 
 @pytest.mark.parametrize(
     ("status", "retryable"),
-    [(400, False), (401, False), (402, False), (403, False), (404, False), (405, False),
-     (408, True), (429, True), (500, True), (502, True), (503, True), (504, True)],
+    [
+        (400, False),
+        (401, False),
+        (402, False),
+        (403, False),
+        (404, False),
+        (405, False),
+        (408, True),
+        (429, True),
+        (500, True),
+        (502, True),
+        (503, True),
+        (504, True),
+    ],
 )
 def test_retryable_statuses(status, retryable):
     assert is_retryable_status(status) is retryable
@@ -20,8 +32,15 @@ def test_retryable_statuses(status, retryable):
 
 @pytest.mark.parametrize(
     ("header", "expected"),
-    [(None, None), ("", None), ("3", 3.0), ("0.5", 0.5), ("-2", 0.0), ("soon", None),
-     ("Thu, 01 Jan 1970 00:01:40 GMT", 60.0)],
+    [
+        (None, None),
+        ("", None),
+        ("3", 3.0),
+        ("0.5", 0.5),
+        ("-2", 0.0),
+        ("soon", None),
+        ("Thu, 01 Jan 1970 00:01:40 GMT", 60.0),
+    ],
 )
 def test_parse_retry_after(header, expected):
     assert parse_retry_after(header, now=40.0) == expected

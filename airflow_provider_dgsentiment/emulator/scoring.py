@@ -49,8 +49,7 @@ def _get_analyzer() -> SentimentIntensityAnalyzer:
                     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
                 except ImportError as exc:  # pragma: no cover - depends on the install
                     raise ImportError(
-                        "The Deepgram emulator needs vaderSentiment; install "
-                        "'airflow-provider-dgsentiment[emulator]'."
+                        "The Deepgram emulator needs vaderSentiment; install 'airflow-provider-dgsentiment[emulator]'."
                     ) from exc
                 _analyzer = SentimentIntensityAnalyzer()
     return _analyzer

@@ -143,9 +143,7 @@ class EmulatorConfig:
                 raise ValueError(f"{name} must be within [0, 1], got {getattr(self, name)}")
         fault_share = self.error_rate + self.rate_limit_rate + self.drop_rate
         if fault_share > 1 + 1e-9:
-            raise ValueError(
-                f"error_rate + rate_limit_rate + drop_rate must not exceed 1, got {fault_share:g}"
-            )
+            raise ValueError(f"error_rate + rate_limit_rate + drop_rate must not exceed 1, got {fault_share:g}")
 
 
 class _Stats:
@@ -236,9 +234,7 @@ class _Stats:
 class _APIError(Exception):
     """An error answer: raised inside a handler, turned into Deepgram's JSON error body."""
 
-    def __init__(
-        self, status: int, err_code: str, err_msg: str, headers: Mapping[str, str] | None = None
-    ) -> None:
+    def __init__(self, status: int, err_code: str, err_msg: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(err_msg)
         self.status = status
         self.err_code = err_code
@@ -507,9 +503,7 @@ class Emulator:
         try:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            raise _APIError(
-                413, "PAYLOAD_TOO_LARGE", f"Request body is larger than {MAX_BODY_BYTES} bytes."
-            ) from None
+            raise _APIError(413, "PAYLOAD_TOO_LARGE", f"Request body is larger than {MAX_BODY_BYTES} bytes.") from None
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -557,9 +551,7 @@ class Emulator:
         try:
             return data.decode(charset)
         except (LookupError, UnicodeDecodeError):
-            raise _APIError(
-                400, "REMOTE_CONTENT_ERROR", f"The text at {url} is not valid {charset} text."
-            ) from None
+            raise _APIError(400, "REMOTE_CONTENT_ERROR", f"The text at {url} is not valid {charset} text.") from None
 
     async def _score(self, text: str) -> tuple[int, dict[str, Any] | None]:
         if len(text) > THREAD_SCORING_CHARS:
@@ -580,9 +572,7 @@ def _format_url(host: str, port: int) -> str:
 
 async def _start_runner(emulator: Emulator) -> tuple[web.AppRunner, int]:
     """Start serving ``emulator`` on its configured host and port; return the runner and real port."""
-    runner = web.AppRunner(
-        emulator.make_app(), access_log=None, shutdown_timeout=emulator.config.shutdown_timeout
-    )
+    runner = web.AppRunner(emulator.make_app(), access_log=None, shutdown_timeout=emulator.config.shutdown_timeout)
     await runner.setup()
     try:
         site = web.TCPSite(runner, emulator.config.host, emulator.config.port)

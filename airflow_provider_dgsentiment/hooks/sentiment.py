@@ -36,7 +36,6 @@ from airflow_provider_dgsentiment.retry import DEFAULT_MAX_RETRIES, RetryPolicy,
 if TYPE_CHECKING:
     import httpx
     import requests
-
     from airflow.providers.common.compat.sdk import Connection
 
 DEFAULT_BASE_URL = "https://api.deepgram.com"
@@ -115,8 +114,7 @@ def settings_from_connection(
     if not api_key:
         where = f"connection {conn_id!r}" if conn_id else "no connection"
         raise DeepgramConfigurationError(
-            f"No Deepgram API key: set the password (API Key) of {where} or the {API_KEY_ENV_VAR} "
-            "environment variable"
+            f"No Deepgram API key: set the password (API Key) of {where} or the {API_KEY_ENV_VAR} environment variable"
         )
     mask_secret(api_key)
     base_url = _base_url(conn)
@@ -135,9 +133,7 @@ def settings_from_connection(
     if max_retries is not None:
         values["max_retries"] = _number(max_retries, "max_retries", int, DEFAULT_MAX_RETRIES, minimum=0)
     if max_concurrency is not None:
-        values["max_concurrency"] = _number(
-            max_concurrency, "max_concurrency", int, DEFAULT_MAX_CONCURRENCY, minimum=1
-        )
+        values["max_concurrency"] = _number(max_concurrency, "max_concurrency", int, DEFAULT_MAX_CONCURRENCY, minimum=1)
     return DeepgramSettings(base_url=base_url, api_key=api_key, **values)
 
 
@@ -216,7 +212,9 @@ def parse_success(status: int, body_text: str, request_id: str | None) -> Sentim
     return SentimentResult.from_response(data, request_id=request_id)
 
 
-def parse_error(status: int, body_text: str, request_id: str | None, retry_after_header: str | None) -> DeepgramAPIError:
+def parse_error(
+    status: int, body_text: str, request_id: str | None, retry_after_header: str | None
+) -> DeepgramAPIError:
     """Decode an error response into the typed :class:`DeepgramAPIError`."""
     try:
         body = json.loads(body_text) if body_text else None
@@ -301,7 +299,6 @@ class DeepgramSentimentHook(BaseHook):
         if "settings" in self.__dict__:
             return self.__dict__["settings"]
         from airflow.providers.common.compat.connection import get_async_connection
-
         from asgiref.sync import sync_to_async
 
         try:
@@ -440,7 +437,9 @@ class DeepgramSentimentHook(BaseHook):
     def _analyze(self, text: str, language: str, window: AdaptiveConcurrency | None) -> SentimentResult:
         parts = chunk_text(text, self.max_chunk_tokens)
         if len(parts) > 1:
-            self.log.info("Text of %d characters is over the token limit; scoring it in %d parts", len(text), len(parts))
+            self.log.info(
+                "Text of %d characters is over the token limit; scoring it in %d parts", len(text), len(parts)
+            )
         try:
             results = [self._post({"text": part}, language, window) for part in parts]
         except DeepgramTokenLimitError:
@@ -481,9 +480,7 @@ class DeepgramSentimentHook(BaseHook):
         return retry
 
     def _log_retry(self, error: DeepgramAPIError, attempt: int, delay: float) -> None:
-        self.log.warning(
-            "%s; retry %d/%d in %.2fs", error, attempt, self.retry_policy.max_retries, delay
-        )
+        self.log.warning("%s; retry %d/%d in %.2fs", error, attempt, self.retry_policy.max_retries, delay)
 
     def _send_once(self, body: dict[str, str], language: str) -> SentimentResult:
         import requests
@@ -497,7 +494,9 @@ class DeepgramSentimentHook(BaseHook):
                 timeout=settings.timeout,
             )
         except requests.Timeout as exc:
-            raise DeepgramTimeoutError(0, "CLIENT_TIMEOUT", f"no response within {settings.timeout}s: {type(exc).__name__}") from None
+            raise DeepgramTimeoutError(
+                0, "CLIENT_TIMEOUT", f"no response within {settings.timeout}s: {type(exc).__name__}"
+            ) from None
         except requests.RequestException as exc:
             raise DeepgramConnectionError(0, "CONNECTION_ERROR", f"{type(exc).__name__}: {exc}") from None
         request_id = response.headers.get("dg-request-id")

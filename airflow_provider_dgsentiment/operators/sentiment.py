@@ -616,7 +616,9 @@ class DeepgramSentimentOperator(BaseOperator):
                 f"on_error must be one of {', '.join(map(repr, ON_ERROR_MODES))}, got {self.on_error!r}"
             )
         if self.max_concurrency is not None and (
-            isinstance(self.max_concurrency, bool) or not isinstance(self.max_concurrency, int) or self.max_concurrency < 1
+            isinstance(self.max_concurrency, bool)
+            or not isinstance(self.max_concurrency, int)
+            or self.max_concurrency < 1
         ):
             raise DeepgramConfigurationError(
                 f"max_concurrency must be a whole number of at least 1, got {self.max_concurrency!r}"
@@ -838,9 +840,7 @@ class DeepgramSentimentOperator(BaseOperator):
         if error is not None:
             left = outcome.total - outcome.scored - outcome.skipped
             stored = f"; the {outcome.scored} scored were stored" if self.writer is not None and outcome.scored else ""
-            error.args = (
-                f"{error} -- stopped the run: {left} of {outcome.total} document(s) left unscored{stored}",
-            )
+            error.args = (f"{error} -- stopped the run: {left} of {outcome.total} document(s) left unscored{stored}",)
             raise error
         if outcome.failed:
             message = f"{outcome.failed} of {outcome.total} document(s) failed:\n{outcome.failure_lines()}"

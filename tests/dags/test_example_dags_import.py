@@ -82,9 +82,7 @@ def test_nightly_dag_wiring():
     report = load_dag("deepgram_sentiment_report.py")
     timetable = report.timetable
     condition = getattr(timetable, "asset_condition", None) or timetable.dataset_condition  # Airflow 2: datasets
-    assert [asset.uri for asset in condition.objects] == [
-        "dgsentiment://warehouse/deepgram_sentiment_averages"
-    ]
+    assert [asset.uri for asset in condition.objects] == ["dgsentiment://warehouse/deepgram_sentiment_averages"]
 
 
 def test_nightly_make_batches_and_storage_conn_id():

@@ -97,7 +97,9 @@ def test_files_to_sql_dag_writes_sqlite_and_second_run_changes_nothing(
     assert (again["scored"], again["skipped"]) == (0, 4)
 
 
-def test_files_to_sql_dag_fails_naming_a_pattern_that_matches_nothing(airflow_db, deepgram_conn, tmp_path, scores_db, capsys):
+def test_files_to_sql_dag_fails_naming_a_pattern_that_matches_nothing(
+    airflow_db, deepgram_conn, tmp_path, scores_db, capsys
+):
     dag = load_dag("deepgram_sentiment_files_to_sql.py")
     pattern = f"file://{tmp_path}/empty-folder/*.txt"
     dag_run = dag.test(run_conf={"source": pattern})

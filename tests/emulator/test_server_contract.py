@@ -218,7 +218,8 @@ def test_sentiment_must_be_a_boolean(emulator):
 
 
 @pytest.mark.parametrize(
-    "feature", ["summarize=true", "topics=true", "intents=true", "custom_topic=billing", "callback=http://127.0.0.1:1/cb"]
+    "feature",
+    ["summarize=true", "topics=true", "intents=true", "custom_topic=billing", "callback=http://127.0.0.1:1/cb"],
 )
 def test_other_features_are_not_implemented(emulator, feature):
     body = assert_error(

@@ -47,7 +47,11 @@ def test_wrong_key_is_authentication_error(monkeypatch, deepgram_emulator):
     point_default_conn_at(monkeypatch, deepgram_emulator, key="not-the-key")
     with pytest.raises(DeepgramAuthenticationError) as raised:
         DeepgramSentimentHook().analyze("Good day.")
-    assert (raised.value.status, raised.value.err_code, raised.value.err_msg) == (401, "INVALID_AUTH", "Invalid credentials.")
+    assert (raised.value.status, raised.value.err_code, raised.value.err_msg) == (
+        401,
+        "INVALID_AUTH",
+        "Invalid credentials.",
+    )
     assert "not-the-key" not in str(raised.value)
 
 

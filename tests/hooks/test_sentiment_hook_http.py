@@ -119,9 +119,23 @@ def test_retryable_failure_then_success(conn, requests_mock, sleeps, first, erro
 @pytest.mark.parametrize(
     ("status", "body", "error_class"),
     [
-        (400, error_body("INVALID_QUERY_PARAMETER", "Failed to deserialize query parameters: missing field `language`"), DeepgramBadRequestError),
-        (400, error_body("TOKEN_LIMIT_EXCEEDED", "Text input for sentiment currently supports up to 150K tokens."), DeepgramTokenLimitError),
-        (400, error_body("INVALID_QUERY_PARAMETER", "Request specified unsupported language: es. Only English is supported."), DeepgramUnsupportedLanguageError),
+        (
+            400,
+            error_body("INVALID_QUERY_PARAMETER", "Failed to deserialize query parameters: missing field `language`"),
+            DeepgramBadRequestError,
+        ),
+        (
+            400,
+            error_body("TOKEN_LIMIT_EXCEEDED", "Text input for sentiment currently supports up to 150K tokens."),
+            DeepgramTokenLimitError,
+        ),
+        (
+            400,
+            error_body(
+                "INVALID_QUERY_PARAMETER", "Request specified unsupported language: es. Only English is supported."
+            ),
+            DeepgramUnsupportedLanguageError,
+        ),
         (401, error_body("INVALID_AUTH", "Invalid credentials."), DeepgramAuthenticationError),
         (402, error_body("ASR_PAYMENT_REQUIRED", "Payment required."), DeepgramPaymentRequiredError),
         (403, error_body("INSUFFICIENT_PERMISSIONS", "No permission."), DeepgramAuthenticationError),
@@ -159,7 +173,11 @@ def test_retry_after_http_date_is_honoured(conn, requests_mock, sleeps):
     requests_mock.post(
         READ_URL,
         [
-            {"status_code": 503, "json": error_body("X", "x"), "headers": {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}},
+            {
+                "status_code": 503,
+                "json": error_body("X", "x"),
+                "headers": {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"},
+            },
             {"json": ok_body()},
         ],
     )
@@ -252,7 +270,12 @@ def test_plain_http_allowed_when_connection_says_so(monkeypatch, requests_mock):
     monkeypatch.setenv(
         "AIRFLOW_CONN_DEEPGRAM_DEFAULT",
         json.dumps(
-            {"conn_type": "deepgram", "host": "http://proxy.internal:8080", "password": KEY, "extra": {"allow_insecure_http": True}}
+            {
+                "conn_type": "deepgram",
+                "host": "http://proxy.internal:8080",
+                "password": KEY,
+                "extra": {"allow_insecure_http": True},
+            }
         ),
     )
     requests_mock.post("http://proxy.internal:8080/v1/read", json=ok_body())
@@ -261,7 +284,9 @@ def test_plain_http_allowed_when_connection_says_so(monkeypatch, requests_mock):
 
 @pytest.mark.parametrize("host", ["http://127.0.0.1:8765", "http://localhost:8765", "http://[::1]:8765"])
 def test_plain_http_allowed_for_loopback(monkeypatch, host):
-    monkeypatch.setenv("AIRFLOW_CONN_DEEPGRAM_DEFAULT", json.dumps({"conn_type": "deepgram", "host": host, "password": KEY}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DEEPGRAM_DEFAULT", json.dumps({"conn_type": "deepgram", "host": host, "password": KEY})
+    )
     assert DeepgramSentimentHook().settings.base_url == host
 
 

@@ -12,10 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
 from airflow.providers.common.compat.sdk import DAG, AirflowException, AirflowFailException
-
-from tests.conftest import require_service
 
 from airflow_provider_dgsentiment.exceptions import (
     DeepgramAuthenticationError,
@@ -28,6 +25,7 @@ from airflow_provider_dgsentiment.operators.sentiment import (
     ScoringOutcome,
 )
 from airflow_provider_dgsentiment.warehouse import WarehouseWriter, validate_table_name
+from tests.conftest import require_service
 
 RUN_ID = "manual__2024-05-01T00:00:00+00:00"
 SQL_CONN_ID = "dgs_test_sqlite"
@@ -75,7 +73,13 @@ def sentiment_body(text: str, score: float = 0.5) -> dict:
         "results": {
             "sentiments": {
                 "segments": [
-                    {"text": text, "start_word": 0, "end_word": len(words) - 1, "sentiment": label, "sentiment_score": score}
+                    {
+                        "text": text,
+                        "start_word": 0,
+                        "end_word": len(words) - 1,
+                        "sentiment": label,
+                        "sentiment_score": score,
+                    }
                 ],
                 "average": {"sentiment": label, "sentiment_score": score},
             }
@@ -106,9 +110,7 @@ def table_names(db: Path) -> set[str]:
 def sqlite_db(tmp_path, monkeypatch) -> Path:
     """A SQLite connection ``dgs_test_sqlite`` to a fresh file; returns the file."""
     path = tmp_path / "sentiment.db"
-    monkeypatch.setenv(
-        f"AIRFLOW_CONN_{SQL_CONN_ID.upper()}", json.dumps({"conn_type": "sqlite", "host": str(path)})
-    )
+    monkeypatch.setenv(f"AIRFLOW_CONN_{SQL_CONN_ID.upper()}", json.dumps({"conn_type": "sqlite", "host": str(path)}))
     return path
 
 
@@ -131,9 +133,7 @@ def mock_deepgram(monkeypatch, requests_mock):
     """
     monkeypatch.setenv(
         "AIRFLOW_CONN_DEEPGRAM_DEFAULT",
-        json.dumps(
-            {"conn_type": "deepgram", "host": MOCK_HOST, "password": MOCK_KEY, "extra": {"max_retries": 0}}
-        ),
+        json.dumps({"conn_type": "deepgram", "host": MOCK_HOST, "password": MOCK_KEY, "extra": {"max_retries": 0}}),
     )
     state = SimpleNamespace(answer=lambda text: None, mocker=requests_mock, lock=threading.Lock(), texts=[])
 
@@ -539,7 +539,10 @@ def test_sqlite_rows_for_segments_and_averages(deepgram_conn, inbox, sqlite_db):
 def test_rerun_replaces_rows_without_duplicates(deepgram_conn, inbox, sqlite_db):
     operator_kwargs = {"source": f"file://{inbox}/*.txt", "sql_conn_id": SQL_CONN_ID, "skip_scored": False}
     run(make_operator(**operator_kwargs))
-    counts = (table_count(sqlite_db, "deepgram_sentiment_segments"), table_count(sqlite_db, "deepgram_sentiment_averages"))
+    counts = (
+        table_count(sqlite_db, "deepgram_sentiment_segments"),
+        table_count(sqlite_db, "deepgram_sentiment_averages"),
+    )
     first_ids = {row["source"]: row["request_id"] for row in table_rows(sqlite_db, "deepgram_sentiment_averages")}
     before = deepgram_conn.stats()
     run(make_operator(**operator_kwargs))
@@ -681,7 +684,7 @@ def test_valid_table_names(name):
     assert validate_table_name(name) == name
 
 
-@pytest.mark.parametrize("name", ["", "a" * 64, "a-b", "a b", "a.b.c", ".a", "a;", "x\"", 3])
+@pytest.mark.parametrize("name", ["", "a" * 64, "a-b", "a b", "a.b.c", ".a", "a;", 'x"', 3])
 def test_invalid_table_names(name):
     with pytest.raises(DeepgramConfigurationError, match="averages_table"):
         validate_table_name(name, "averages_table")

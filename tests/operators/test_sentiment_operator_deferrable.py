@@ -10,9 +10,16 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
 from airflow.providers.common.compat.sdk import AirflowFailException, AirflowNotFoundException, TaskDeferred
 
+from airflow_provider_dgsentiment.exceptions import (
+    DeepgramAuthenticationError,
+    DeepgramConfigurationError,
+    DeepgramError,
+    DeepgramPaymentRequiredError,
+    make_api_error,
+)
+from airflow_provider_dgsentiment.triggers.sentiment import DeepgramSentimentTrigger
 from tests.operators.test_sentiment_operator import (  # noqa: F401  (fixtures used by name)
     NEGATIVE,
     NEUTRAL,
@@ -26,15 +33,6 @@ from tests.operators.test_sentiment_operator import (  # noqa: F401  (fixtures u
     table_rows,
 )
 from tests.triggers.test_sentiment_trigger import airflow_serde
-
-from airflow_provider_dgsentiment.exceptions import (
-    DeepgramAuthenticationError,
-    DeepgramConfigurationError,
-    DeepgramError,
-    DeepgramPaymentRequiredError,
-    make_api_error,
-)
-from airflow_provider_dgsentiment.triggers.sentiment import DeepgramSentimentTrigger
 
 OTHER_SQL_CONN_ID = "dgs_test_sqlite_deferred"
 #: Columns that differ between two runs on the same input by nature: when, which run, which request.

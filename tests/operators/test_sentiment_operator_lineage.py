@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from airflow_provider_dgsentiment.exceptions import DeepgramError
+from airflow_provider_dgsentiment.operators.sentiment import MAX_LINEAGE_INPUTS, _lineage_location
 from tests.operators.test_sentiment_operator import (  # noqa: F401  (fixtures used by name)
     POSITIVE,
     SQL_CONN_ID,
@@ -16,9 +18,6 @@ from tests.operators.test_sentiment_operator import (  # noqa: F401  (fixtures u
     sqlite_db,
 )
 from tests.operators.test_sentiment_operator_deferrable import context, defer, trigger_event
-
-from airflow_provider_dgsentiment.exceptions import DeepgramError
-from airflow_provider_dgsentiment.operators.sentiment import MAX_LINEAGE_INPUTS, _lineage_location
 
 SEGMENTS = "deepgram_sentiment_segments"
 AVERAGES = "deepgram_sentiment_averages"

@@ -55,9 +55,7 @@ def write_documents(folder: Path, count: int) -> dict[str, str]:
 
 def deepgram_conn_json(server: Any, key: str | None = None, **extra: Any) -> str:
     """The ``AIRFLOW_CONN_DEEPGRAM_DEFAULT`` value pointing at an emulator."""
-    return json.dumps(
-        {"conn_type": "deepgram", "host": server.url, "password": key or server.api_key, "extra": extra}
-    )
+    return json.dumps({"conn_type": "deepgram", "host": server.url, "password": key or server.api_key, "extra": extra})
 
 
 def sqlite_conn_json(path: Path) -> str:

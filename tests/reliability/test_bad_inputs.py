@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import requests_mock as requests_mock_module
-
 from airflow.providers.common.compat.sdk import AirflowFailException
 
+from airflow_provider_dgsentiment.exceptions import (
+    DeepgramAuthenticationError,
+    DeepgramConfigurationError,
+    DeepgramUnsupportedLanguageError,
+)
 from tests.reliability.helpers import (
     AVERAGES,
     SEGMENTS,
@@ -30,12 +35,6 @@ from tests.reliability.helpers import (
     rows,
     run_operator,
     sqlite_conn_json,
-)
-
-from airflow_provider_dgsentiment.exceptions import (
-    DeepgramAuthenticationError,
-    DeepgramConfigurationError,
-    DeepgramUnsupportedLanguageError,
 )
 
 MOCK_HOST = "https://api.deepgram.test"
@@ -101,7 +100,9 @@ def empty_text(env: Env) -> str:
 def whitespace_only_file(env: Env) -> str:
     (env.inbox / "blank.txt").write_text("  \n\t \r\n  ")
     before = env.requests()
-    result = run_operator(make_operator(source=f"file://{env.inbox}/*.txt", sql_conn_id=SQL_CONN_ID, xcom_output="summary"))
+    result = run_operator(
+        make_operator(source=f"file://{env.inbox}/*.txt", sql_conn_id=SQL_CONN_ID, xcom_output="summary")
+    )
     sent = env.requests() - before
     assert sent == 0 and count(env.db, AVERAGES) == 0
     line = f"Skipped 1 empty document(s) without a request: file://{env.inbox}/blank.txt"
@@ -159,7 +160,9 @@ def text_of_200k_tokens(env: Env) -> str:
 
 
 def unsupported_language(env: Env) -> str:
-    error, sent = env.failure(make_operator(text=[f"Text number {i}." for i in range(30)], language="xx", max_concurrency=1))
+    error, sent = env.failure(
+        make_operator(text=[f"Text number {i}." for i in range(30)], language="xx", max_concurrency=1)
+    )
     assert isinstance(error, DeepgramUnsupportedLanguageError) and isinstance(error, AirflowFailException)
     assert sent == 1  # stops at once
     return f"{describe(env, error)}; {sent} request"
@@ -186,7 +189,9 @@ def wrong_api_key(env: Env) -> str:
 def malformed_json_response(env: Env) -> str:
     env.use_mock(max_retries=0)
     with requests_mock_module.Mocker() as mock:
-        mock.post(f"{MOCK_HOST}/v1/read", text='{"metadata": {"request_id": "r-trunc"', headers={"dg-request-id": "r-trunc"})
+        mock.post(
+            f"{MOCK_HOST}/v1/read", text='{"metadata": {"request_id": "r-trunc"', headers={"dg-request-id": "r-trunc"}
+        )
         with pytest.raises(Exception) as raised:
             run_operator(make_operator(text="Hello there."))
     return describe(env, raised.value)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from airflow_provider_dgsentiment.operators.sentiment import WRITE_BATCH_SIZE
 from tests.reliability.helpers import (
     AVERAGES,
     SEGMENTS,
@@ -38,8 +39,6 @@ from tests.reliability.helpers import (
     sqlite_conn_json,
     write_documents,
 )
-
-from airflow_provider_dgsentiment.operators.sentiment import WRITE_BATCH_SIZE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = 500

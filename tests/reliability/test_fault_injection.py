@@ -108,13 +108,20 @@ def test_every_document_is_stored_exactly_once_despite_faults(
     documents = write_documents(tmp_path / "in", DOCUMENTS)
     db = tmp_path / "scores.db"
     server = deepgram_emulator_factory(seed=20240601, **case.emulator)
-    monkeypatch.setenv("AIRFLOW_CONN_DEEPGRAM_DEFAULT", deepgram_conn_json(server, max_retries=MAX_RETRIES, **case.extra))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DEEPGRAM_DEFAULT", deepgram_conn_json(server, max_retries=MAX_RETRIES, **case.extra)
+    )
     monkeypatch.setenv(f"AIRFLOW_CONN_{SQL_CONN_ID.upper()}", sqlite_conn_json(db))
 
     operator = make_operator(source=f"file://{tmp_path}/in/*.txt", sql_conn_id=SQL_CONN_ID, xcom_output="summary")
     summary = run_operator(operator)
 
-    assert (summary["documents"], summary["scored"], summary["skipped"], summary["failed"]) == (DOCUMENTS, DOCUMENTS, 0, 0)
+    assert (summary["documents"], summary["scored"], summary["skipped"], summary["failed"]) == (
+        DOCUMENTS,
+        DOCUMENTS,
+        0,
+        0,
+    )
     check = assert_every_document_stored_once(db, documents)
     assert check.segment_rows > DOCUMENTS  # many documents have several segments
 
@@ -144,4 +151,6 @@ def test_every_document_is_stored_exactly_once_despite_faults(
         deadline = time.monotonic() + case.emulator["spike_latency"] + 1
         while server.stats()["in_flight"] and time.monotonic() < deadline:
             time.sleep(0.05)
-    print(f"\n{case.name}: {hook.retry_count} retries logged; emulator {stats['by_status']}, dropped {stats['dropped']}")
+    print(
+        f"\n{case.name}: {hook.retry_count} retries logged; emulator {stats['by_status']}, dropped {stats['dropped']}"
+    )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -94,9 +93,7 @@ def test_merged_result_round_trips_through_to_dict():
 # ---------------------------------------------------------------------- chunked scoring via the emulator
 
 # Words without whitespace (the API counts whitespace-separated words); no surrogates.
-words = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs", "Zs", "Zl", "Zp", "Cc")), min_size=1, max_size=10
-)
+words = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Zs", "Zl", "Zp", "Cc")), min_size=1, max_size=10)
 separators = st.sampled_from([" ", "  ", "\n", "\t", " \n\n ", "\r\n", "\u3000", "\xa0", "\u2028", "\x1f", "\x85"])
 enders = st.sampled_from(["", "", "", ".", "!", "?", '."', "?)"])
 

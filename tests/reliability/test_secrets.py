@@ -89,7 +89,9 @@ class DagRun:
             return connection.execute(sql).fetchall()
 
 
-def start_dag_test(name: str, dag_id: str, migrated_db: Path, tmp_path: Path, server, key: str, conf: dict | None = None) -> DagRun:
+def start_dag_test(
+    name: str, dag_id: str, migrated_db: Path, tmp_path: Path, server, key: str, conf: dict | None = None
+) -> DagRun:
     home = tmp_path / name / "airflow-home"
     dags = home / "dags"
     dags.mkdir(parents=True)
@@ -148,8 +150,12 @@ def dag_runs(migrated_db, tmp_path_factory) -> dict[str, DagRun]:
         conf = {"source": f"file://{inbox}/*.txt"}
         runs = [
             start_dag_test("quickstart", "deepgram_sentiment_quickstart", migrated_db, tmp_path, accepting, SECRET_KEY),
-            start_dag_test("files_to_sql", "deepgram_sentiment_files_to_sql", migrated_db, tmp_path, accepting, SECRET_KEY, conf),
-            start_dag_test("wrong_key", "deepgram_sentiment_files_to_sql", migrated_db, tmp_path, refusing, SECRET_KEY, conf),
+            start_dag_test(
+                "files_to_sql", "deepgram_sentiment_files_to_sql", migrated_db, tmp_path, accepting, SECRET_KEY, conf
+            ),
+            start_dag_test(
+                "wrong_key", "deepgram_sentiment_files_to_sql", migrated_db, tmp_path, refusing, SECRET_KEY, conf
+            ),
         ]
         finished = {run.name: finish(run) for run in runs}
         finished["quickstart"].emulator_stats = finished["files_to_sql"].emulator_stats = accepting.stats()
@@ -203,7 +209,10 @@ def test_key_is_nowhere(dag_runs, name):
     xcom = run.metadata("SELECT task_id, value FROM xcom")
     if name != "wrong_key":
         assert xcom, "the run pushed no XCom"
-        assert any(b"request_id" in bytes(value) if isinstance(value, bytes) else "request_id" in str(value) for _, value in xcom)
+        assert any(
+            b"request_id" in bytes(value) if isinstance(value, bytes) else "request_id" in str(value)
+            for _, value in xcom
+        )
     assert all(SECRET_KEY not in (value.decode() if isinstance(value, bytes) else str(value)) for _, value in xcom)
     # The result tables, every row of every table.
     if name == "files_to_sql":

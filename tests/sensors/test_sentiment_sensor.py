@@ -9,7 +9,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-
 from airflow.providers.common.compat.sdk import DAG, ObjectStoragePath, PokeReturnValue
 
 from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError, DeepgramError

@@ -7,7 +7,6 @@ import json
 import sqlite3
 
 import pytest
-
 from airflow.providers.common.compat.sdk import TaskDeferred
 
 from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError, DeepgramError

@@ -11,13 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.operators.test_sentiment_operator import (  # noqa: F401  (fixtures used by name)
-    NEGATIVE,
-    NEUTRAL,
-    POSITIVE,
-    inbox,
-)
-
 from airflow_provider_dgsentiment.exceptions import (
     DeepgramAPIError,
     DeepgramAuthenticationError,
@@ -39,6 +32,12 @@ from airflow_provider_dgsentiment.triggers.sentiment import (
     DeepgramObjectsTrigger,
     DeepgramSentimentTrigger,
     api_error_from_dict,
+)
+from tests.operators.test_sentiment_operator import (  # noqa: F401  (fixtures used by name)
+    NEGATIVE,
+    NEUTRAL,
+    POSITIVE,
+    inbox,
 )
 
 TRIGGER_PATH = "airflow_provider_dgsentiment.triggers.sentiment.DeepgramSentimentTrigger"
