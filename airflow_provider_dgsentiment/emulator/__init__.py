@@ -14,13 +14,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from airflow_provider_dgsentiment.emulator.scoring import score_text
     from airflow_provider_dgsentiment.emulator.server import EmulatorConfig, EmulatorServer
+    from airflow_provider_dgsentiment.emulator.tokens import count_tokens
 
-__all__ = ["EmulatorConfig", "EmulatorServer", "score_text"]
+__all__ = ["EmulatorConfig", "EmulatorServer", "count_tokens", "score_text"]
 
 _EXPORTS = {
     "EmulatorConfig": "airflow_provider_dgsentiment.emulator.server",
     "EmulatorServer": "airflow_provider_dgsentiment.emulator.server",
     "score_text": "airflow_provider_dgsentiment.emulator.scoring",
+    "count_tokens": "airflow_provider_dgsentiment.emulator.tokens",
 }
 
 

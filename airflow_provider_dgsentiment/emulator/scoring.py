@@ -7,13 +7,17 @@
    or brackets) ends a sentence; the last word always ends one.
 3. A sentence of fewer than :data:`MIN_SENTENCE_WORDS` words (a greeting such as
    "Hi.") joins the sentence after it, or the one before it when it is last.
-4. Each sentence is scored with VADER's ``compound`` score and labelled with the
-   API's rule (:func:`~airflow_provider_dgsentiment.results.label_for_score`).
+4. Each sentence is scored with VADER's ``compound`` score and labelled by the
+   API's rule (:func:`label_for_score`): ``positive`` above
+   :data:`SENTIMENT_THRESHOLD`, ``negative`` below its negative, else ``neutral``.
 5. Consecutive sentences with the same label merge into one segment scored with
    the mean of their scores; segments cover every word, in order, contiguously.
-6. The average is the mean of the segment scores, labelled by the same rule.
+6. The average is the mean of the segment scores, labelled by the same rule
+   (``neutral``, 0.0 for a text without words).
 
-The model is deterministic: the same text always gives the same result.
+The model is deterministic: the same text always gives the same result. It is
+the emulator's own: nothing here comes from the provider's client, so tests of
+the client check it against a second implementation of the API.
 """
 
 from __future__ import annotations
@@ -23,13 +27,13 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_dgsentiment.results import Segment, average_of, label_for_score
-
 if TYPE_CHECKING:
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 #: Sentences shorter than this many words join a neighbour instead of standing alone.
 MIN_SENTENCE_WORDS = 3
+#: Scores above this are ``positive``, below its negative ``negative``, others ``neutral``.
+SENTIMENT_THRESHOLD = 0.333
 
 _WORD_RE = re.compile(r"\S+")
 # Sentence-final punctuation, optionally followed by closing quotes or brackets.
@@ -118,28 +122,36 @@ def split_sentences(text: str) -> list[Sentence]:
     return sentences
 
 
+def label_for_score(score: float) -> str:
+    """Return the API's label for a score in [-1, 1]: it flips at ±:data:`SENTIMENT_THRESHOLD`."""
+    if score > SENTIMENT_THRESHOLD:
+        return "positive"
+    if score < -SENTIMENT_THRESHOLD:
+        return "negative"
+    return "neutral"
+
+
 def score_sentence(text: str) -> float:
     """Return VADER's compound score of ``text``, a float in [-1, 1]."""
     return float(_get_analyzer().polarity_scores(text)["compound"])
 
 
-def score_segments(text: str) -> list[Segment]:
+def score_segments(text: str) -> list[dict[str, Any]]:
     """Return the API's segments for ``text``: contiguous, in order, covering every word."""
-    segments: list[Segment] = []
+    segments: list[dict[str, Any]] = []
     group: list[tuple[Sentence, float]] = []
     group_label = ""
 
     def close_group() -> None:
         first, last = group[0][0], group[-1][0]
-        score = sum(s for _, s in group) / len(group)
         segments.append(
-            Segment(
-                text=text[first.start : last.end],
-                start_word=first.start_word,
-                end_word=last.end_word,
-                sentiment=group_label,
-                sentiment_score=score,
-            )
+            {
+                "text": text[first.start : last.end],
+                "start_word": first.start_word,
+                "end_word": last.end_word,
+                "sentiment": group_label,
+                "sentiment_score": sum(score for _, score in group) / len(group),
+            }
         )
 
     for sentence in split_sentences(text):
@@ -155,6 +167,14 @@ def score_segments(text: str) -> list[Segment]:
     return segments
 
 
+def average_of(segments: list[dict[str, Any]]) -> dict[str, Any]:
+    """Return the API's average: the mean segment score, labelled by :func:`label_for_score`."""
+    if not segments:
+        return {"sentiment": "neutral", "sentiment_score": 0.0}
+    score = sum(segment["sentiment_score"] for segment in segments) / len(segments)
+    return {"sentiment": label_for_score(score), "sentiment_score": score}
+
+
 def score_text(text: str) -> dict[str, Any]:
     """
     Score ``text`` and return the API's ``results.sentiments`` object.
@@ -163,7 +183,4 @@ def score_text(text: str) -> dict[str, Any]:
         as plain JSON-safe data.
     """
     segments = score_segments(text)
-    return {
-        "segments": [segment.to_dict() for segment in segments],
-        "average": average_of(segments).to_dict(),
-    }
+    return {"segments": segments, "average": average_of(segments)}

@@ -1,4 +1,8 @@
-"""The emulator's sentiment model: VADER scores, segmented the way the API segments."""
+"""The emulator's sentiment model: VADER scores, segmented the way the API segments.
+
+Checked against the reference example and the rules SPEC 7 documents, never
+against the provider's client (the emulator is a second implementation of the API).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ import pytest
 
 from airflow_provider_dgsentiment.emulator import scoring
 from airflow_provider_dgsentiment.emulator.scoring import score_text, split_sentences
-from airflow_provider_dgsentiment.results import SENTIMENT_THRESHOLD, SentimentResult
+
+#: The API's labels flip at ±0.333 (SPEC 7).
+THRESHOLD = 0.333
 
 REFERENCE_TEXT = (
     "Hi. Thank you for calling from premier phone services. "
@@ -67,13 +73,17 @@ def test_reference_example_gives_the_documented_segments():
     assert sentiments["average"] == {"sentiment": "neutral", "sentiment_score": pytest.approx(0.3612 / 2)}
 
 
-def test_result_parses_with_the_provider_model():
-    result = SentimentResult.from_response(
-        {"metadata": {"request_id": "r", "sentiment_info": {}}, "results": {"sentiments": score_text(REFERENCE_TEXT)}}
-    )
+def test_result_has_the_reference_shape_and_types():
+    sentiments = score_text(REFERENCE_TEXT)
 
-    assert result.word_count == len(REFERENCE_TEXT.split())
-    assert [s.sentiment for s in result.segments] == ["positive", "neutral"]
+    assert list(sentiments) == ["segments", "average"]
+    for segment in sentiments["segments"]:
+        assert list(segment) == ["text", "start_word", "end_word", "sentiment", "sentiment_score"]
+        assert type(segment["text"]) is str and type(segment["sentiment"]) is str
+        assert type(segment["start_word"]) is int and type(segment["end_word"]) is int
+        assert type(segment["sentiment_score"]) is float
+    assert list(sentiments["average"]) == ["sentiment", "sentiment_score"]
+    assert type(sentiments["average"]["sentiment_score"]) is float
 
 
 @pytest.mark.parametrize("text", VARIED_TEXTS)
@@ -86,9 +96,9 @@ def test_labels_follow_the_threshold_rule(text):
     sentiments = score_text(text)
     for item in [*sentiments["segments"], sentiments["average"]]:
         score = item["sentiment_score"]
-        if score > SENTIMENT_THRESHOLD:
+        if score > THRESHOLD:
             assert item["sentiment"] == "positive"
-        elif score < -SENTIMENT_THRESHOLD:
+        elif score < -THRESHOLD:
             assert item["sentiment"] == "negative"
         else:
             assert item["sentiment"] == "neutral"
@@ -132,7 +142,7 @@ def test_labels_flip_at_the_threshold_and_same_labels_merge(monkeypatch, scores,
 
 
 def _groups(scores):
-    labels = ["positive" if s > 0.333 else "negative" if s < -0.333 else "neutral" for s in scores]
+    labels = ["positive" if s > THRESHOLD else "negative" if s < -THRESHOLD else "neutral" for s in scores]
     groups: list[list[float]] = []
     for index, score in enumerate(scores):
         if groups and labels[index] == labels[index - 1]:
