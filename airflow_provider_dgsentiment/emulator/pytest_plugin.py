@@ -1,8 +1,11 @@
 """Pytest fixtures that run the Deepgram emulator (registered through the ``pytest11`` entry point).
 
 - ``deepgram_emulator``: one emulator for the whole session, on a free port, key
-  :data:`TEST_API_KEY`, ``max_concurrency=10``, no faults. It is shared, so a test
-  that asserts on its counters calls ``deepgram_emulator.reset_stats()`` first.
+  :data:`TEST_API_KEY`, ``max_concurrency=10``, no faults. It has ``.url``,
+  ``.api_key``, ``.stats()`` (the dict ``GET /_emulator/stats`` returns:
+  ``requests``, ``rate_limited``, ``peak_in_flight``, ``tags``, ...) and
+  ``.reset_stats()``. It is shared, so a test that asserts on its counters calls
+  ``reset_stats()`` first (or compares against a ``stats()`` taken before).
 - ``deepgram_emulator_factory``: call it with :class:`EmulatorConfig` keyword
   arguments to get a started emulator of your own; all are stopped at teardown::
 

@@ -10,8 +10,10 @@ Endpoints:
   ``{"url": ...}``: the API's response shape, errors and headers
   (``dg-request-id``), scored by :mod:`.scoring`.
 - ``GET /v1/projects``: the key's one project, for connection tests.
-- ``GET /_emulator/stats`` and ``POST /_emulator/reset``: the counters
-  (no authentication).
+- ``GET /_emulator/stats``: the counters since start or the last reset, no key
+  needed: ``{"requests", "rate_limited", "peak_in_flight", "tags": {tag: count},
+  ...}`` (see :class:`_Stats`). ``POST /_emulator/stats/reset`` zeroes them
+  (``POST /_emulator/reset`` too, its older name).
 
 Requests to ``/v1/read`` beyond ``max_concurrency`` in flight get 429, like the
 live API. Faults (latency with jitter, latency spikes, 500/503, 429 storms,
@@ -35,8 +37,8 @@ from typing import Any
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
-from airflow_provider_dgsentiment.chunking import API_TOKEN_LIMIT, count_tokens
 from airflow_provider_dgsentiment.emulator.scoring import score_text
+from airflow_provider_dgsentiment.emulator.tokens import TOKEN_LIMIT, count_tokens
 
 #: The emulator's sentiment model id (fixed; not a live Deepgram model).
 MODEL_UUID = "23808647-67d2-5a4a-a2ba-4819ebb374e9"
@@ -54,6 +56,8 @@ THREAD_SCORING_CHARS = 20_000
 MAX_BODY_BYTES = 64 * 1024 * 1024
 #: How long a ``url`` body may take to download.
 URL_FETCH_TIMEOUT = 10.0
+#: Deepgram's limit on one ``tag`` value ("Tags are limited to 128 characters per tag").
+MAX_TAG_CHARS = 128
 
 _FEATURE_PARAMS = (
     "summarize",
@@ -107,7 +111,8 @@ class EmulatorConfig:
     :param spike_rate: share of requests given ``spike_latency`` extra seconds.
     :param spike_latency: the extra seconds of a spike.
     :param seed: seed of the fault RNG, for repeatable runs; None seeds from the OS.
-    :param token_limit: tokens per text before ``TOKEN_LIMIT_EXCEEDED``.
+    :param token_limit: tokens per text (counted by :func:`.tokens.count_tokens`)
+        before ``TOKEN_LIMIT_EXCEEDED``.
     :param shutdown_timeout: seconds in-flight requests get to finish when stopping.
     """
 
@@ -125,7 +130,7 @@ class EmulatorConfig:
     spike_rate: float = 0.0
     spike_latency: float = 0.0
     seed: int | None = None
-    token_limit: int = API_TOKEN_LIMIT
+    token_limit: int = TOKEN_LIMIT
     shutdown_timeout: float = 1.0
 
     def __post_init__(self) -> None:
@@ -150,11 +155,19 @@ class _Stats:
     """
     Counters shared between the event loop (writer) and any thread (reader).
 
-    All but ``project_requests`` count ``/v1/read`` only: ``requests`` arrived,
-    ``by_status`` answers sent (keyed by the status as a string), ``rate_limited``
-    429s sent (over the concurrency limit or injected), ``server_errors`` 5xx sent,
-    ``dropped`` connections closed without an answer, ``in_flight`` now and
-    ``max_in_flight`` at most, ``scored_texts`` and their ``input_tokens``.
+    The contract's four (SPEC 7), all about ``/v1/read``:
+
+    - ``requests``: requests that arrived, whatever their answer;
+    - ``rate_limited``: 429s sent (over ``max_concurrency`` or injected);
+    - ``peak_in_flight``: the most requests admitted and in flight at once;
+    - ``tags``: ``{tag: requests that carried it}`` from the ``tag`` query
+      parameter (repeatable; a tag repeated in one request counts once).
+
+    Beside them: ``by_status`` answers sent (keyed by the status as a string),
+    ``server_errors`` 5xx sent, ``dropped`` connections closed without an answer,
+    ``in_flight`` now, ``scored_texts`` and their ``input_tokens``,
+    ``project_requests`` to ``/v1/projects``, and ``max_in_flight`` (the older
+    name of ``peak_in_flight``).
     """
 
     def __init__(self) -> None:
@@ -168,7 +181,8 @@ class _Stats:
         self.rate_limited = 0
         self.server_errors = 0
         self.dropped = 0
-        self.max_in_flight = self.in_flight
+        self.peak_in_flight = self.in_flight
+        self.tags: dict[str, int] = {}
         self.scored_texts = 0
         self.input_tokens = 0
         self.project_requests = 0
@@ -181,16 +195,18 @@ class _Stats:
         with self._lock:
             self.project_requests += 1
 
-    def arrived(self) -> None:
+    def arrived(self, tags: list[str]) -> None:
         with self._lock:
             self.requests += 1
+            for tag in dict.fromkeys(tags):
+                self.tags[tag] = self.tags.get(tag, 0) + 1
 
     def try_enter(self, limit: int) -> bool:
         with self._lock:
             if self.in_flight >= limit:
                 return False
             self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
             return True
 
     def leave(self) -> None:
@@ -219,12 +235,14 @@ class _Stats:
         with self._lock:
             return {
                 "requests": self.requests,
-                "by_status": dict(self.by_status),
                 "rate_limited": self.rate_limited,
+                "peak_in_flight": self.peak_in_flight,
+                "tags": dict(self.tags),
+                "by_status": dict(self.by_status),
                 "server_errors": self.server_errors,
                 "dropped": self.dropped,
                 "in_flight": self.in_flight,
-                "max_in_flight": self.max_in_flight,
+                "max_in_flight": self.peak_in_flight,
                 "scored_texts": self.scored_texts,
                 "input_tokens": self.input_tokens,
                 "project_requests": self.project_requests,
@@ -287,6 +305,7 @@ class Emulator:
         app.router.add_route("*", "/v1/read", self._handle_read)
         app.router.add_route("*", "/v1/projects", self._handle_projects)
         app.router.add_get("/_emulator/stats", self._handle_stats)
+        app.router.add_post("/_emulator/stats/reset", self._handle_reset)
         app.router.add_post("/_emulator/reset", self._handle_reset)
         app.on_cleanup.append(self._close_http)
         return app
@@ -294,7 +313,7 @@ class Emulator:
     # -- handlers -----------------------------------------------------------------
 
     async def _handle_read(self, request: web.Request) -> web.StreamResponse:
-        self.stats.arrived()
+        self.stats.arrived(request.query.getall("tag", []))
         response = await self._answer(request, self._read)
         if response is None:
             self.stats.drop()
@@ -475,6 +494,11 @@ class Emulator:
                 )
             if name not in _REPEATABLE_PARAMS and len(query.getall(name)) > 1:
                 raise _bad_query(f"Failed to deserialize query parameters: duplicate field `{name}`")
+        for tag in query.getall("tag", []):
+            if len(tag) > MAX_TAG_CHARS:
+                raise _bad_query(
+                    f"Tags are limited to {MAX_TAG_CHARS} characters per tag; a `tag` has {len(tag)} characters."
+                )
         if "language" not in query:
             raise _bad_query("Failed to deserialize query parameters: missing field `language`")
         for name in ("sentiment", *_BOOLEAN_FEATURES):

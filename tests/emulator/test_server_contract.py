@@ -24,6 +24,7 @@ READ_QUERY = "/v1/read?sentiment=true&language=en"
 AUTH = {"Authorization": f"Token {TEST_API_KEY}"}
 TIMEOUT = 10
 
+LONG_WORDS = "The extraordinarily accommodating representatives demonstrated unquestionable professionalism."
 TOKEN_LIMIT_MSG = (
     "Text input for Sentiment Analysis currently supports up to 150K tokens. Please revise your text "
     "input to fit within the defined token limit. For more information, please visit our API documentation."
@@ -152,6 +153,30 @@ def test_large_text_is_scored(emulator):
 def test_tag_parameter_is_accepted(emulator):
     response = read(emulator, {"text": REFERENCE_TEXT}, query=f"{READ_QUERY}&tag=nightly&tag=batch-7")
     assert response.status_code == 200, response.text
+    assert emulator.stats()["tags"] == {"nightly": 1, "batch-7": 1}
+
+
+def test_tags_up_to_128_characters_are_accepted_longer_ones_refused(emulator):
+    assert read(emulator, {"text": REFERENCE_TEXT}, query=f"{READ_QUERY}&tag={'t' * 128}").status_code == 200
+
+    body = assert_error(
+        read(emulator, {"text": REFERENCE_TEXT}, query=f"{READ_QUERY}&tag=ok&tag={'t' * 129}"),
+        400,
+        "INVALID_QUERY_PARAMETER",
+    )
+    assert "128 characters" in body["err_msg"] and "129" in body["err_msg"]
+
+
+def test_long_words_count_more_tokens_than_words(emulator):
+    response = read(emulator, {"text": LONG_WORDS})
+
+    assert response.status_code == 200, response.text
+    # 7 words and a full stop; the emulator's sub-word count: 1+3+2+3+2+2+3 words, 1 mark.
+    assert response.json()["metadata"]["sentiment_info"] == {
+        "model_uuid": MODEL_UUID,
+        "input_tokens": 17,
+        "output_tokens": 17,
+    }
 
 
 # -- the three documented 400 errors ------------------------------------------------------
@@ -188,6 +213,24 @@ def test_token_limit_boundary(deepgram_emulator_factory):
     assert read(server, {"text": "one two three four five six seven eight nine ten"}).status_code == 200
     eleven = read(server, {"text": "one two three four five six seven eight nine ten eleven"})
     assert_error(eleven, 400, "TOKEN_LIMIT_EXCEEDED")
+
+
+def test_token_limit_boundary_counts_sub_words(deepgram_emulator_factory):
+    server = deepgram_emulator_factory(token_limit=3)
+
+    # One word each: 18 letters are 3 tokens (1 + 2 for the 8 beyond 10), 19 are 4.
+    assert read(server, {"text": "abcdefghijklmnopqr"}).status_code == 200
+    assert_error(read(server, {"text": "abcdefghijklmnopqrs"}), 400, "TOKEN_LIMIT_EXCEEDED", TOKEN_LIMIT_MSG)
+
+
+def test_token_limit_is_checked_with_the_sub_word_count(emulator):
+    text = " ".join([LONG_WORDS] * 9_000)  # 72,000 words and marks, 153,000 tokens
+
+    assert len(text.split()) + text.count(".") == 72_000
+    assert_error(read(emulator, {"text": text}), 400, "TOKEN_LIMIT_EXCEEDED", TOKEN_LIMIT_MSG)
+    under = read(emulator, {"text": " ".join([LONG_WORDS] * 8_800)})  # 149,600 tokens
+    assert under.status_code == 200, under.text
+    assert under.json()["metadata"]["sentiment_info"]["input_tokens"] == 149_600
 
 
 # -- other query errors ---------------------------------------------------------------------
@@ -330,7 +373,9 @@ def test_requests_beyond_max_concurrency_get_429(deepgram_emulator_factory):
             assert_error(response, 429, "TOO_MANY_REQUESTS", "Too many requests. Please try again later.")
             assert response.headers["Retry-After"] == "1"
     stats = server.stats()
+    assert stats["peak_in_flight"] == 2
     assert stats["max_in_flight"] == 2
+    assert stats["requests"] == 5
     assert stats["rate_limited"] == 3
     assert stats["in_flight"] == 0
 
@@ -425,37 +470,67 @@ def test_invalid_fault_settings_are_refused():
 
 
 def test_stats_count_requests_by_outcome(emulator):
-    read(emulator, {"text": REFERENCE_TEXT})
-    read(emulator, {"text": REFERENCE_TEXT})
-    read(emulator, {"text": REFERENCE_TEXT}, query="/v1/read?sentiment=true")
+    read(emulator, {"text": REFERENCE_TEXT}, query=f"{READ_QUERY}&tag=nightly&tag=airflow")
+    read(emulator, {"text": LONG_WORDS}, query=f"{READ_QUERY}&tag=airflow&tag=airflow")
+    read(emulator, {"text": REFERENCE_TEXT}, query="/v1/read?sentiment=true&tag=airflow")
     read(emulator, {"text": REFERENCE_TEXT}, headers={})
 
     stats = emulator.stats()
     assert stats == {
         "requests": 4,
-        "by_status": {"200": 2, "400": 1, "401": 1},
         "rate_limited": 0,
+        "peak_in_flight": 1,
+        # Every /v1/read request's tags, whatever its answer; once per request.
+        "tags": {"nightly": 1, "airflow": 3},
+        "by_status": {"200": 2, "400": 1, "401": 1},
         "server_errors": 0,
         "dropped": 0,
         "in_flight": 0,
         "max_in_flight": 1,
         "scored_texts": 2,
-        "input_tokens": 44,
+        "input_tokens": 22 + 17,
         "project_requests": 0,
     }
     over_http = requests.get(f"{emulator.url}/_emulator/stats", timeout=TIMEOUT)
     assert over_http.status_code == 200
+    assert over_http.headers["Content-Type"].startswith("application/json")
     assert over_http.json() == stats
 
 
-def test_stats_reset_over_http(emulator):
-    read(emulator, {"text": REFERENCE_TEXT})
+def test_peak_in_flight_counts_concurrent_requests(deepgram_emulator_factory):
+    server = deepgram_emulator_factory(max_concurrency=10, latency=0.3, latency_jitter=0.0)
+    barrier = threading.Barrier(4)
 
-    response = requests.post(f"{emulator.url}/_emulator/reset", timeout=TIMEOUT)
+    def call(_):
+        barrier.wait()
+        return read(server, {"text": REFERENCE_TEXT}).status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(call, range(4))) == [200] * 4
+    assert read(server, {"text": REFERENCE_TEXT}).status_code == 200  # alone: the peak stays
+
+    stats = requests.get(f"{server.url}/_emulator/stats", timeout=TIMEOUT).json()
+    assert (stats["requests"], stats["peak_in_flight"], stats["rate_limited"]) == (5, 4, 0)
+
+
+@pytest.mark.parametrize("path", ["/_emulator/stats/reset", "/_emulator/reset"])
+def test_stats_reset_over_http(emulator, path):
+    read(emulator, {"text": REFERENCE_TEXT}, query=f"{READ_QUERY}&tag=nightly")
+
+    response = requests.post(f"{emulator.url}{path}", timeout=TIMEOUT)
 
     assert response.status_code == 200
+    assert response.json() == emulator.stats()
     assert emulator.stats()["requests"] == 0
     assert emulator.stats()["by_status"] == {}
+    assert emulator.stats()["tags"] == {}
+    assert emulator.stats()["peak_in_flight"] == 0
+
+
+def test_stats_need_no_key_and_only_answer_their_methods(emulator):
+    assert requests.get(f"{emulator.url}/_emulator/stats", headers={"Authorization": "Token nope"}, timeout=TIMEOUT).ok
+    assert requests.get(f"{emulator.url}/_emulator/stats/reset", timeout=TIMEOUT).status_code == 405
+    assert requests.post(f"{emulator.url}/_emulator/stats", timeout=TIMEOUT).status_code == 405
 
 
 # -- lifecycle ------------------------------------------------------------------------------
