@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hmac
+import ipaddress
 import json
 import os
 import random
@@ -272,6 +273,21 @@ def _bad_body(message: str) -> _APIError:
     return _APIError(400, "INVALID_REQUEST_BODY", message)
 
 
+def _from_loopback(request: web.Request) -> web.Response | None:
+    """Return a 403 answer unless ``request`` comes from a loopback address (the counters need no key)."""
+    try:
+        address = ipaddress.ip_address((request.remote or "").split("%")[0])
+    except ValueError:
+        address = None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address is not None and address.is_loopback:
+        return None
+    return web.json_response(
+        {"err_code": "FORBIDDEN", "err_msg": "The emulator's counters answer loopback clients only."}, status=403
+    )
+
+
 def _created_now() -> str:
     now = datetime.now(timezone.utc)
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
@@ -329,9 +345,12 @@ class Emulator:
         return response if response is not None else web.Response(status=500)
 
     async def _handle_stats(self, request: web.Request) -> web.Response:
-        return web.json_response(self.stats.snapshot())
+        return _from_loopback(request) or web.json_response(self.stats.snapshot())
 
     async def _handle_reset(self, request: web.Request) -> web.Response:
+        refusal = _from_loopback(request)
+        if refusal is not None:
+            return refusal
         self.stats.reset()
         return web.json_response(self.stats.snapshot())
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import http.server
 import re
@@ -556,3 +557,30 @@ def test_server_lifecycle_and_context_manager():
         requests.get(f"{url}/_emulator/stats", timeout=TIMEOUT)
     with pytest.raises(RuntimeError, match="not running"):
         server.url  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    ("peer", "status"),
+    [("127.0.0.1", 200), ("127.8.9.10", 200), ("::1", 200), ("::ffff:127.0.0.1", 200), ("192.0.2.7", 403)],
+)
+def test_stats_answer_loopback_clients_only(peer, status):
+    from unittest import mock
+
+    from aiohttp.test_utils import make_mocked_request
+
+    from airflow_provider_dgsentiment.emulator.server import Emulator, EmulatorConfig
+
+    emulator = Emulator(EmulatorConfig(api_key="k"))
+    emulator.stats.arrived(["nightly"])
+    transport = mock.Mock()
+    transport.get_extra_info.side_effect = lambda name, default=None: (peer, 40_000) if name == "peername" else default
+
+    async def ask():
+        stats = await emulator._handle_stats(make_mocked_request("GET", "/_emulator/stats", transport=transport))
+        reset = await emulator._handle_reset(make_mocked_request("POST", "/_emulator/stats/reset", transport=transport))
+        return stats, reset
+
+    stats, reset = asyncio.run(ask())
+
+    assert (stats.status, reset.status) == (status, status)
+    assert emulator.stats.snapshot()["requests"] == (0 if status == 200 else 1), "a refused reset zeroes nothing"
