@@ -273,7 +273,7 @@ def _bad_body(message: str) -> _APIError:
     return _APIError(400, "INVALID_REQUEST_BODY", message)
 
 
-def _from_loopback(request: web.Request) -> web.Response | None:
+def _refuse_unless_loopback(request: web.Request) -> web.Response | None:
     """Return a 403 answer unless ``request`` comes from a loopback address (the counters need no key)."""
     try:
         address = ipaddress.ip_address((request.remote or "").split("%")[0])
@@ -345,10 +345,10 @@ class Emulator:
         return response if response is not None else web.Response(status=500)
 
     async def _handle_stats(self, request: web.Request) -> web.Response:
-        return _from_loopback(request) or web.json_response(self.stats.snapshot())
+        return _refuse_unless_loopback(request) or web.json_response(self.stats.snapshot())
 
     async def _handle_reset(self, request: web.Request) -> web.Response:
-        refusal = _from_loopback(request)
+        refusal = _refuse_unless_loopback(request)
         if refusal is not None:
             return refusal
         self.stats.reset()
