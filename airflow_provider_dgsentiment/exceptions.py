@@ -59,6 +59,15 @@ class DeepgramAPIError(DeepgramError):
         self.retry_after = retry_after
         super().__init__(self._describe())
 
+    def with_context(self, context: str) -> DeepgramAPIError:
+        """Return a copy of this error whose message ends with `` -- <context>`` (this one is left as it is)."""
+        copy = self.__reduce__()
+        error = copy[0](*copy[1])
+        error.context = context
+        error.args = (f"{self} -- {context}",)
+        error.__cause__ = self
+        return error
+
     def _describe(self) -> str:
         parts = [f"Deepgram API error {self.status}" if self.status else "Deepgram request failed"]
         if self.err_code:

@@ -102,3 +102,173 @@ def sleeps_fast(monkeypatch):
 
     monkeypatch.setattr("airflow_provider_dgsentiment.hooks.sentiment.time.sleep", short_sleep)
     return asked
+
+
+# ---------------------------------------------------------------------- shared fixtures
+
+SQL_CONN_ID = "dgs_test_sqlite"
+POSITIVE = "I absolutely love this product. It is wonderful and works great!"
+NEGATIVE = "This is terrible. I hate it and the support was awful."
+NEUTRAL = "The package arrived on Tuesday. It contains a manual."
+
+
+@pytest.fixture
+def sqlite_db(tmp_path, monkeypatch) -> Path:
+    """A SQLite connection ``dgs_test_sqlite`` to a fresh file; returns the file."""
+    import json
+
+    path = tmp_path / "sentiment.db"
+    monkeypatch.setenv(f"AIRFLOW_CONN_{SQL_CONN_ID.upper()}", json.dumps({"conn_type": "sqlite", "host": str(path)}))
+    return path
+
+
+@pytest.fixture
+def inbox(tmp_path) -> Path:
+    """A folder with three text files: a (positive), b (negative), c (neutral)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.txt").write_text(POSITIVE)
+    (folder / "b.txt").write_text(NEGATIVE)
+    (folder / "c.txt").write_text(NEUTRAL)
+    return folder
+
+
+def sentiment_body(text: str, score: float = 0.5) -> dict:
+    """A valid /v1/read response body for ``text`` with one segment."""
+    import uuid
+
+    words = text.split()
+    label = "positive" if score > 0.333 else "negative" if score < -0.333 else "neutral"
+    return {
+        "metadata": {
+            "request_id": str(uuid.uuid4()),
+            "created": "2024-05-01T00:00:00.000Z",
+            "language": "en",
+            "sentiment_info": {"model_uuid": "mock-model", "input_tokens": len(words), "output_tokens": len(words)},
+        },
+        "results": {
+            "sentiments": {
+                "segments": [
+                    {
+                        "text": text,
+                        "start_word": 0,
+                        "end_word": max(len(words) - 1, 0),
+                        "sentiment": label,
+                        "sentiment_score": score,
+                    }
+                ],
+                "average": {"sentiment": label, "sentiment_score": score},
+            }
+        },
+    }
+
+
+class StandInAPI:
+    """
+    A small loopback stand-in for Deepgram's ``/v1/read``, for edge cases the emulator does not play.
+
+    ``answer(text)`` returns None (a valid positive result), ``(status, body)`` or
+    ``(status, body, headers)``; ``texts`` records what was sent and ``call_count`` how many
+    requests arrived. It runs an aiohttp server on its own thread and event loop.
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self.answer = lambda text: None
+        self.texts: list[str] = []
+        self.call_count = 0
+        self.lock = threading.Lock()
+        self.url = ""
+        self._loop = None
+        self._thread = None
+        self._runner = None
+
+    def start(self) -> StandInAPI:
+        import asyncio
+        import threading
+
+        started = threading.Event()
+
+        def serve() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(self._start())
+            started.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=serve, name="stand-in-api", daemon=True)
+        self._thread.start()
+        if not started.wait(10):
+            raise RuntimeError("the stand-in API did not start")
+        return self
+
+    async def _start(self) -> None:
+        from aiohttp import web
+
+        app = web.Application()
+        app.router.add_post("/v1/read", self._read)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def _read(self, request):
+        import json
+
+        from aiohttp import web
+
+        text = (await request.json()).get("text", "")
+        with self.lock:
+            self.texts.append(text)
+            self.call_count += 1
+        answer = self.answer(text)
+        if answer is None:
+            answer = (200, sentiment_body(text))
+        status, body, *rest = answer
+        headers = dict(rest[0]) if rest else {}
+        if isinstance(body, dict):
+            request_id = body.get("request_id") or body.get("metadata", {}).get("request_id", "rid")
+            headers.setdefault("dg-request-id", str(request_id))
+            return web.Response(status=status, text=json.dumps(body), content_type="application/json", headers=headers)
+        return web.Response(status=status, text=str(body), headers=headers)
+
+    def stop(self) -> None:
+        import asyncio
+
+        if self._loop is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+@pytest.fixture
+def mock_deepgram(monkeypatch):
+    """Point ``deepgram_default`` at a loopback :class:`StandInAPI` that answers every text positively.
+
+    Returns the stand-in: set ``answer`` (text -> None, ``(status, body)`` or ``(status, body, headers)``);
+    ``texts`` and ``call_count`` tell what arrived (``mocker.call_count`` too, as in requests_mock).
+    """
+    import json
+
+    api = StandInAPI().start()
+    api.mocker = api
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DEEPGRAM_DEFAULT",
+        json.dumps(
+            {"conn_type": "deepgram", "host": api.url, "password": "mock-key-5f1c2b7e9d", "extra": {"max_retries": 0}}
+        ),
+    )
+    yield api
+    api.stop()
+
+
+def airflow_serde():
+    """Return Airflow's ``serialize``/``deserialize``, what the task runner stores trigger kwargs with."""
+    try:
+        from airflow.sdk.serde import deserialize, serialize
+    except ImportError:  # Airflow 2
+        from airflow.serialization.serde import deserialize, serialize
+    return serialize, deserialize

@@ -524,7 +524,19 @@ class DeepgramSentimentHook(BaseHook):
         settings = await self.aget_settings()
         bound = max_concurrency or settings.max_concurrency
         window = AdaptiveConcurrency(bound)
-        iterator = iter(enumerate(texts))
+        source = texts.__aiter__() if hasattr(texts, "__aiter__") else None
+        plain = None if source is not None else iter(texts)
+        counter = 0
+
+        async def next_item() -> tuple[int, str] | None:
+            nonlocal counter
+            try:
+                text = await source.__anext__() if source is not None else next(plain)
+            except (StopIteration, StopAsyncIteration):
+                return None
+            counter += 1
+            return counter - 1, text
+
         tasks: dict[asyncio.Task, int] = {}
         stop_sending = False
         limits = httpx.Limits(max_connections=bound, max_keepalive_connections=bound)
@@ -532,7 +544,7 @@ class DeepgramSentimentHook(BaseHook):
             try:
                 while True:
                     while not stop_sending and len(tasks) < window.limit:
-                        item = next(iterator, None)
+                        item = await next_item()
                         if item is None:
                             stop_sending = True
                             break

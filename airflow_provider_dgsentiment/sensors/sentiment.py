@@ -2,69 +2,26 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import BaseSensorOperator, ObjectStoragePath, PokeReturnValue, conf
+from airflow.exceptions import AirflowProviderDeprecationWarning
+from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue, conf
 
-from airflow_provider_dgsentiment.documents import list_documents
-from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError, DeepgramError
-from airflow_provider_dgsentiment.warehouse import DEFAULT_AVERAGES_TABLE, WarehouseWriter, validate_table_name
+from airflow_provider_dgsentiment.events import check_event
+from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError
+from airflow_provider_dgsentiment.sources import SensedObjects, describe_entries, find_objects, source_entries
+from airflow_provider_dgsentiment.triggers.sentiment import DeepgramObjectsTrigger
+from airflow_provider_dgsentiment.warehouse import DEFAULT_AVERAGES_TABLE, validate_table_name
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
 #: URIs named in a log line at most; the rest are counted.
 MAX_LOGGED_URIS = 5
-
-
-@dataclass(frozen=True)
-class SensedObjects:
-    """
-    What one look at the storage found.
-
-    :param matched: how many objects match the path.
-    :param uris: the objects that count, sorted: every match, or only the unscored ones.
-    :param scored: how many matches are already in the averages table (0 when not checked).
-    """
-
-    matched: int
-    uris: list[str] = field(default_factory=list)
-    scored: int = 0
-
-
-def path_entries(path: Any) -> list[str | ObjectStoragePath]:
-    """
-    Return ``path`` as a non-empty list of URIs or ``ObjectStoragePath`` objects.
-
-    :param path: a URI (glob, prefix or one object), an ``ObjectStoragePath``, or a list of those.
-    :raises DeepgramConfigurationError: saying what is wrong with ``path``.
-    """
-    if isinstance(path, ObjectStoragePath):
-        return [path]
-    if isinstance(path, str):
-        if not path.strip():
-            raise DeepgramConfigurationError("path must name a URI, a glob or a prefix, got an empty string")
-        return [path.strip()]
-    if isinstance(path, (list, tuple)):
-        if not path:
-            raise DeepgramConfigurationError("path must name at least one URI, got an empty list")
-        entries: list[str | ObjectStoragePath] = []
-        for index, entry in enumerate(path):
-            if isinstance(entry, ObjectStoragePath):
-                entries.append(entry)
-            elif isinstance(entry, str) and entry.strip():
-                entries.append(entry.strip())
-            else:
-                raise DeepgramConfigurationError(
-                    f"path[{index}] must be a URI string or ObjectStoragePath, got {entry!r}"
-                )
-        return entries
-    raise DeepgramConfigurationError(
-        f"path must be a URI, an ObjectStoragePath or a list of those, got {type(path).__name__}"
-    )
+SENSOR_XCOM_OUTPUTS = ("uris", "counts")
 
 
 def check_min_objects(min_objects: Any) -> int:
@@ -74,96 +31,84 @@ def check_min_objects(min_objects: Any) -> int:
     return min_objects
 
 
-def find_objects(
-    path: Any,
-    conn_id: str | None = None,
-    *,
-    sql_conn_id: str | None = None,
-    averages_table: str = DEFAULT_AVERAGES_TABLE,
-) -> SensedObjects:
-    """
-    List the objects ``path`` matches and, with ``sql_conn_id``, keep those not yet scored.
-
-    This is the whole of one poke, in one blocking call: the sensor calls it in
-    the worker, a trigger can call it with ``asyncio.to_thread``. An object counts as
-    scored when its name (URI without connection id, as the operator stores it) is a
-    ``source`` in the averages table; a missing table means nothing is scored yet.
-
-    :param path: a URI glob, prefix or object, an ``ObjectStoragePath``, or a list of those.
-    :param conn_id: the storage connection; None uses the one in each URI (or the scheme's default).
-    :param sql_conn_id: a SQL connection holding the averages table; None counts every match.
-    :param averages_table: the averages table (``name`` or ``schema.name``).
-    :raises DeepgramConfigurationError: for a bad ``path`` or table name.
-    :raises DeepgramError: naming the entry when the storage cannot be listed.
-    """
-    entries = path_entries(path)
-    if sql_conn_id:
-        validate_table_name(averages_table, "averages_table")
-    found: dict[str, None] = {}
-    for entry in entries:
-        try:
-            found.update(dict.fromkeys(list_documents(entry, conn_id or None)))
-        except Exception as exc:  # storage backends raise their own families (botocore, OSError, ...)
-            raise DeepgramError(f"Could not list path {entry}: {type(exc).__name__}: {exc}") from exc
-    matched = sorted(found)
-    if not sql_conn_id or not matched:
-        return SensedObjects(matched=len(matched), uris=matched)
-    with WarehouseWriter(sql_conn_id, averages_table=averages_table) as writer:
-        scored = writer.known_sources(matched)
-    unscored = [uri for uri in matched if uri not in scored]
-    return SensedObjects(matched=len(matched), uris=unscored, scored=len(matched) - len(unscored))
-
-
 class DeepgramSentimentSensor(BaseSensorOperator):
     """
-    Wait until at least ``min_objects`` text objects match ``path``; return their URIs.
+    Wait until at least ``min_objects`` text objects match ``source``; return their URIs.
 
-    ``path`` is anything ``ObjectStoragePath`` reads (``file://``, ``s3://conn@bucket/...``,
+    ``source`` is anything ``ObjectStoragePath`` reads (``file://``, ``s3://conn@bucket/...``,
     ``gs://``, ...): a glob (``s3://bucket/in/*.txt``), a prefix or folder (every object
-    under it) or one object, or a list of those. Hidden objects (``.name``) never count.
+    under it) or one object, or a list of those, as for ``DeepgramSentimentOperator``.
+    Hidden objects (``.name``) and special files (named pipes, sockets) never count.
 
     With ``sql_conn_id`` only objects not yet scored count: those whose URI is not a
     ``source`` in ``averages_table`` (the operator's table of one row per document).
     While every match is scored the sensor keeps waiting, until ``timeout``.
 
-    The XCom value (a ``PokeReturnValue``) is the sorted list of the URIs that count,
-    without connection id, ready for ``DeepgramSentimentOperator(source=...)`` or for
-    ``.expand()`` over batches of it. Give the operator the same storage connection.
-    Use ``mode="reschedule"`` for long waits; the list is rebuilt at every poke.
+    The XCom value (a ``PokeReturnValue``) is, with ``xcom_output="uris"`` (default), the
+    sorted list of the URIs that count, without connection id, ready for
+    ``DeepgramSentimentOperator(source=...)``. For big listings use ``xcom_output="counts"``:
+    ``{"source", "matched", "scored", "to_score"}``, a few bytes at any number of objects,
+    and give the operator the same ``source`` with ``.expand(shard=...)``. Use
+    ``mode="reschedule"`` for long waits; the listing is redone at every poke.
 
-    :param path: a URI glob, prefix or object, an ``ObjectStoragePath``, or a list of those. (templated)
-    :param conn_id: the storage connection; default the one named in each URI, else the
-        scheme's default. (templated)
+    :param source: a URI glob, prefix or object, an ``ObjectStoragePath``, or a list of those. (templated)
+    :param source_conn_id: the storage connection; default the one named in each URI, else
+        the scheme's default. (templated)
     :param min_objects: how many objects must count before the sensor succeeds.
     :param sql_conn_id: a SQL connection (any ``DbApiHook``) with the averages table; when
         set, only objects not yet scored count. (templated)
     :param averages_table: the averages table, ``name`` or ``schema.name``. (templated)
+    :param xcom_output: ``"uris"`` or ``"counts"`` (see above).
     :param deferrable: after one poke in the worker, wait in the triggerer
         (:class:`~airflow_provider_dgsentiment.triggers.sentiment.DeepgramObjectsTrigger`);
         default Airflow's ``operators.default_deferrable``.
+    :param path: deprecated name of ``source``.
+    :param conn_id: deprecated name of ``source_conn_id``.
     """
 
-    template_fields: Sequence[str] = ("path", "conn_id", "sql_conn_id", "averages_table")
-    template_fields_renderers = {"path": "py"}
+    template_fields: Sequence[str] = ("source", "source_conn_id", "sql_conn_id", "averages_table")
+    template_fields_renderers = {"source": "py"}
     ui_color = "#13ef93"
 
     def __init__(
         self,
         *,
-        path: str | ObjectStoragePath | list[str | ObjectStoragePath],
-        conn_id: str | None = None,
+        source: Any = None,
+        source_conn_id: str | None = None,
         min_objects: int = 1,
         sql_conn_id: str | None = None,
         averages_table: str = DEFAULT_AVERAGES_TABLE,
+        xcom_output: str = "uris",
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        path: Any = None,
+        conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.path = path
-        self.conn_id = conn_id
+        if path is not None:
+            warnings.warn(
+                "DeepgramSentimentSensor(path=...) is deprecated: use source=..., as for the operator",
+                AirflowProviderDeprecationWarning,
+                stacklevel=2,
+            )
+            if source is not None:
+                raise DeepgramConfigurationError("Give source or its deprecated name path, not both")
+            source = path
+        if conn_id is not None:
+            warnings.warn(
+                "DeepgramSentimentSensor(conn_id=...) is deprecated: use source_conn_id=..., as for the operator",
+                AirflowProviderDeprecationWarning,
+                stacklevel=2,
+            )
+            if source_conn_id is not None:
+                raise DeepgramConfigurationError("Give source_conn_id or its deprecated name conn_id, not both")
+            source_conn_id = conn_id
+        self.source = source
+        self.source_conn_id = source_conn_id
         self.min_objects = min_objects
         self.sql_conn_id = sql_conn_id
         self.averages_table = averages_table
+        self.xcom_output = xcom_output
         self.deferrable = deferrable
 
     def execute(self, context: Context) -> Any:
@@ -174,46 +119,49 @@ class DeepgramSentimentSensor(BaseSensorOperator):
         first = self.poke(context)
         if first.is_done:
             return first.xcom_value
-        from airflow_provider_dgsentiment.triggers.sentiment import DeepgramObjectsTrigger
-
         self.defer(
             trigger=DeepgramObjectsTrigger(
-                path=[str(entry) for entry in path_entries(self.path)],
-                conn_id=self.conn_id or None,
+                source=[str(entry) for entry in source_entries(self.source)],
+                conn_id=self.source_conn_id or None,
                 min_objects=self.min_objects,
                 sql_conn_id=self.sql_conn_id or None,
                 averages_table=self.averages_table,
                 poke_interval=self.poke_interval,
+                return_uris=self.xcom_output == "uris",
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),
         )
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> list[str]:
-        """Return the URIs the trigger found; raise what went wrong when it failed."""
-        if not isinstance(event, dict) or event.get("status") != "success":
-            message = event.get("message") if isinstance(event, dict) else f"unexpected event {type(event).__name__}"
-            if isinstance(event, dict) and event.get("error_class") == DeepgramConfigurationError.__name__:
-                raise DeepgramConfigurationError(message)
-            raise DeepgramError(f"Waiting for objects at {self._describe_path()} failed: {message}")
-        uris = list(event["uris"])
-        self.log.info("%s: %d object(s) to score", self._describe_path(), len(uris))
-        return uris
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """Return what the trigger found (the sensor's XCom value); raise what went wrong when it failed."""
+        payload = check_event(event, f"Waiting for objects at {self._describe_source()}")
+        self.log.info("%s: %s", self._describe_source(), payload.get("message"))
+        sensed = SensedObjects(
+            matched=int(payload["matched"]), uris=list(payload.get("uris") or []), scored=int(payload["scored"])
+        )
+        return self._xcom_value(sensed, int(payload.get("to_score", len(sensed.uris))))
 
     def _check_arguments(self) -> None:
         """Check the rendered arguments; raise :class:`DeepgramConfigurationError` saying what is wrong."""
-        path_entries(self.path)
+        if not source_entries(self.source):
+            raise DeepgramConfigurationError("source must name a URI, a glob or a prefix, got nothing")
         check_min_objects(self.min_objects)
+        if self.xcom_output not in SENSOR_XCOM_OUTPUTS:
+            raise DeepgramConfigurationError(
+                f"xcom_output must be one of {', '.join(map(repr, SENSOR_XCOM_OUTPUTS))}, got {self.xcom_output!r}"
+            )
         if self.sql_conn_id:
             validate_table_name(self.averages_table, "averages_table")
 
     def find_objects(self) -> SensedObjects:
         """Look at the storage (and the averages table) once."""
         return find_objects(
-            self.path,
-            self.conn_id or None,
+            self.source,
+            self.source_conn_id or None,
             sql_conn_id=self.sql_conn_id or None,
             averages_table=self.averages_table,
+            log=self.log,
         )
 
     def poke(self, context: Context) -> PokeReturnValue:
@@ -226,7 +174,7 @@ class DeepgramSentimentSensor(BaseSensorOperator):
         if self.sql_conn_id:
             self.log.info(
                 "%s matches %d object(s), %d already scored in %s, %d to score (need %d)%s",
-                self._describe_path(),
+                self._describe_source(),
                 sensed.matched,
                 sensed.scored,
                 self.averages_table,
@@ -237,14 +185,22 @@ class DeepgramSentimentSensor(BaseSensorOperator):
         else:
             self.log.info(
                 "%s matches %d object(s) (need %d)%s",
-                self._describe_path(),
+                self._describe_source(),
                 sensed.matched,
                 self.min_objects,
                 f": {shown}" if shown else "",
             )
-        return PokeReturnValue(is_done=done, xcom_value=sensed.uris if done else None)
+        return PokeReturnValue(is_done=done, xcom_value=self._xcom_value(sensed, len(sensed.uris)) if done else None)
 
-    def _describe_path(self) -> str:
-        entries = path_entries(self.path)
-        text = ", ".join(str(entry) for entry in entries[:MAX_LOGGED_URIS])
-        return text + (f" (and {len(entries) - MAX_LOGGED_URIS} more)" if len(entries) > MAX_LOGGED_URIS else "")
+    def _xcom_value(self, sensed: SensedObjects, to_score: int) -> Any:
+        if self.xcom_output == "uris":
+            return sensed.uris
+        return {
+            "source": [str(entry) for entry in source_entries(self.source)],
+            "matched": sensed.matched,
+            "scored": sensed.scored,
+            "to_score": to_score,
+        }
+
+    def _describe_source(self) -> str:
+        return describe_entries(source_entries(self.source))

@@ -1,4 +1,4 @@
-"""DeepgramSentimentOperator.execute against the local emulator, and requests_mock for edge cases."""
+"""DeepgramSentimentOperator.execute against the local emulator, and a loopback stand-in API for edge cases."""
 
 from __future__ import annotations
 
@@ -20,22 +20,12 @@ from airflow_provider_dgsentiment.exceptions import (
     DeepgramError,
     DeepgramPaymentRequiredError,
 )
-from airflow_provider_dgsentiment.operators.sentiment import (
-    DeepgramSentimentOperator,
-    ScoringOutcome,
-)
+from airflow_provider_dgsentiment.operators.sentiment import DeepgramSentimentOperator
+from airflow_provider_dgsentiment.outcome import ScoringOutcome
 from airflow_provider_dgsentiment.warehouse import WarehouseWriter, validate_table_name
-from tests.conftest import require_service
+from tests.conftest import NEGATIVE, NEUTRAL, POSITIVE, SQL_CONN_ID, require_service
 
 RUN_ID = "manual__2024-05-01T00:00:00+00:00"
-SQL_CONN_ID = "dgs_test_sqlite"
-MOCK_HOST = "https://api.deepgram.test"
-MOCK_READ_URL = f"{MOCK_HOST}/v1/read"
-MOCK_KEY = "mock-key-5f1c2b7e9d"
-
-POSITIVE = "I absolutely love this product. It is wonderful and works great!"
-NEGATIVE = "This is terrible. I hate it and the support was awful."
-NEUTRAL = "The package arrived on Tuesday. It contains a manual."
 
 
 # ---------------------------------------------------------------------- helpers
@@ -59,34 +49,6 @@ def requests_sent(emulator, before: dict) -> int:
     return emulator.stats()["requests"] - before["requests"]
 
 
-def sentiment_body(text: str, score: float = 0.5) -> dict:
-    """A valid /v1/read response body for ``text`` with one segment."""
-    words = text.split()
-    label = "positive" if score > 0.333 else "negative" if score < -0.333 else "neutral"
-    return {
-        "metadata": {
-            "request_id": str(uuid.uuid4()),
-            "created": "2024-05-01T00:00:00.000Z",
-            "language": "en",
-            "sentiment_info": {"model_uuid": "mock-model", "input_tokens": len(words), "output_tokens": len(words)},
-        },
-        "results": {
-            "sentiments": {
-                "segments": [
-                    {
-                        "text": text,
-                        "start_word": 0,
-                        "end_word": len(words) - 1,
-                        "sentiment": label,
-                        "sentiment_score": score,
-                    }
-                ],
-                "average": {"sentiment": label, "sentiment_score": score},
-            }
-        },
-    }
-
-
 def table_rows(db: Path, table: str, order: str = "source") -> list[dict]:
     with sqlite3.connect(db) as connection:
         connection.row_factory = sqlite3.Row
@@ -106,51 +68,6 @@ def table_names(db: Path) -> set[str]:
 # ---------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture
-def sqlite_db(tmp_path, monkeypatch) -> Path:
-    """A SQLite connection ``dgs_test_sqlite`` to a fresh file; returns the file."""
-    path = tmp_path / "sentiment.db"
-    monkeypatch.setenv(f"AIRFLOW_CONN_{SQL_CONN_ID.upper()}", json.dumps({"conn_type": "sqlite", "host": str(path)}))
-    return path
-
-
-@pytest.fixture
-def inbox(tmp_path) -> Path:
-    """A folder with three text files: a (positive), b (negative), c (neutral)."""
-    folder = tmp_path / "in"
-    folder.mkdir()
-    (folder / "a.txt").write_text(POSITIVE)
-    (folder / "b.txt").write_text(NEGATIVE)
-    (folder / "c.txt").write_text(NEUTRAL)
-    return folder
-
-
-@pytest.fixture
-def mock_deepgram(monkeypatch, requests_mock):
-    """Point ``deepgram_default`` at a requests_mock URL; answers every text positively unless told otherwise.
-
-    Returns a namespace: ``answer`` (text -> (status, body) or None for the default), and the mocker.
-    """
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_DEEPGRAM_DEFAULT",
-        json.dumps({"conn_type": "deepgram", "host": MOCK_HOST, "password": MOCK_KEY, "extra": {"max_retries": 0}}),
-    )
-    state = SimpleNamespace(answer=lambda text: None, mocker=requests_mock, lock=threading.Lock(), texts=[])
-
-    def respond(request, context):
-        text = request.json()["text"]
-        with state.lock:
-            state.texts.append(text)
-        answer = state.answer(text)
-        status, body = answer if answer is not None else (200, sentiment_body(text))
-        context.status_code = status
-        context.headers["dg-request-id"] = body.get("request_id") or body.get("metadata", {}).get("request_id", "rid")
-        return body
-
-    requests_mock.post(MOCK_READ_URL, json=respond)
-    return state
-
-
 # ---------------------------------------------------------------------- arguments
 
 
@@ -159,9 +76,12 @@ def test_template_fields_are_a_tuple_of_the_documented_names():
         "text",
         "source",
         "source_conn_id",
+        "shard",
         "sql_conn_id",
         "segments_table",
         "averages_table",
+        "results_path",
+        "results_conn_id",
         "language",
     )
     assert set(DeepgramSentimentOperator.template_fields_renderers) == {"text", "source"}
@@ -183,7 +103,10 @@ def test_init_stores_arguments_verbatim_and_builds_no_hook():
     [
         ({}, "exactly one of text and source (neither was given)"),
         ({"text": "hi", "source": "file:///tmp/x.txt"}, "exactly one of text and source (both were given)"),
-        ({"text": "hi", "xcom_output": "bogus"}, "xcom_output must be one of 'full', 'summary', 'none', got 'bogus'"),
+        (
+            {"text": "hi", "xcom_output": "bogus"},
+            "xcom_output must be one of 'full', 'summary', 'manifest', 'none', got 'bogus'",
+        ),
         ({"text": "hi", "on_error": "ignore"}, "on_error must be one of 'fail', 'skip', got 'ignore'"),
         ({"text": "hi", "max_concurrency": 0}, "max_concurrency must be a whole number of at least 1, got 0"),
         ({"text": "hi", "max_concurrency": True}, "max_concurrency must be a whole number of at least 1, got True"),
@@ -303,8 +226,11 @@ def test_none_output_returns_none_but_still_scores(deepgram_conn):
 
 def test_outcome_keeps_no_items_for_none_output():
     outcome = ScoringOutcome(total=100_000, keep="none")
-    assert outcome.items == []
-    assert len(ScoringOutcome(total=3, keep="summary").items) == 3
+    outcome.record_skipped(7, "x.txt", "empty document")
+    outcome.record_failed(8, "y.txt", "object not found")
+    assert outcome.items == {}
+    assert outcome.xcom_value() is None
+    assert ScoringOutcome(total=3, keep="summary").xcom_value()["items"] == [None, None, None]
 
 
 def test_templates_render_before_checks(deepgram_conn, inbox):

@@ -20,19 +20,8 @@ from airflow_provider_dgsentiment.exceptions import (
     make_api_error,
 )
 from airflow_provider_dgsentiment.triggers.sentiment import DeepgramSentimentTrigger
-from tests.operators.test_sentiment_operator import (  # noqa: F401  (fixtures used by name)
-    NEGATIVE,
-    NEUTRAL,
-    POSITIVE,
-    RUN_ID,
-    SQL_CONN_ID,
-    inbox,
-    make_operator,
-    run,
-    sqlite_db,
-    table_rows,
-)
-from tests.triggers.test_sentiment_trigger import airflow_serde
+from tests.conftest import NEGATIVE, NEUTRAL, POSITIVE, SQL_CONN_ID, airflow_serde
+from tests.operators.test_sentiment_operator import RUN_ID, make_operator, run, table_rows
 
 OTHER_SQL_CONN_ID = "dgs_test_sqlite_deferred"
 #: Columns that differ between two runs on the same input by nature: when, which run, which request.
@@ -134,16 +123,28 @@ def test_execute_defers_with_plain_json_kwargs_no_key_no_text(deepgram_conn, inb
     assert isinstance(deferred.trigger, DeepgramSentimentTrigger)
     classpath, kwargs = deferred.trigger.serialize()
     assert classpath == "airflow_provider_dgsentiment.triggers.sentiment.DeepgramSentimentTrigger"
-    assert {key: value for key, value in kwargs.items() if key != "resume_state"} == {
+    assert kwargs == {
         "deepgram_conn_id": "deepgram_default",
-        "uris": [f"file://{inbox}/{name}.txt" for name in "abc"],  # blank.txt is settled in the worker
-        "source_conn_id": None,
-        "language": "en",
-        "max_concurrency": 3,
+        # The pattern, not the objects: the trigger lists and reads them (each object is read once).
+        "source": {
+            "entries": [f"file://{inbox}/*.txt"],
+            "conn_id": None,
+            "stored_prefix": "",
+            "shard": None,
+            "given_as": repr(f"file://{inbox}/*.txt"),
+        },
+        "xcom_output": "full",
+        "options": {
+            "language": "en",
+            "max_concurrency": 3,
+            "skip_scored": True,
+            "fail_on_empty_source": True,
+            "max_documents": 1000,  # per-document XCom travels back in the event: bounded
+            "progress_interval": 30.0,
+        },
+        "sql": None,
+        "results": None,
     }
-    state = kwargs["resume_state"]
-    assert (state["total"], state["skipped"], state["pending"]) == (4, 1, 3)
-    assert state["items"][2] == {"source": f"file://{inbox}/blank.txt", "status": "skipped", "reason": "empty document"}
     stored = json.dumps(kwargs)  # plain JSON ...
     assert deepgram_conn.api_key not in stored  # ... never the key ...
     assert all(text not in stored for text in (POSITIVE, NEGATIVE, NEUTRAL))  # ... never document text
@@ -206,21 +207,23 @@ def test_deferred_rows_equal_worker_rows(deepgram_conn, inbox, sqlite_db, other_
     assert deferred_row["scored_at"].endswith("+00:00")
 
 
-def test_already_scored_documents_are_settled_in_the_worker(deepgram_conn, inbox, sqlite_db):
+def test_already_scored_documents_are_skipped_in_the_triggerer_without_requests(deepgram_conn, inbox, sqlite_db):
     kwargs = {"source": f"file://{inbox}/*.txt", "sql_conn_id": SQL_CONN_ID, "xcom_output": "summary"}
     assert run(make_operator(**kwargs))["scored"] == 3
     (inbox / "d.txt").write_text("A brand new happy document.")
     deferred = defer(make_operator(deferrable=True, **kwargs))
-    assert deferred.trigger.serialize()[1]["uris"] == [f"file://{inbox}/d.txt"]  # only the new one goes
+    before = deepgram_conn.stats()["requests"]
     result = resume(deferred, trigger_event(deferred), deferrable=True, **kwargs)
+    assert deepgram_conn.stats()["requests"] - before == 1  # only the new one is sent
     assert (result["documents"], result["scored"], result["skipped"]) == (4, 1, 3)
     assert [item["status"] for item in result["items"]] == ["skipped", "skipped", "skipped", "scored"]
     assert result["items"][0]["reason"].startswith("already scored")
     assert len(table_rows(sqlite_db, "deepgram_sentiment_averages")) == 4
 
-    # Nothing left to score: the task finishes in the worker, without deferring and without a request.
+    # Nothing left to score: the trigger sends no request.
+    deferred = defer(make_operator(deferrable=True, **kwargs))
     before = deepgram_conn.stats()["requests"]
-    again = run(make_operator(deferrable=True, **kwargs))
+    again = resume(deferred, trigger_event(deferred), deferrable=True, **kwargs)
     assert deepgram_conn.stats()["requests"] - before == 0
     assert (again["scored"], again["skipped"]) == (0, 4)
 
@@ -242,15 +245,15 @@ def test_failed_documents_fail_with_the_same_message_after_storing_the_rest(
     assert len(table_rows(other_sqlite_db, "deepgram_sentiment_averages")) == 2  # stored before failing
 
 
-def test_object_gone_before_the_trigger_reads_it_is_a_failure_naming_it(deepgram_conn, inbox):
+def test_the_trigger_lists_and_reads_the_objects_as_they_are_when_it_runs(deepgram_conn, inbox):
     kwargs = {"source": f"file://{inbox}/*.txt", "on_error": "skip", "xcom_output": "summary"}
     deferred = defer(make_operator(deferrable=True, **kwargs))
     (inbox / "b.txt").unlink()
     (inbox / "c.txt").write_text(" ")
     result = resume(deferred, trigger_event(deferred), deferrable=True, **kwargs)
-    assert (result["scored"], result["failed"], result["skipped"]) == (1, 1, 1)
-    assert result["items"][1]["error"] == "object not found"
-    assert result["items"][2]["reason"] == "empty document"
+    assert (result["documents"], result["scored"], result["failed"], result["skipped"]) == (2, 1, 0, 1)
+    assert [item["source"] for item in result["items"]] == [f"file://{inbox}/a.txt", f"file://{inbox}/c.txt"]
+    assert result["items"][1]["reason"] == "empty document"
 
 
 def test_wrong_key_raises_the_same_systemic_error_as_the_worker(deepgram_conn, inbox, monkeypatch):
@@ -265,7 +268,7 @@ def test_wrong_key_raises_the_same_systemic_error_as_the_worker(deepgram_conn, i
         run(make_operator(**kwargs))
     deferred = defer(make_operator(deferrable=True, **kwargs))
     event = trigger_event(deferred)
-    assert event["systemic_error"]["status"] == 401
+    assert event["outcome"]["systemic_error"]["status"] == 401
     with pytest.raises(DeepgramAuthenticationError) as after_deferral:
         resume(deferred, event, deferrable=True, **kwargs)
     message = str(after_deferral.value)
@@ -311,12 +314,12 @@ def test_wrong_key_raises_the_same_systemic_error_as_the_worker(deepgram_conn, i
         (
             {"status": "error", "message": "boom", "error": None, "error_class": "RuntimeError"},
             DeepgramError,
-            "Scoring in the triggerer failed: RuntimeError: boom",
+            "Scoring failed in the triggerer: RuntimeError: boom",
         ),
         (None, DeepgramError, "Unexpected event from the triggerer: NoneType"),
         ({"status": "done"}, DeepgramError, "Unexpected event from the triggerer: a dict with keys ['status']"),
-        ({"status": "success", "documents": "x"}, DeepgramError, "no list of documents"),
-        ({"status": "success", "documents": []}, DeepgramError, "carries no usable resume_state"),
+        ({"status": "success", "message": "x"}, DeepgramError, "carries no usable outcome"),
+        ({"status": "success", "outcome": {"keep": "full"}}, DeepgramError, "carries no usable outcome"),
     ],
 )
 def test_error_events_raise_the_typed_error(event, error_type, message):
@@ -325,14 +328,6 @@ def test_error_events_raise_the_typed_error(event, error_type, message):
         operator.execute_complete(context(), event=event)
     assert type(excinfo.value) is error_type
     assert message in str(excinfo.value)
-
-
-def test_event_not_matching_the_deferred_documents_is_refused(deepgram_conn, inbox):
-    deferred = defer(make_operator(source=f"file://{inbox}/*.txt", deferrable=True))
-    event = trigger_event(deferred)
-    event["documents"] = event["documents"][:2]
-    with pytest.raises(DeepgramError, match="has 2 document\\(s\\) for 3 deferred document\\(s\\)"):
-        resume(deferred, event, source=f"file://{inbox}/*.txt", deferrable=True)
 
 
 # ---------------------------------------------------------------------- through the triggerer path of dag.test()
@@ -370,13 +365,16 @@ def test_dag_test_runs_the_trigger_inline_and_writes_the_same_rows(
         after = log_text()
         assert dag_run.state == "success", after[-3000:]
 
-        def new_lines(text: str) -> int:
+        def new_lines(text: str, before: str = before, after: str = after) -> int:
             return after.count(text) - before.count(text)
 
         deferring = 1 if mode == "deferrable" else 0
         assert new_lines("[DAG TEST] running trigger in line") == deferring
-        assert new_lines("Deferring 3 of 4 document(s) to the triggerer") == deferring
-        assert new_lines("Resumed from the triggerer: storing the results of 3 document(s)") == deferring
+        assert new_lines(f"Deferring the scoring of source file://{folder}/*.txt to the triggerer") == deferring
+        assert (
+            new_lines("Resumed from the triggerer: Scored 3 of 4 document(s): 0 failed, 1 skipped, 3 stored")
+            == deferring
+        )
         databases[mode] = db
         summaries[mode] = xcom_values(dag_run)["score_files"]
 

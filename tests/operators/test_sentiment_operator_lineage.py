@@ -8,15 +8,9 @@ import sys
 import pytest
 
 from airflow_provider_dgsentiment.exceptions import DeepgramError
-from airflow_provider_dgsentiment.operators.sentiment import MAX_LINEAGE_INPUTS, _lineage_location
-from tests.operators.test_sentiment_operator import (  # noqa: F401  (fixtures used by name)
-    POSITIVE,
-    SQL_CONN_ID,
-    inbox,
-    make_operator,
-    run,
-    sqlite_db,
-)
+from airflow_provider_dgsentiment.lineage import MAX_LINEAGE_INPUTS, object_location
+from tests.conftest import POSITIVE, SQL_CONN_ID
+from tests.operators.test_sentiment_operator import make_operator, run
 from tests.operators.test_sentiment_operator_deferrable import context, defer, trigger_event
 
 SEGMENTS = "deepgram_sentiment_segments"
@@ -82,15 +76,15 @@ def test_deferred_run_reports_the_objects_from_the_event(deepgram_conn, inbox, s
     assert outputs == [(f"sqlite://{sqlite_db}", SEGMENTS), (f"sqlite://{sqlite_db}", AVERAGES)]
 
 
-def test_deferred_run_without_items_reports_the_source_pattern(deepgram_conn, inbox):
+def test_deferred_run_without_items_reports_the_objects_it_read(deepgram_conn, inbox):
     kwargs = {"source": f"file://{inbox}/*.txt", "xcom_output": "none", "deferrable": True}
-    (inbox / "empty.txt").write_text("  ")  # settled in the worker: the event does not name it
+    (inbox / "empty.txt").write_text("  ")  # read (and skipped) in the triggerer: an input all the same
     deferred = defer(make_operator(**kwargs))
     resumed = make_operator(**kwargs)
     resumed.render_template_fields(context())
     resumed.execute_complete(context(), event=trigger_event(deferred))
 
-    assert lineage(resumed) == ([("file", str(inbox))], [])
+    assert lineage(resumed) == ([("file", f"{inbox}/{name}") for name in ("a.txt", "b.txt", "c.txt", "empty.txt")], [])
 
 
 def test_postgres_tables_are_named_like_the_sql_operators_name_them(monkeypatch):
@@ -101,7 +95,7 @@ def test_postgres_tables_are_named_like_the_sql_operators_name_them(monkeypatch)
     operator = make_operator(
         text="x", sql_conn_id="dgs_test_pg_lineage", segments_table="nlp.segs", averages_table="nlp.avgs"
     )
-    operator._lineage_sources = []  # what execute records for inline text; no database needed
+    operator._lineage_inputs = []  # what execute records for inline text; no database needed
 
     assert lineage(operator) == (
         [],
@@ -109,7 +103,7 @@ def test_postgres_tables_are_named_like_the_sql_operators_name_them(monkeypatch)
     )
 
 
-def test_nothing_is_reported_before_the_run_knows_what_it_reads(deepgram_conn):
+def test_nothing_is_reported_before_the_run_knows_what_it_reads(deepgram_conn, sqlite_db):
     operator = make_operator(source="file:///nowhere/*.txt", sql_conn_id=SQL_CONN_ID)
     with pytest.raises(DeepgramError, match="matched no objects"):
         run(operator)
@@ -131,7 +125,7 @@ def test_nothing_is_reported_before_the_run_knows_what_it_reads(deepgram_conn):
     ],
 )
 def test_lineage_location(uri, expected):
-    assert _lineage_location(uri) == expected
+    assert object_location(uri) == expected
 
 
 def test_without_the_openlineage_provider_the_operator_runs_and_reports_nothing(

@@ -13,12 +13,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests_mock as requests_mock_module
 from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_provider_dgsentiment.exceptions import (
@@ -26,6 +25,7 @@ from airflow_provider_dgsentiment.exceptions import (
     DeepgramConfigurationError,
     DeepgramUnsupportedLanguageError,
 )
+from tests.conftest import StandInAPI
 from tests.reliability.helpers import (
     AVERAGES,
     SEGMENTS,
@@ -37,7 +37,6 @@ from tests.reliability.helpers import (
     sqlite_conn_json,
 )
 
-MOCK_HOST = "https://api.deepgram.test"
 MOCK_KEY = "mock-key-31a9c0"
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 POSITIVE = "The team was wonderful and solved it quickly today."
@@ -54,6 +53,7 @@ class Env:
     emulator: Any
     monkeypatch: Any
     log_text: Callable[[], str]
+    stand_ins: list[StandInAPI] = field(default_factory=list)
 
     def normalize(self, text: str) -> str:
         return UUID.sub("<request_id>", text.replace(str(self.tmp), "<tmp>"))
@@ -67,11 +67,15 @@ class Env:
             conn["password"] = key
         self.monkeypatch.setenv("AIRFLOW_CONN_DEEPGRAM_DEFAULT", json.dumps(conn))
 
-    def use_mock(self, **extra: Any) -> None:
+    def use_mock(self, **extra: Any) -> StandInAPI:
+        """Point ``deepgram_default`` at a loopback stand-in API (stopped at the end of the test)."""
+        api = StandInAPI().start()
+        self.stand_ins.append(api)
         self.monkeypatch.setenv(
             "AIRFLOW_CONN_DEEPGRAM_DEFAULT",
-            json.dumps({"conn_type": "deepgram", "host": MOCK_HOST, "password": MOCK_KEY, "extra": extra}),
+            json.dumps({"conn_type": "deepgram", "host": api.url, "password": MOCK_KEY, "extra": extra}),
         )
+        return api
 
     def failure(self, operator: Any) -> tuple[BaseException, int]:
         """Run the operator, which must fail; return the error and the requests the emulator got."""
@@ -187,24 +191,20 @@ def wrong_api_key(env: Env) -> str:
 
 
 def malformed_json_response(env: Env) -> str:
-    env.use_mock(max_retries=0)
-    with requests_mock_module.Mocker() as mock:
-        mock.post(
-            f"{MOCK_HOST}/v1/read", text='{"metadata": {"request_id": "r-trunc"', headers={"dg-request-id": "r-trunc"}
-        )
-        with pytest.raises(Exception) as raised:
-            run_operator(make_operator(text="Hello there."))
+    api = env.use_mock(max_retries=0)
+    api.answer = lambda text: (200, '{"metadata": {"request_id": "r-trunc"', {"dg-request-id": "r-trunc"})
+    with pytest.raises(Exception) as raised:
+        run_operator(make_operator(text="Hello there."))
     return describe(env, raised.value)
 
 
 def html_502_from_proxy(env: Env) -> str:
-    env.use_mock(max_retries=2)
     html = "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body><center>nginx</center></body></html>"
-    with requests_mock_module.Mocker() as mock:
-        mock.post(f"{MOCK_HOST}/v1/read", status_code=502, text=html, headers={"Content-Type": "text/html"})
-        with pytest.raises(Exception) as raised:
-            run_operator(make_operator(text="Hello there."))
-        calls = mock.call_count
+    api = env.use_mock(max_retries=2)
+    api.answer = lambda text: (502, html, {"Content-Type": "text/html"})
+    with pytest.raises(Exception) as raised:
+        run_operator(make_operator(text="Hello there."))
+    calls = api.call_count
     logs = env.log_text()
     assert "retry 1/2" in logs and "retry 2/2" in logs and calls == 3
     assert "<html" not in str(raised.value).lower()
@@ -305,7 +305,11 @@ def test_bad_input_outcome(case, expected, tmp_path, monkeypatch, deepgram_conn,
     db = tmp_path / "scores.db"
     monkeypatch.setenv(f"AIRFLOW_CONN_{SQL_CONN_ID.upper()}", sqlite_conn_json(db))
     env = Env(tmp=tmp_path, inbox=inbox, db=db, emulator=deepgram_conn, monkeypatch=monkeypatch, log_text=log_text)
-    observed = case(env)
+    try:
+        observed = case(env)
+    finally:
+        for api in env.stand_ins:
+            api.stop()
     print(f"\nBAD-INPUT | {case.__name__} | {observed!r}")
     assert observed == expected
 

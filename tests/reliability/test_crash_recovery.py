@@ -158,21 +158,23 @@ def test_task_interrupted_while_scoring_keeps_what_was_scored(batch, monkeypatch
 
     from airflow_provider_dgsentiment.hooks.sentiment import DeepgramSentimentHook
 
-    real_analyze_many = DeepgramSentimentHook.analyze_many
+    real_analyze_many = DeepgramSentimentHook.aanalyze_many
     interrupt_after = 250
 
-    def interrupted(self, texts, **kwargs):
-        for number, item in enumerate(real_analyze_many(self, texts, **kwargs), start=1):
+    async def interrupted(self, texts, **kwargs):
+        number = 0
+        async for item in real_analyze_many(self, texts, **kwargs):
             yield item
+            number += 1
             if number == interrupt_after:
                 raise AirflowTaskTimeout("Timeout, PID: 4242")
 
-    monkeypatch.setattr(DeepgramSentimentHook, "analyze_many", interrupted)
+    monkeypatch.setattr(DeepgramSentimentHook, "aanalyze_many", interrupted)
     with pytest.raises(AirflowTaskTimeout):
         run_operator(make_operator(source=glob, sql_conn_id=SQL_CONN_ID, xcom_output="none"))
     assert count(db, AVERAGES) == interrupt_after
 
-    monkeypatch.setattr(DeepgramSentimentHook, "analyze_many", real_analyze_many)
+    monkeypatch.setattr(DeepgramSentimentHook, "aanalyze_many", real_analyze_many)
     stored_before, sent = retry_and_check(deepgram_conn, documents, glob, db)
     assert (stored_before, sent) == (interrupt_after, DOCUMENTS - interrupt_after)
 
@@ -221,20 +223,22 @@ def test_interrupted_run_with_duplicate_content_loses_nothing(tmp_path, monkeypa
         from airflow.exceptions import AirflowTaskTimeout
     from airflow_provider_dgsentiment.hooks.sentiment import DeepgramSentimentHook
 
-    real_analyze_many = DeepgramSentimentHook.analyze_many
+    real_analyze_many = DeepgramSentimentHook.aanalyze_many
 
-    def interrupted(self, texts, **kwargs):
-        for number, item in enumerate(real_analyze_many(self, texts, **kwargs), start=1):
+    async def interrupted(self, texts, **kwargs):
+        number = 0
+        async for item in real_analyze_many(self, texts, **kwargs):
             yield item
+            number += 1
             if number == 10:
                 raise AirflowTaskTimeout("Timeout, PID: 4242")
 
-    monkeypatch.setattr(DeepgramSentimentHook, "analyze_many", interrupted)
+    monkeypatch.setattr(DeepgramSentimentHook, "aanalyze_many", interrupted)
     with pytest.raises(AirflowTaskTimeout):
         # One request at a time, so the first 10 documents (doc-0002 among them) are the stored ones.
         run_operator(make_operator(source=glob, sql_conn_id=SQL_CONN_ID, xcom_output="none", max_concurrency=1))
     assert count(db, AVERAGES) == 10
-    monkeypatch.setattr(DeepgramSentimentHook, "analyze_many", real_analyze_many)
+    monkeypatch.setattr(DeepgramSentimentHook, "aanalyze_many", real_analyze_many)
 
     run_operator(make_operator(source=glob, sql_conn_id=SQL_CONN_ID, xcom_output="none"))
     assert_every_document_stored_once(db, documents)  # doc-0015.txt has no row

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from airflow.providers.common.compat.sdk import DAG, ObjectStoragePath, PokeReturnValue
 
+from airflow_provider_dgsentiment import sources as sources_module
 from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError, DeepgramError
 from airflow_provider_dgsentiment.results import SentimentResult
-from airflow_provider_dgsentiment.sensors import sentiment as sensor_module
-from airflow_provider_dgsentiment.sensors.sentiment import DeepgramSentimentSensor, SensedObjects, find_objects
+from airflow_provider_dgsentiment.sensors.sentiment import DeepgramSentimentSensor
+from airflow_provider_dgsentiment.sources import SensedObjects, find_objects
 from airflow_provider_dgsentiment.warehouse import LOOKUP_BATCH_SIZE, ScoredDocument, WarehouseWriter
 
 SQL_CONN_ID = "dgs_sensor_sqlite"
@@ -86,11 +87,13 @@ def sqlite_db(tmp_path, monkeypatch) -> Path:
 
 
 def test_template_fields_and_init_store_arguments_verbatim():
-    assert DeepgramSentimentSensor.template_fields == ("path", "conn_id", "sql_conn_id", "averages_table")
+    assert DeepgramSentimentSensor.template_fields == ("source", "source_conn_id", "sql_conn_id", "averages_table")
     assert isinstance(DeepgramSentimentSensor.template_fields, tuple)
     # Nothing is checked at construction: a template or a bad value is stored as given.
-    sensor = make_sensor(path="{{ params.p }}", conn_id="{{ params.c }}", min_objects=0, averages_table="no; way")
-    assert (sensor.path, sensor.conn_id, sensor.min_objects, sensor.averages_table) == (
+    sensor = make_sensor(
+        source="{{ params.p }}", source_conn_id="{{ params.c }}", min_objects=0, averages_table="no; way"
+    )
+    assert (sensor.source, sensor.source_conn_id, sensor.min_objects, sensor.averages_table) == (
         "{{ params.p }}",
         "{{ params.c }}",
         0,
@@ -100,7 +103,7 @@ def test_template_fields_and_init_store_arguments_verbatim():
 
 
 def test_reschedule_mode_is_accepted():
-    sensor = make_sensor(path="file:///tmp/x/*.txt", mode="reschedule", poke_interval=5, timeout=60)
+    sensor = make_sensor(source="file:///tmp/x/*.txt", mode="reschedule", poke_interval=5, timeout=60)
     assert sensor.mode == "reschedule"
     assert sensor.reschedule is True
 
@@ -109,7 +112,7 @@ def test_reschedule_mode_is_accepted():
 
 
 def test_poke_waits_until_min_objects_then_returns_sorted_uris(inbox):
-    sensor = make_sensor(path=f"file://{inbox}/*.txt", min_objects=3)
+    sensor = make_sensor(source=f"file://{inbox}/*.txt", min_objects=3)
     first = poke(sensor)
     assert isinstance(first, PokeReturnValue)
     assert not first  # two visible objects: keep waiting
@@ -122,33 +125,33 @@ def test_poke_waits_until_min_objects_then_returns_sorted_uris(inbox):
 
 
 def test_prefix_counts_every_object_under_it_recursively(inbox):
-    result = poke(make_sensor(path=f"file://{inbox}/"))
+    result = poke(make_sensor(source=f"file://{inbox}/"))
     assert result.xcom_value == [f"file://{inbox}/a.txt", f"file://{inbox}/b.txt", f"file://{inbox}/sub/c.txt"]
 
 
 def test_nothing_matching_keeps_waiting(tmp_path):
-    result = poke(make_sensor(path=f"file://{tmp_path}/not-there-yet/*.txt"))
+    result = poke(make_sensor(source=f"file://{tmp_path}/not-there-yet/*.txt"))
     assert result.is_done is False
 
 
 def test_list_input_is_merged_deduplicated_and_sorted(inbox):
     sensor = make_sensor(
-        path=[f"file://{inbox}/sub/*.txt", f"file://{inbox}/b.txt", ObjectStoragePath(f"file://{inbox}/b.txt")],
+        source=[f"file://{inbox}/sub/*.txt", f"file://{inbox}/b.txt", ObjectStoragePath(f"file://{inbox}/b.txt")],
         min_objects=2,
     )
     assert poke(sensor).xcom_value == [f"file://{inbox}/b.txt", f"file://{inbox}/sub/c.txt"]
 
 
 def test_templates_render_before_poking(inbox):
-    sensor = make_sensor(path="{{ params.folder }}/*.txt", conn_id="{{ params.storage or '' }}", min_objects=2)
+    sensor = make_sensor(source="{{ params.folder }}/*.txt", source_conn_id="{{ params.storage or '' }}", min_objects=2)
     result = poke(sensor, params={"folder": f"file://{inbox}", "storage": None})
-    assert sensor.path == f"file://{inbox}/*.txt"
-    assert sensor.conn_id == ""
+    assert sensor.source == f"file://{inbox}/*.txt"
+    assert sensor.source_conn_id == ""
     assert result.xcom_value == [f"file://{inbox}/a.txt", f"file://{inbox}/b.txt"]
 
 
 def test_poke_logs_counts_and_pattern(inbox, log_text):
-    poke(make_sensor(path=f"file://{inbox}/*.txt", min_objects=5))
+    poke(make_sensor(source=f"file://{inbox}/*.txt", min_objects=5))
     assert f"file://{inbox}/*.txt matches 2 object(s) (need 5)" in log_text()
 
 
@@ -156,7 +159,7 @@ def test_poke_logs_counts_and_pattern(inbox, log_text):
 
 
 def test_only_unscored_objects_count(inbox, sqlite_db):
-    sensor = make_sensor(path=f"file://{inbox}/", sql_conn_id=SQL_CONN_ID, min_objects=2)
+    sensor = make_sensor(source=f"file://{inbox}/", sql_conn_id=SQL_CONN_ID, min_objects=2)
     # No averages table yet: nothing is scored, every match counts.
     assert poke(sensor).xcom_value == [f"file://{inbox}/a.txt", f"file://{inbox}/b.txt", f"file://{inbox}/sub/c.txt"]
     assert not sqlite_db.exists() or "deepgram_sentiment_averages" not in _tables(sqlite_db)
@@ -172,7 +175,7 @@ def test_only_unscored_objects_count(inbox, sqlite_db):
 def test_while_every_match_is_scored_the_sensor_keeps_waiting(inbox, sqlite_db, log_text):
     sources = [f"file://{inbox}/a.txt", f"file://{inbox}/b.txt"]
     store_scored(sources)
-    sensor = make_sensor(path=f"file://{inbox}/*.txt", sql_conn_id=SQL_CONN_ID)
+    sensor = make_sensor(source=f"file://{inbox}/*.txt", sql_conn_id=SQL_CONN_ID)
     assert poke(sensor).is_done is False
     assert "matches 2 object(s), 2 already scored in deepgram_sentiment_averages, 0 to score (need 1)" in log_text()
 
@@ -183,12 +186,12 @@ def test_while_every_match_is_scored_the_sensor_keeps_waiting(inbox, sqlite_db, 
 def test_only_unscored_with_templated_table_name(inbox, sqlite_db):
     store_scored([f"file://{inbox}/a.txt"], averages_table="nightly_averages")
     sensor = make_sensor(
-        path=f"file://{inbox}/*.txt", sql_conn_id="{{ params.sql }}", averages_table="{{ params.table }}"
+        source=f"file://{inbox}/*.txt", sql_conn_id="{{ params.sql }}", averages_table="{{ params.table }}"
     )
     result = poke(sensor, params={"sql": SQL_CONN_ID, "table": "nightly_averages"})
     assert result.xcom_value == [f"file://{inbox}/b.txt"]
     # The default table does not exist in this database: there, nothing is scored.
-    assert poke(make_sensor(path=f"file://{inbox}/*.txt", sql_conn_id=SQL_CONN_ID)).xcom_value == [
+    assert poke(make_sensor(source=f"file://{inbox}/*.txt", sql_conn_id=SQL_CONN_ID)).xcom_value == [
         f"file://{inbox}/a.txt",
         f"file://{inbox}/b.txt",
     ]
@@ -234,15 +237,18 @@ def _tables(db: Path) -> set[str]:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"path": ""}, "path must name a URI"),
-        ({"path": []}, "path must name at least one URI"),
-        ({"path": ["file:///a.txt", 3]}, "path[1] must be a URI string or ObjectStoragePath, got 3"),
-        ({"path": None}, "path must be a URI, an ObjectStoragePath or a list of those, got NoneType"),
-        ({"path": "file:///a/*.txt", "min_objects": 0}, "min_objects must be a whole number of at least 1, got 0"),
-        ({"path": "file:///a/*.txt", "min_objects": "2"}, "min_objects must be a whole number of at least 1, got '2'"),
-        ({"path": "file:///a/*.txt", "min_objects": True}, "min_objects must be a whole number of at least 1"),
+        ({"source": ""}, "source must name a URI, a glob or a prefix, got nothing"),
+        ({"source": []}, "source must name a URI, a glob or a prefix, got nothing"),
+        ({"source": ["file:///a.txt", 3]}, "source[1] must be a URI string or ObjectStoragePath, got 3"),
+        ({"source": None}, "source must be a URI, an ObjectStoragePath or a list of those, got NoneType"),
+        ({"source": "file:///a/*.txt", "min_objects": 0}, "min_objects must be a whole number of at least 1, got 0"),
         (
-            {"path": "file:///a/*.txt", "sql_conn_id": SQL_CONN_ID, "averages_table": "x; DROP TABLE y"},
+            {"source": "file:///a/*.txt", "min_objects": "2"},
+            "min_objects must be a whole number of at least 1, got '2'",
+        ),
+        ({"source": "file:///a/*.txt", "min_objects": True}, "min_objects must be a whole number of at least 1"),
+        (
+            {"source": "file:///a/*.txt", "sql_conn_id": SQL_CONN_ID, "averages_table": "x; DROP TABLE y"},
             "averages_table 'x; DROP TABLE y' is not a valid table name",
         ),
     ],
@@ -257,20 +263,20 @@ def test_bad_arguments_fail_clearly_on_poke_and_execute(kwargs, message):
     assert message in str(executed.value)
 
 
-def test_listing_error_names_the_path(monkeypatch):
-    def broken(entry, conn_id):
+def test_listing_error_names_the_source(monkeypatch):
+    def broken(entry, conn_id, log):
         raise PermissionError("access denied")
 
-    monkeypatch.setattr(sensor_module, "list_documents", broken)
-    expected = r"Could not list path s3://bucket/in/\*.txt: PermissionError: access denied"
+    monkeypatch.setattr(sources_module, "_expand", broken)
+    expected = r"Could not list source s3://bucket/in/\*.txt: PermissionError: access denied"
     with pytest.raises(DeepgramError, match=expected):
-        make_sensor(path="s3://bucket/in/*.txt").poke({})
+        make_sensor(source="s3://bucket/in/*.txt").poke({})
 
 
 def test_sql_conn_that_is_not_a_sql_connection_is_refused(inbox, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_NOT_SQL", json.dumps({"conn_type": "deepgram", "password": "k"}))
     with pytest.raises(DeepgramConfigurationError, match="not a SQL"):
-        make_sensor(path=f"file://{inbox}/*.txt", sql_conn_id="not_sql").poke({})
+        make_sensor(source=f"file://{inbox}/*.txt", sql_conn_id="not_sql").poke({})
 
 
 # ---------------------------------------------------------------------- execute in reschedule mode
@@ -307,7 +313,9 @@ def test_reschedule_mode_gives_the_slot_back_then_returns_the_uris(inbox):
     except ImportError:  # Airflow 2
         from airflow.exceptions import AirflowRescheduleException
 
-    sensor = make_sensor(path=f"file://{inbox}/*.txt", min_objects=3, mode="reschedule", poke_interval=30, timeout=600)
+    sensor = make_sensor(
+        source=f"file://{inbox}/*.txt", min_objects=3, mode="reschedule", poke_interval=30, timeout=600
+    )
     before = datetime.now(timezone.utc)
     with pytest.raises(AirflowRescheduleException) as rescheduled:
         execute(sensor)
@@ -329,7 +337,7 @@ def test_only_unscored_sensor_times_out_while_everything_is_scored(inbox, sqlite
 
     store_scored([f"file://{inbox}/a.txt", f"file://{inbox}/b.txt"])
     long_ago = datetime.now(timezone.utc) - timedelta(seconds=120)
-    kwargs = {"path": f"file://{inbox}/*.txt", "sql_conn_id": SQL_CONN_ID, "mode": "reschedule", "timeout": 60}
+    kwargs = {"source": f"file://{inbox}/*.txt", "sql_conn_id": SQL_CONN_ID, "mode": "reschedule", "timeout": 60}
     with pytest.raises(AirflowSensorTimeout, match="exceeds the specified timeout of 60"):
         execute(make_sensor(**kwargs), first_reschedule_date=long_ago)
     with pytest.raises(AirflowSkipException):
@@ -337,6 +345,39 @@ def test_only_unscored_sensor_times_out_while_everything_is_scored(inbox, sqlite
 
 
 def test_bad_arguments_fail_even_with_soft_fail(inbox):
-    sensor = make_sensor(path=f"file://{inbox}/*.txt", min_objects=-1, soft_fail=True, mode="reschedule")
+    sensor = make_sensor(source=f"file://{inbox}/*.txt", min_objects=-1, soft_fail=True, mode="reschedule")
     with pytest.raises(DeepgramConfigurationError, match="min_objects"):
         execute(sensor)
+
+
+def test_the_old_argument_names_keep_working_with_a_deprecation_warning(inbox):
+    from airflow.exceptions import AirflowProviderDeprecationWarning
+
+    with pytest.warns(AirflowProviderDeprecationWarning, match=r"path=\.\.\.\) is deprecated: use source="):
+        sensor = make_sensor(path=f"file://{inbox}/*.txt", min_objects=2)
+    with pytest.warns(AirflowProviderDeprecationWarning, match="use source_conn_id="):
+        assert make_sensor(source=f"file://{inbox}/*.txt", conn_id="aws_x").source_conn_id == "aws_x"
+    assert sensor.source == f"file://{inbox}/*.txt"
+    assert poke(sensor).xcom_value == [f"file://{inbox}/a.txt", f"file://{inbox}/b.txt"]
+    with pytest.raises(DeepgramConfigurationError, match="not both"):
+        make_sensor(source="file:///a/*.txt", path="file:///b/*.txt")
+
+
+def test_counts_output_stays_small_at_any_number_of_objects(tmp_path):
+    for i in range(2000):
+        (tmp_path / f"{i:04}.txt").write_text("x")
+    result = poke(make_sensor(source=f"file://{tmp_path}/*.txt", xcom_output="counts"))
+    assert result.is_done
+    assert result.xcom_value == {"source": [f"file://{tmp_path}/*.txt"], "matched": 2000, "scored": 0, "to_score": 2000}
+    assert len(json.dumps(result.xcom_value)) < 200
+
+
+def test_special_files_never_count(tmp_path):
+    import os
+
+    (tmp_path / "a.txt").write_text("real")
+    os.mkfifo(tmp_path / "pipe.txt")
+    (tmp_path / "linked").symlink_to(tmp_path, target_is_directory=True)
+    (tmp_path / "link.txt").symlink_to(tmp_path / "a.txt")
+    result = poke(make_sensor(source=f"file://{tmp_path}/*.txt"))
+    assert result.xcom_value == [f"file://{tmp_path}/a.txt", f"file://{tmp_path}/link.txt"]

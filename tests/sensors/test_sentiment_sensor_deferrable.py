@@ -16,7 +16,7 @@ from airflow_provider_dgsentiment.triggers.sentiment import DeepgramObjectsTrigg
 
 def make_sensor(path, **kwargs) -> DeepgramSentimentSensor:
     return DeepgramSentimentSensor(
-        task_id="sense", path=path, deferrable=True, poke_interval=0.05, timeout=30, **kwargs
+        task_id="sense", source=path, deferrable=True, poke_interval=0.05, timeout=30, **kwargs
     )
 
 
@@ -43,7 +43,7 @@ def test_defers_to_the_objects_trigger_then_returns_its_uris(tmp_path):
     assert deferred.value.method_name == "execute_complete"
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_provider_dgsentiment.triggers.sentiment.DeepgramObjectsTrigger"
-    assert kwargs["path"] == [f"file://{tmp_path}/*.txt"]
+    assert kwargs["source"] == [f"file://{tmp_path}/*.txt"]
     assert kwargs["min_objects"] == 2
     json.dumps(kwargs)  # plain JSON only
 
@@ -55,7 +55,7 @@ def test_defers_to_the_objects_trigger_then_returns_its_uris(tmp_path):
 
 def test_error_events_raise(tmp_path):
     sensor = make_sensor(f"file://{tmp_path}/*.txt")
-    with pytest.raises(DeepgramError, match="Waiting for objects at .* failed: storage unreachable"):
+    with pytest.raises(DeepgramError, match="Waiting for objects at .* failed in the triggerer: storage unreachable"):
         sensor.execute_complete({}, {"status": "error", "message": "storage unreachable"})
     with pytest.raises(DeepgramConfigurationError, match="bad table"):
         sensor.execute_complete(

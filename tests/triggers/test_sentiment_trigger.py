@@ -1,16 +1,19 @@
-"""DeepgramSentimentTrigger and DeepgramObjectsTrigger: serialisation, and their one event against the emulator."""
+"""DeepgramSentimentTrigger and DeepgramObjectsTrigger: plain-JSON kwargs, one terminal event, results stored by the trigger."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import json
+import sqlite3
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from airflow_provider_dgsentiment import sources as sources_module
+from airflow_provider_dgsentiment.events import api_error_from_dict
 from airflow_provider_dgsentiment.exceptions import (
     DeepgramAPIError,
     DeepgramAuthenticationError,
@@ -25,35 +28,19 @@ from airflow_provider_dgsentiment.exceptions import (
     DeepgramUnsupportedLanguageError,
     make_api_error,
 )
-from airflow_provider_dgsentiment.triggers import sentiment as trigger_module
-from airflow_provider_dgsentiment.triggers.sentiment import (
-    NOT_SENT,
-    READ_CONCURRENCY,
-    DeepgramObjectsTrigger,
-    DeepgramSentimentTrigger,
-    api_error_from_dict,
-)
-from tests.operators.test_sentiment_operator import (  # noqa: F401  (fixtures used by name)
-    NEGATIVE,
-    NEUTRAL,
-    POSITIVE,
-    inbox,
-)
+from airflow_provider_dgsentiment.triggers.sentiment import DeepgramObjectsTrigger, DeepgramSentimentTrigger
+from tests.conftest import NEGATIVE, POSITIVE, SQL_CONN_ID, airflow_serde
 
 TRIGGER_PATH = "airflow_provider_dgsentiment.triggers.sentiment.DeepgramSentimentTrigger"
 OBJECTS_TRIGGER_PATH = "airflow_provider_dgsentiment.triggers.sentiment.DeepgramObjectsTrigger"
-
-
-# ---------------------------------------------------------------------- helpers
-
-
-def airflow_serde():
-    """Return Airflow's ``serialize``/``deserialize``, what the task runner stores trigger kwargs with."""
-    try:
-        from airflow.sdk.serde import deserialize, serialize
-    except ImportError:  # Airflow 2
-        from airflow.serialization.serde import deserialize, serialize
-    return serialize, deserialize
+SQL = {
+    "sql_conn_id": SQL_CONN_ID,
+    "segments_table": "deepgram_sentiment_segments",
+    "averages_table": "deepgram_sentiment_averages",
+    "dag_id": "d",
+    "task_id": "t",
+    "run_id": "r",
+}
 
 
 def all_events(trigger) -> list:
@@ -82,9 +69,10 @@ def uri(path: Path) -> str:
     return f"file://{path}"
 
 
-def score_trigger(uris: list[str], **kwargs) -> DeepgramSentimentTrigger:
+def score_trigger(entries: list[str], *, xcom_output: str = "full", **kwargs) -> DeepgramSentimentTrigger:
     kwargs.setdefault("deepgram_conn_id", "deepgram_default")
-    return DeepgramSentimentTrigger(uris=uris, **kwargs)
+    options = {"progress_interval": 30.0, **kwargs.pop("options", {})}
+    return DeepgramSentimentTrigger(source={"entries": entries}, xcom_output=xcom_output, options=options, **kwargs)
 
 
 def set_connection(monkeypatch, host: str, key: str | None, **extra) -> None:
@@ -94,26 +82,31 @@ def set_connection(monkeypatch, host: str, key: str | None, **extra) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_DEEPGRAM_DEFAULT", json.dumps(conn))
 
 
+def items(event: dict) -> list[dict]:
+    return event["outcome"]["items"]
+
+
 # ---------------------------------------------------------------------- serialisation
 
 
 def test_serialize_is_exact_and_round_trips():
     trigger = DeepgramSentimentTrigger(
         deepgram_conn_id="dg_conn",
-        uris=["file:///data/a.txt", "s3://bucket/in/b.txt"],
-        source_conn_id="aws_default",
-        language="en",
-        max_concurrency=4,
+        source={"entries": ["s3://bucket/in/*.txt"], "conn_id": "aws_default", "shard": [1, 4]},
+        xcom_output="manifest",
+        options={"language": "en", "max_concurrency": 4},
+        sql=SQL,
+        results={"results_path": "s3://bucket/results", "conn_id": None, "task_id": "t", "map_index": 3},
     )
     classpath, kwargs = trigger.serialize()
     assert classpath == TRIGGER_PATH
     assert kwargs == {
         "deepgram_conn_id": "dg_conn",
-        "uris": ["file:///data/a.txt", "s3://bucket/in/b.txt"],
-        "source_conn_id": "aws_default",
-        "language": "en",
-        "max_concurrency": 4,
-        "resume_state": None,
+        "source": {"entries": ["s3://bucket/in/*.txt"], "conn_id": "aws_default", "shard": [1, 4]},
+        "xcom_output": "manifest",
+        "options": {"language": "en", "max_concurrency": 4},
+        "sql": SQL,
+        "results": {"results_path": "s3://bucket/results", "conn_id": None, "task_id": "t", "map_index": 3},
     }
     # Through JSON and through Airflow's own serde (what the task runner stores), then re-instantiated.
     from airflow.providers.common.compat.module_loading import import_string
@@ -126,16 +119,9 @@ def test_serialize_is_exact_and_round_trips():
         assert again.serialize() == (classpath, kwargs)
 
 
-def test_serialize_keeps_resume_state_unchanged():
-    state = {"total": 3, "keep": "summary", "items": [None, {"source": "x", "status": "skipped"}], "pending": 1}
-    classpath, kwargs = score_trigger(["file:///a.txt"], resume_state=state).serialize()
-    assert kwargs["resume_state"] == state
-    assert DeepgramSentimentTrigger(**json.loads(json.dumps(kwargs))).resume_state == state
-
-
 def test_objects_trigger_serialize_is_exact_and_round_trips():
     trigger = DeepgramObjectsTrigger(
-        path=["file:///data/in/*.txt", "s3://aws_x@bucket/in/"],
+        source=["file:///data/in/*.txt", "s3://aws_x@bucket/in/"],
         conn_id=None,
         min_objects=3,
         sql_conn_id="warehouse",
@@ -145,174 +131,165 @@ def test_objects_trigger_serialize_is_exact_and_round_trips():
     classpath, kwargs = trigger.serialize()
     assert classpath == OBJECTS_TRIGGER_PATH
     assert kwargs == {
-        "path": ["file:///data/in/*.txt", "s3://aws_x@bucket/in/"],
+        "source": ["file:///data/in/*.txt", "s3://aws_x@bucket/in/"],
         "conn_id": None,
         "min_objects": 3,
         "sql_conn_id": "warehouse",
         "averages_table": "analytics.averages",
         "poke_interval": 30.0,
+        "return_uris": True,
     }
     assert DeepgramObjectsTrigger(**json.loads(json.dumps(kwargs))).serialize() == (classpath, kwargs)
-    assert DeepgramObjectsTrigger(path="file:///x/*.txt").serialize()[1]["path"] == "file:///x/*.txt"
+    assert DeepgramObjectsTrigger(source="file:///x/*.txt").serialize()[1]["source"] == "file:///x/*.txt"
 
 
 def test_objects_trigger_turns_object_storage_paths_into_uris():
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
     paths = [ObjectStoragePath("file:///data/in/a.txt"), ObjectStoragePath("s3://aws_x@bucket/in/b.txt")]
-    assert DeepgramObjectsTrigger(path=paths).serialize()[1]["path"] == [
+    assert DeepgramObjectsTrigger(source=paths).serialize()[1]["source"] == [
         "file:///data/in/a.txt",
         "s3://aws_x@bucket/in/b.txt",  # the connection id stays in the URI
     ]
-    assert DeepgramObjectsTrigger(path=paths[0]).serialize()[1]["path"] == "file:///data/in/a.txt"
 
 
 # ---------------------------------------------------------------------- scoring events
 
 
-def test_success_event_in_uri_order_with_fingerprints_and_api_shaped_results(deepgram_conn, inbox):
+def test_success_event_carries_the_outcome_in_listing_order(deepgram_conn, inbox):
     (inbox / "empty.txt").write_text("  \n\t")
-    uris = [uri(inbox / "c.txt"), uri(inbox / "empty.txt"), uri(inbox / "a.txt"), uri(inbox / "b.txt")]
     before = deepgram_conn.stats()["requests"]
-    event = only_event(score_trigger(uris))
+    event = only_event(score_trigger([f"file://{inbox}/*.txt"]))
     assert deepgram_conn.stats()["requests"] - before == 3  # the empty object costs no request
     assert event["status"] == "success"
-    assert event["systemic_error"] is None
-    assert event["message"] == "Scored 3 of 4 object(s): 0 failed, 1 skipped"
-    documents = event["documents"]
-    assert [document["source"] for document in documents] == uris
-    assert documents[1] == {"source": uris[1], "skipped": "empty document"}
-    scored = [documents[0], documents[2], documents[3]]
-    assert [set(document) for document in scored] == [{"source", "fingerprint", "result"}] * 3
-    assert [document["fingerprint"] for document in scored] == [sha256(NEUTRAL), sha256(POSITIVE), sha256(NEGATIVE)]
-    assert [document["result"]["results"]["sentiments"]["average"]["sentiment"] for document in scored] == [
-        "neutral",
-        "positive",
-        "negative",
-    ]
-    result = documents[2]["result"]
-    assert set(result) == {"metadata", "results"}
-    assert result["metadata"]["request_id"] and result["metadata"]["sentiment_info"]["input_tokens"] > 0
+    assert event["message"] == "Scored 3 of 4 document(s): 0 failed, 1 skipped, 0 stored"
+    outcome = event["outcome"]
+    assert (outcome["total"], outcome["scored"], outcome["skipped"], outcome["failed"]) == (4, 3, 1, 0)
+    assert outcome["systemic_error"] is None
+    assert outcome["sentiment_counts"] == {"positive": 1, "neutral": 1, "negative": 1}
+    assert outcome["input_tokens"] > 0 and outcome["output_tokens"] > 0
+    listed = [uri(inbox / name) for name in ("a.txt", "b.txt", "c.txt", "empty.txt")]
+    assert [item["source"] for item in items(event)] == listed
+    assert items(event)[3] == {"source": listed[3], "status": "skipped", "reason": "empty document"}
+    result = items(event)[0]
+    assert result["results"]["sentiments"]["average"]["sentiment"] == "positive"
     segments = result["results"]["sentiments"]["segments"]
     assert " ".join(segment["text"] for segment in segments) == POSITIVE
-    assert segments[-1]["end_word"] == len(POSITIVE.split()) - 1
+    assert outcome["inputs"] == [["file", f"{inbox}/{name}"] for name in ("a.txt", "b.txt", "c.txt", "empty.txt")]
 
 
-def test_many_objects_over_several_batches_keep_their_order(deepgram_conn, tmp_path):
+def test_with_sql_the_trigger_stores_the_rows_and_the_event_carries_no_results(deepgram_conn, tmp_path, sqlite_db):
     folder = tmp_path / "many"
     folder.mkdir()
-    texts = [f"Review {i}: {'great value, I love it' if i % 2 else 'broken on arrival, awful'}." for i in range(150)]
-    uris = []
-    for i, text in enumerate(texts):
-        (folder / f"{i:03}.txt").write_text(text)
-        uris.append(uri(folder / f"{i:03}.txt"))
-    uris.reverse()  # any order given is the order reported
-    texts.reverse()
-    # max_concurrency=1 gives batches of 64: three batches, the next read while one is scored.
-    event = only_event(score_trigger(uris, max_concurrency=1))
-    documents = event["documents"]
-    assert [document["source"] for document in documents] == uris
-    assert [document["fingerprint"] for document in documents] == [sha256(text) for text in texts]
-    assert [" ".join(s["text"] for s in d["result"]["results"]["sentiments"]["segments"]) for d in documents] == texts
+    for i in range(300):
+        (folder / f"{i:03}.txt").write_text(f"Review {i}: {'great value, I love it' if i % 2 else 'awful'}.")
+    event = only_event(score_trigger([f"file://{folder}/"], xcom_output="manifest", sql=SQL))
+    encoded = json.dumps(event)
+    assert len(encoded) < 4096, len(encoded)  # counts, not 300 results
+    assert "segments" not in encoded and "great value" not in encoded
+    assert event["outcome"]["items"] is None
+    assert (event["outcome"]["scored"], event["outcome"]["stored"]) == (300, 300)
+    with sqlite3.connect(sqlite_db) as connection:
+        rows = connection.execute(
+            "SELECT COUNT(DISTINCT source), MIN(run_id), MAX(task_id) FROM deepgram_sentiment_averages"
+        )
+        assert rows.fetchone() == (300, "r", "t")
 
 
-def test_reads_run_in_threads_a_few_at_a_time(deepgram_conn, inbox, monkeypatch):
-    loop_threads: set[int] = set()
-    running = 0
-    most = 0
-    lock = threading.Lock()
-    real_read = trigger_module.read_document
+def test_reads_run_in_threads_never_on_the_event_loop(deepgram_conn, inbox, monkeypatch):
+    on_loop: list[str] = []
+    real_read = sources_module.read_document
 
-    def slow_read(path: str, conn_id: str | None) -> str:
-        nonlocal running, most
-        with lock:
-            running += 1
-            most = max(most, running)
+    def watched_read(path: str, conn_id: str | None) -> str:
         try:
-            try:
-                asyncio.get_running_loop()
-                loop_threads.add(threading.get_ident())  # called on an event loop: must never happen
-            except RuntimeError:
-                pass
-            time.sleep(0.02)
-            return real_read(path, conn_id)
-        finally:
-            with lock:
-                running -= 1
+            asyncio.get_running_loop()
+            on_loop.append(str(path))  # called on an event loop: must never happen
+        except RuntimeError:
+            pass
+        time.sleep(0.01)
+        return real_read(path, conn_id)
 
-    monkeypatch.setattr(trigger_module, "read_document", slow_read)
-    uris = [uri(inbox / name) for name in ("a.txt", "b.txt", "c.txt")] * 10
-    event = only_event(score_trigger(uris))
-    assert len(event["documents"]) == 30
-    assert all("result" in document for document in event["documents"])
-    assert loop_threads == set()
-    assert 1 < most <= READ_CONCURRENCY
+    monkeypatch.setattr(sources_module, "read_document", watched_read)
+    for i in range(30):
+        (inbox / f"more{i:02}.txt").write_text(f"Text {i} is nice.")
+    event = only_event(score_trigger([f"file://{inbox}/*.txt"], xcom_output="summary"))
+    assert event["outcome"]["scored"] == 33
+    assert on_loop == []
+    assert threading.active_count() < 60
 
 
 def test_wrong_key_gives_a_systemic_401_and_stops_sending(deepgram_conn, monkeypatch, tmp_path):
     folder = tmp_path / "docs"
     folder.mkdir()
-    uris = []
     for i in range(40):
         (folder / f"d{i:02}.txt").write_text(f"Document {i} is fine.")
-        uris.append(uri(folder / f"d{i:02}.txt"))
     set_connection(monkeypatch, deepgram_conn.url, "wrong-key-0000")
     before = deepgram_conn.stats()["requests"]
-    event = only_event(score_trigger(uris, max_concurrency=2))
+    event = only_event(score_trigger([f"file://{folder}/*.txt"], options={"max_concurrency": 2}))
     sent = deepgram_conn.stats()["requests"] - before
     assert 1 <= sent <= 2, f"{sent} requests sent after a 401"
-    assert event["status"] == "success"
-    systemic = event["systemic_error"]
+    outcome = event["outcome"]
+    systemic = outcome["systemic_error"]
     assert systemic["error_class"] == "DeepgramAuthenticationError"
     assert (systemic["status"], systemic["err_code"]) == (401, "INVALID_AUTH")
-    errors = [document for document in event["documents"] if "error" in document]
-    assert len(errors) == sent
-    assert all(document["error"]["status"] == 401 for document in errors)
-    not_sent = [document for document in event["documents"] if "not_sent" in document]
-    assert len(not_sent) == 40 - sent and all(document["not_sent"] == NOT_SENT for document in not_sent)
-    assert [document["source"] for document in event["documents"]] == uris
+    assert outcome["failed"] == sent and outcome["scored"] == 0
+    assert len([item for item in items(event) if item is not None]) == sent  # the rest were never sent
     assert "wrong-key-0000" not in json.dumps(event)
-    assert event["message"].endswith(f"{40 - sent} not sent after: {api_error_from_dict(systemic)}")
+    assert event["message"].endswith(f"stopped after: {api_error_from_dict(systemic)}")
 
 
 def test_timeouts_are_reported_per_document(deepgram_emulator_factory, monkeypatch, inbox):
     slow = deepgram_emulator_factory(spike_rate=1.0, spike_latency=2.0, seed=1)
     set_connection(monkeypatch, slow.url, slow.api_key, timeout=0.2, max_retries=0)
-    uris = [uri(inbox / "a.txt"), uri(inbox / "b.txt")]
     started = time.monotonic()
-    event = only_event(score_trigger(uris))
+    event = only_event(score_trigger([uri(inbox / "a.txt"), uri(inbox / "b.txt")], xcom_output="summary"))
     assert time.monotonic() - started < 1.8  # gave up at the client timeout, did not wait for the answers
-    assert event["status"] == "success" and event["systemic_error"] is None
-    for document, source in zip(event["documents"], uris):
-        assert document["source"] == source
-        error = document["error"]
-        assert error["error_class"] == "DeepgramTimeoutError"
-        assert (error["status"], error["err_code"]) == (0, "CLIENT_TIMEOUT")
-        assert "no response within 0.2s" in error["err_msg"]
+    outcome = event["outcome"]
+    assert outcome["systemic_error"] is None and outcome["failed"] == 2
+    for name, reason in outcome["failures"]:
+        assert name in (uri(inbox / "a.txt"), uri(inbox / "b.txt"))
+        assert "CLIENT_TIMEOUT" in reason and "no response within 0.2s" in reason
 
 
-def test_missing_and_undecodable_objects_are_read_errors_naming_why(deepgram_conn, inbox):
+def test_missing_and_undecodable_objects_are_failures_naming_why(deepgram_conn, inbox):
     (inbox / "latin1.txt").write_bytes("Café crème".encode("latin-1"))
-    uris = [uri(inbox / "gone.txt"), uri(inbox / "a.txt"), uri(inbox / "latin1.txt")]
+    entries = [uri(inbox / "gone.txt"), uri(inbox / "a.txt"), uri(inbox / "latin1.txt")]
     before = deepgram_conn.stats()["requests"]
-    event = only_event(score_trigger(uris))
+    event = only_event(score_trigger(entries))
     assert deepgram_conn.stats()["requests"] - before == 1
-    gone, good, latin1 = event["documents"]
-    assert gone == {"source": uris[0], "read_error": "object not found"}
-    assert good["fingerprint"] == sha256(POSITIVE)
-    assert latin1["source"] == uris[2]
-    assert latin1["read_error"].startswith("not valid UTF-8 text (byte 0xe9 at offset 3)")
-    assert event["message"] == "Scored 1 of 3 object(s): 2 failed, 0 skipped"
+    failures = dict(event["outcome"]["failures"])
+    assert failures[entries[0]] == "object not found"
+    assert failures[entries[2]].startswith("not valid UTF-8 text (byte 0xe9 at offset 3)")
+    assert event["message"] == "Scored 1 of 3 document(s): 2 failed, 0 skipped, 0 stored"
 
 
 def test_only_empty_objects_send_nothing(deepgram_conn, tmp_path):
     (tmp_path / "e1.txt").write_text("")
     (tmp_path / "e2.txt").write_text("\n \n")
-    uris = [uri(tmp_path / "e1.txt"), uri(tmp_path / "e2.txt")]
     before = deepgram_conn.stats()["requests"]
-    event = only_event(score_trigger(uris))
+    event = only_event(score_trigger([f"file://{tmp_path}/*.txt"]))
     assert deepgram_conn.stats()["requests"] - before == 0
-    assert event["documents"] == [{"source": u, "skipped": "empty document"} for u in uris]
+    assert items(event) == [
+        {"source": uri(tmp_path / name), "status": "skipped", "reason": "empty document"}
+        for name in ("e1.txt", "e2.txt")
+    ]
+
+
+def test_more_documents_than_the_bound_is_refused_before_any_request(deepgram_conn, tmp_path):
+    for i in range(5):
+        (tmp_path / f"{i}.txt").write_text("Fine.")
+    before = deepgram_conn.stats()["requests"]
+    event = only_event(score_trigger([f"file://{tmp_path}/*.txt"], options={"max_documents": 4}))
+    assert deepgram_conn.stats()["requests"] - before == 0
+    assert event["status"] == "error" and event["error_class"] == "DeepgramConfigurationError"
+    assert "names 5 documents, more than the 4 a deferred run may carry back" in event["message"]
+    assert "give sql_conn_id or results_path and xcom_output='manifest'" in event["message"]
+
+
+def test_a_source_matching_nothing_is_an_error_event(deepgram_conn, tmp_path):
+    event = only_event(score_trigger([f"file://{tmp_path}/nothing/*.txt"]))
+    assert event["status"] == "error"
+    assert f"file://{tmp_path}/nothing/*.txt matched no objects" in event["message"]
 
 
 def test_unknown_connection_is_an_error_event(monkeypatch, inbox):
@@ -326,18 +303,10 @@ def test_unknown_connection_is_an_error_event(monkeypatch, inbox):
 def test_connection_without_key_is_a_configuration_error_event(monkeypatch, deepgram_emulator, inbox):
     monkeypatch.delenv("DEEPGRAM_API_KEY", raising=False)
     set_connection(monkeypatch, deepgram_emulator.url, None)
-    event = only_event(score_trigger([uri(inbox / "a.txt")], resume_state={"pending": 1}))
+    event = only_event(score_trigger([uri(inbox / "a.txt")]))
     assert event["status"] == "error"
     assert event["error_class"] == "DeepgramConfigurationError"
     assert event["message"].startswith("No Deepgram API key")
-    assert event["resume_state"] == {"pending": 1}  # echoed in error events too
-
-
-def test_resume_state_comes_back_unchanged(deepgram_conn, inbox):
-    state = {"total": 2, "keep": "full", "items": [{"source": "s", "status": "skipped", "reason": "r"}, None]}
-    event = only_event(score_trigger([uri(inbox / "a.txt")], resume_state=state))
-    assert event["resume_state"] == state
-    assert "resume_state" not in only_event(score_trigger([uri(inbox / "a.txt")]))
 
 
 # ---------------------------------------------------------------------- errors to dicts and back
@@ -404,14 +373,14 @@ def test_unknown_error_class_falls_back_to_the_status_mapping():
 
 def test_objects_trigger_fires_when_enough_objects_exist(inbox):
     (inbox / ".hidden.txt").write_text("not counted")
-    event = only_event(DeepgramObjectsTrigger(path=f"file://{inbox}/*.txt", min_objects=3, poke_interval=0.05))
+    event = only_event(DeepgramObjectsTrigger(source=f"file://{inbox}/*.txt", min_objects=3, poke_interval=0.05))
     assert event["status"] == "success"
     assert event["uris"] == [uri(inbox / name) for name in ("a.txt", "b.txt", "c.txt")]
     assert (event["matched"], event["scored"]) == (3, 0)
 
 
 def test_objects_trigger_keeps_waiting_then_fires_when_objects_arrive(inbox):
-    trigger = DeepgramObjectsTrigger(path=f"file://{inbox}/", min_objects=5, poke_interval=0.05)
+    trigger = DeepgramObjectsTrigger(source=f"file://{inbox}/", min_objects=5, poke_interval=0.05)
 
     async def scenario() -> tuple[bool, dict]:
         run = trigger.run()
@@ -437,7 +406,7 @@ def test_objects_trigger_keeps_waiting_then_fires_when_objects_arrive(inbox):
 
 
 def test_objects_trigger_does_not_fire_while_nothing_matches(tmp_path):
-    trigger = DeepgramObjectsTrigger(path=f"file://{tmp_path}/nothing/*.txt", min_objects=1, poke_interval=0.05)
+    trigger = DeepgramObjectsTrigger(source=f"file://{tmp_path}/nothing/*.txt", min_objects=1, poke_interval=0.05)
 
     async def first_event():
         return await anext(trigger.run())
@@ -447,10 +416,10 @@ def test_objects_trigger_does_not_fire_while_nothing_matches(tmp_path):
 
 
 def test_objects_trigger_reports_a_bad_path_as_an_error_event():
-    event = only_event(DeepgramObjectsTrigger(path="   ", min_objects=1, poke_interval=0.05))
+    event = only_event(DeepgramObjectsTrigger(source="   ", min_objects=1, poke_interval=0.05))
     assert event["status"] == "error"
     assert event["error_class"] == "DeepgramConfigurationError"
-    assert "path must name a URI" in event["message"]
+    assert "source must name a URI" in event["message"]
 
 
 def test_objects_trigger_counts_only_unscored_objects(inbox, tmp_path, monkeypatch):
@@ -465,7 +434,7 @@ def test_objects_trigger_counts_only_unscored_objects(inbox, tmp_path, monkeypat
             "INSERT INTO deepgram_sentiment_averages VALUES (?, ?)",
             [(uri(inbox / "a.txt"), sha256(POSITIVE)), (uri(inbox / "b.txt"), sha256(NEGATIVE))],
         )
-    kwargs = {"path": f"file://{inbox}/*.txt", "sql_conn_id": "dgs_trigger_sqlite", "poke_interval": 0.05}
+    kwargs = {"source": f"file://{inbox}/*.txt", "sql_conn_id": "dgs_trigger_sqlite", "poke_interval": 0.05}
     event = only_event(DeepgramObjectsTrigger(min_objects=1, **kwargs))
     assert event["status"] == "success", event
     assert event["uris"] == [uri(inbox / "c.txt")]

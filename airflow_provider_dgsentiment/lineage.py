@@ -1,0 +1,90 @@
+"""OpenLineage names: the objects a run read and the tables it wrote, named as Airflow's own operators name them.
+
+Objects: ``s3://[conn@]bucket/key`` is ``("s3://bucket", "key")``, ``file:///abs/path`` is
+``("file", "/abs/path")``; a glob or folder is the folder it lists. More than
+``MAX_LINEAGE_INPUTS`` objects in one namespace are reported as their common folder, so the
+inputs stay small at any number of documents.
+
+Tables: the namespace from the SQL hook's ``get_openlineage_database_info`` (else
+``<conn_type>://<host>[:<port>]``) and ``[database.]schema.table`` names, as common.sql's
+operators report them. :func:`table_asset_uri` turns the same names into the Asset URI of a
+table, so the asset a DAG schedules on is the dataset OpenLineage shows.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_dgsentiment.sources import GLOB_CHARACTERS
+
+if TYPE_CHECKING:
+    from airflow_provider_dgsentiment.warehouse import WarehouseWriter
+
+#: Input objects reported one by one at most per namespace; more become their common folder.
+MAX_LINEAGE_INPUTS = 100
+
+
+def object_location(uri: str) -> tuple[str, str]:
+    """Return the OpenLineage ``(namespace, name)`` of an object URI or ``source`` pattern."""
+    scheme, _, location = uri.partition("://")
+    if scheme == "file":
+        namespace, name = "file", location
+    else:
+        bucket, _, name = location.partition("/")
+        namespace = f"{scheme}://{bucket.rpartition('@')[2]}"
+    globs = [name.index(character) for character in GLOB_CHARACTERS if character in name]
+    if globs:
+        name = name[: min(globs)].rpartition("/")[0]
+    return namespace, name.rstrip("/") or "/"
+
+
+def input_locations(uris: Iterable[str]) -> list[tuple[str, str]]:
+    """The ``(namespace, name)`` of each object, collapsed to the common folder above ``MAX_LINEAGE_INPUTS``."""
+    names_by_namespace: dict[str, dict[str, None]] = {}
+    for uri in uris:
+        namespace, name = object_location(uri)
+        names_by_namespace.setdefault(namespace, {})[name] = None
+    locations = []
+    for namespace, names in names_by_namespace.items():
+        if len(names) > MAX_LINEAGE_INPUTS:
+            names = {posixpath.commonpath(list(names)) or "/": None}
+        locations.extend((namespace, name) for name in names)
+    return locations
+
+
+def table_locations(writer: WarehouseWriter) -> list[tuple[str, str]]:
+    """The ``(namespace, name)`` of the segments and averages tables."""
+    hook = writer.hook
+    connection = hook.get_connection(writer.sql_conn_id)
+    info = hook.get_openlineage_database_info(connection)
+    if info is not None:
+        namespace = f"{info.scheme}://{info.authority}" if info.authority else info.scheme
+        database = info.database
+    else:  # the hook does not support OpenLineage (e.g. SQLite)
+        port = f":{connection.port}" if connection.port else ""
+        namespace, database = f"{connection.conn_type}://{connection.host or ''}{port}", None
+    tables = (writer.segments_table, writer.averages_table)
+    # PostgreSQL answers this with a query (its search_path), so ask only when a name needs it.
+    default_schema = hook.get_openlineage_default_schema() if info and not all("." in t for t in tables) else None
+    locations = []
+    for table in tables:
+        schema, _, name = table.rpartition(".")
+        parts = (database, schema or default_schema, name)
+        locations.append((namespace, ".".join(part for part in parts if part)))
+    return locations
+
+
+def table_asset_uri(namespace: str, name: str) -> str:
+    """The Asset URI of a table with OpenLineage ``(namespace, name)``: ``<namespace>/<name with / for .>``."""
+    if namespace.startswith("sqlite://"):
+        return f"{namespace}/{name}"
+    return f"{namespace.rstrip('/')}/{name.replace('.', '/')}"
+
+
+def datasets(locations: Iterable[tuple[str, str]]) -> list[Any]:
+    """OpenLineage ``Dataset`` objects for ``(namespace, name)`` pairs."""
+    from airflow.providers.common.compat.openlineage.facet import Dataset
+
+    return [Dataset(namespace=namespace, name=name) for namespace, name in locations]

@@ -1,0 +1,543 @@
+"""What ``source`` names: parsing, listing, reading, and the sensor's unscored filter.
+
+A ``source`` is a URI of one object (``file:///data/a.txt``, ``s3://conn@bucket/key``),
+a glob (``s3://bucket/in/*.txt``, ``file:///data/**/*.txt``), a prefix or folder
+(``s3://bucket/in/``), or a list of those. :class:`DocumentSource` turns it into
+sorted, de-duplicated object names and reads them as :class:`Document` s with a
+bounded read-ahead, so slow object stores do not starve the scorer and memory stays
+flat. Operator, sensor and triggers all go through this module.
+
+Document names (``source`` in tables and XCom) are URIs without the connection id:
+``s3://bucket/key``, ``file:///abs/path``. A URI that names an existing object is that
+object, even when its name holds ``*``, ``?`` or ``[``; only an entry that names no
+object is read as a glob.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import os
+import posixpath
+import stat
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError, DeepgramError, DocumentReadError
+
+if TYPE_CHECKING:
+    from logging import Logger
+
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+GLOB_CHARACTERS = frozenset("*?[")
+#: Why an empty or whitespace-only document is skipped without a request.
+SKIP_EMPTY = "empty document"
+#: Objects read ahead of the scorer at most.
+DEFAULT_READ_AHEAD = 32
+#: Threads reading objects at most.
+MAX_READ_THREADS = 16
+#: Entries of ``source`` named in a description at most; the rest are counted.
+MAX_DESCRIBED_ENTRIES = 5
+
+
+def fingerprint(text: str) -> str:
+    """Return the sha256 hex digest of the text's UTF-8 bytes (the document's content key)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# ---------------------------------------------------------------------- naming
+
+
+def storage_path(uri: str | ObjectStoragePath, conn_id: str | None = None) -> ObjectStoragePath:
+    """Return ``uri`` as an ``ObjectStoragePath`` (``conn_id`` wins over one in the URI)."""
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+    if isinstance(uri, ObjectStoragePath) and conn_id is None:
+        return uri
+    if conn_id is None:
+        # Airflow 2's ObjectStoragePath takes conn_id=None as "no connection" and drops one named in the URI.
+        return ObjectStoragePath(str(uri))
+    return ObjectStoragePath(str(uri), conn_id=conn_id)
+
+
+def storage_conn_id(path: ObjectStoragePath) -> str | None:
+    """Return the connection id of ``path``: an attribute on Airflow 3, a storage option on Airflow 2."""
+    return getattr(path, "conn_id", None) or path.storage_options.get("conn_id")
+
+
+def document_name(path: ObjectStoragePath) -> str:
+    """
+    Return the stable name of an object: its URI without the connection id, normalized.
+
+    Local paths are normalized (``//a.txt``, ``./a.txt`` and ``sub/../a.txt`` are one file);
+    object-store keys are kept as they are, because ``a//b`` and ``a/b`` are two keys there.
+    """
+    protocol = path.protocol or "file"
+    if protocol == "file":
+        return f"file://{_normalized_local(path.path)}"
+    return f"{protocol}://{path.path}"
+
+
+def _normalized_local(location: str) -> str:
+    location = posixpath.normpath("/" + location.lstrip("/"))
+    return "/" + location.lstrip("/")
+
+
+# ---------------------------------------------------------------------- parsing
+
+
+def source_entries(source: Any, argument: str = "source") -> list[str | ObjectStoragePath]:
+    """
+    Return ``source`` as a list of URIs or ``ObjectStoragePath`` objects.
+
+    A string holding a list literal (e.g. a rendered XCom of URIs) is read as that list.
+
+    :param source: a URI (glob, prefix or one object), an ``ObjectStoragePath``, or a list of those.
+    :param argument: the argument's name, for error messages.
+    :raises DeepgramConfigurationError: saying what is wrong.
+    """
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+    if isinstance(source, str):
+        stripped = source.strip()
+        if stripped.startswith("[") and stripped.endswith("]"):
+            try:
+                parsed = ast.literal_eval(stripped)
+            except (ValueError, SyntaxError):
+                raise DeepgramConfigurationError(f"{argument} {source!r} looks like a list but is not one") from None
+            return source_entries(list(parsed), argument)
+        return [stripped] if stripped else []
+    if isinstance(source, ObjectStoragePath):
+        return [source]
+    if isinstance(source, (list, tuple)):
+        entries: list[str | ObjectStoragePath] = []
+        for index, entry in enumerate(source):
+            if isinstance(entry, ObjectStoragePath):
+                entries.append(entry)
+            elif isinstance(entry, str) and entry.strip():
+                entries.append(entry.strip())
+            else:
+                raise DeepgramConfigurationError(
+                    f"{argument}[{index}] must be a URI string or ObjectStoragePath, got {entry!r}"
+                )
+        return entries
+    raise DeepgramConfigurationError(
+        f"{argument} must be a URI, an ObjectStoragePath or a list of those, got {type(source).__name__}"
+    )
+
+
+def is_pattern(entry: str | ObjectStoragePath) -> bool:
+    """Return True for what may name several objects: a glob or a folder (``.../``)."""
+    text = str(entry)
+    return text.endswith("/") or any(character in text for character in GLOB_CHARACTERS)
+
+
+def conn_id_in_uris(entries: Iterable[str | ObjectStoragePath], argument: str = "source") -> str | None:
+    """Return the storage connection named in the URIs (``s3://conn@bucket/...``), if they agree on one."""
+    conn_ids = {storage_conn_id(storage_path(entry)) for entry in entries} - {None}
+    if len(conn_ids) > 1:
+        raise DeepgramConfigurationError(
+            f"{argument} names several storage connections ({', '.join(sorted(conn_ids))}); "
+            f"give {argument}_conn_id, or score each connection's objects in its own task"
+        )
+    return next(iter(conn_ids), None)
+
+
+def describe_entries(entries: list[Any]) -> str:
+    """A short description of ``source`` entries for log lines (patterns, never document text)."""
+    if not entries:
+        return "(no URI given)"
+    text = ", ".join(str(entry) for entry in entries[:MAX_DESCRIBED_ENTRIES])
+    more = len(entries) - MAX_DESCRIBED_ENTRIES
+    return text + (f" (and {more} more)" if more > 0 else "")
+
+
+def parse_shard(shard: Any) -> tuple[int, int] | None:
+    """
+    Return ``(index, count)`` of a shard given as ``"i/n"``, ``[i, n]`` or ``{"index": i, "count": n}``.
+
+    :raises DeepgramConfigurationError: for anything else, or ``i`` outside ``0..n-1``.
+    """
+    if shard is None or shard == "":
+        return None
+    try:
+        if isinstance(shard, str):
+            index_text, _, count_text = shard.partition("/")
+            index, count = int(index_text), int(count_text)
+        elif isinstance(shard, dict):
+            index, count = int(shard["index"]), int(shard["count"])
+        elif isinstance(shard, (list, tuple)) and len(shard) == 2:
+            index, count = int(shard[0]), int(shard[1])
+        else:
+            raise TypeError
+    except (TypeError, ValueError, KeyError):
+        raise DeepgramConfigurationError(
+            f'shard must be "i/n", [i, n] or {{"index": i, "count": n}}, got {shard!r}'
+        ) from None
+    if count < 1 or not 0 <= index < count:
+        raise DeepgramConfigurationError(f"shard {shard!r} must have 0 <= index < count")
+    return index, count
+
+
+def in_shard(name: str, shard: tuple[int, int] | None) -> bool:
+    """Return True when the object ``name`` belongs to ``shard`` (a stable hash of the name, modulo the count)."""
+    if shard is None:
+        return True
+    index, count = shard
+    digest = hashlib.blake2b(name.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % count == index
+
+
+# ---------------------------------------------------------------------- listing
+
+
+def list_objects(
+    entries: Iterable[str | ObjectStoragePath],
+    conn_id: str | None = None,
+    *,
+    keep_missing: bool = True,
+    log: Logger | None = None,
+) -> tuple[list[str], list[str]]:
+    """
+    Expand ``source`` entries into the sorted, de-duplicated names of the objects they name.
+
+    Each entry is one object (when an object of that exact name exists, even if the name
+    holds glob characters), a glob (``*``, ``?``, ``[``, ``**``), a folder or prefix (every
+    object under it, recursively). Hidden objects (``.name``) are left out of globs and
+    folders. Only regular files (and symlinks to them) are documents: named pipes,
+    sockets, devices and symlinked folders are skipped with a log line.
+
+    :param entries: URIs or ``ObjectStoragePath`` objects.
+    :param conn_id: the storage connection; overrides one given in the URI.
+    :param keep_missing: keep a named object that does not exist in ``names``, so that
+        reading it fails naming it (the operator); False counts it as unmatched (the sensor).
+    :param log: where to log what was skipped.
+    :return: ``(names, unmatched)``: the objects, and the entries that matched nothing.
+    :raises DeepgramError: naming the entry when the storage cannot be listed.
+    """
+    found: dict[str, None] = {}
+    unmatched: list[str] = []
+    for entry in entries:
+        try:
+            names, exists = _expand(entry, conn_id, log)
+        except DeepgramError:
+            raise
+        except Exception as exc:  # storage backends raise their own families (botocore, OSError, ...)
+            raise DeepgramError(f"Could not list source {entry}: {type(exc).__name__}: {exc}") from exc
+        found.update(dict.fromkeys(names))
+        if names:
+            continue
+        if exists or is_pattern(entry) or not keep_missing:
+            unmatched.append(str(entry))  # a glob, or a folder with nothing in it
+        else:
+            found[document_name(storage_path(entry, conn_id))] = None  # gone: reading it says so
+    return sorted(found), unmatched
+
+
+def _expand(entry: str | ObjectStoragePath, conn_id: str | None, log: Logger | None) -> tuple[list[str], bool]:
+    """Return the names ``entry`` matches, and whether the entry itself exists."""
+    path = storage_path(entry, conn_id)
+    fs = path.fs
+    # Object stores cache listings (s3fs's dircache) in a filesystem instance that lives as
+    # long as the process: without this, a second look would not see new objects.
+    fs.invalidate_cache()
+    protocol = path.protocol or "file"
+    location = _normalized_local(path.path) if protocol == "file" else path.path
+    stripped = location.rstrip("/") or "/"
+    if not location.endswith("/") and fs.exists(location):
+        if fs.isdir(location):
+            matches = fs.find(stripped)
+        else:
+            return _documents_only([location], protocol, log, explicit=True), True
+    elif location.endswith("/"):
+        if not fs.exists(stripped):
+            return [], False
+        matches = fs.find(stripped)
+    elif any(character in location for character in GLOB_CHARACTERS):
+        matches = fs.glob(location)
+    else:
+        # A key prefix that is not a folder, e.g. s3://bucket/in/2024-01-
+        matches = fs.glob(location + "*")
+    matches = [match for match in matches if not _hidden(match)]
+    return _documents_only(matches, protocol, log, explicit=False), False
+
+
+def _documents_only(matches: list[str], protocol: str, log: Logger | None, *, explicit: bool) -> list[str]:
+    """Turn storage locations into names, keeping regular files only (local storage can hold other kinds)."""
+    names = []
+    for match in matches:
+        if protocol == "file":
+            local = _normalized_local(match)
+            kind = _local_kind(local)
+            if kind != "file":
+                # A folder found by a glob is not a document either, but saying so for each is noise.
+                if log is not None and (kind != "folder" or explicit):
+                    log.warning("Skipping %s: %s, not a regular file", f"file://{local}", kind)
+                continue
+            names.append(f"file://{local}")
+        else:
+            names.append(f"{protocol}://{match.lstrip('/')}")
+    return names
+
+
+def _local_kind(location: str) -> str:
+    """What a local path is, following symlinks: ``file``, ``folder``, ``named pipe``, ``socket``, ..."""
+    try:
+        mode = os.stat(location).st_mode
+    except FileNotFoundError:
+        return "file"  # vanished since listing: reading it will say so
+    except OSError as exc:
+        return f"unreadable ({type(exc).__name__})"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    if stat.S_ISFIFO(mode):
+        return "named pipe"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "special file"
+
+
+def _hidden(location: str) -> bool:
+    return location.rstrip("/").rsplit("/", 1)[-1].startswith(".")
+
+
+# ---------------------------------------------------------------------- reading
+
+
+def read_document(uri: str | ObjectStoragePath, conn_id: str | None = None) -> str:
+    """
+    Read one object as UTF-8 text (a UTF-8 byte-order mark is dropped).
+
+    :raises DocumentReadError: naming the object, when it is missing, not a regular file,
+        unreadable or not UTF-8.
+    """
+    path = storage_path(uri, conn_id)
+    name = document_name(path)
+    if (path.protocol or "file") == "file":
+        kind = _local_kind(_normalized_local(path.path))
+        if kind == "folder":
+            raise DocumentReadError(name, "is a folder, not an object")
+        if kind != "file":  # opening a named pipe would wait forever for a writer
+            raise DocumentReadError(name, f"is a {kind}, not a regular file")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DocumentReadError(name, "object not found") from None
+    except IsADirectoryError:
+        raise DocumentReadError(name, "is a folder, not an object") from None
+    except Exception as exc:  # storage backends raise their own families (botocore, OSError, ...)
+        raise DocumentReadError(name, f"could not read object: {type(exc).__name__}: {exc}") from None
+    return decode_text(name, data)
+
+
+def decode_text(name: str, data: bytes) -> str:
+    """Decode bytes as UTF-8 or raise :class:`DocumentReadError` naming the first bad byte."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        bad = data[exc.start : exc.start + 1].hex()
+        raise DocumentReadError(
+            name, f"not valid UTF-8 text (byte 0x{bad} at offset {exc.start}); convert it to UTF-8"
+        ) from None
+
+
+@dataclass(frozen=True)
+class Document:
+    """
+    One document, read (or failed to read).
+
+    :param source: the document's name in XCom (a URI without connection id, or ``text[i]``).
+    :param text: its text, or None when reading failed.
+    :param error: why reading failed, or None.
+    """
+
+    source: str
+    text: str | None
+    error: str | None = None
+
+
+def read_objects(
+    names: Iterable[str],
+    conn_id: str | None = None,
+    *,
+    read_ahead: int = DEFAULT_READ_AHEAD,
+) -> Iterator[Document]:
+    """
+    Read objects in order, with up to ``read_ahead`` reads running ahead in threads.
+
+    :param names: the objects to read, as :func:`list_objects` names them.
+    :param conn_id: the storage connection.
+    :param read_ahead: how many reads may run ahead of the consumer.
+    """
+    window: deque[tuple[str, Future]] = deque()
+    iterator = iter(names)
+    with ThreadPoolExecutor(max_workers=max(1, min(read_ahead, MAX_READ_THREADS)), thread_name_prefix="read") as pool:
+        try:
+            while True:
+                while len(window) < read_ahead:
+                    name = next(iterator, None)
+                    if name is None:
+                        break
+                    window.append((name, pool.submit(read_document, name, conn_id)))
+                if not window:
+                    return
+                name, future = window.popleft()
+                try:
+                    yield Document(source=name, text=future.result())
+                except DocumentReadError as error:
+                    yield Document(source=name, text=None, error=error.reason)
+        finally:
+            for _, future in window:
+                future.cancel()
+
+
+# ---------------------------------------------------------------------- a task's documents
+
+
+@dataclass(frozen=True)
+class DocumentSource:
+    """
+    What one task run scores: inline texts, or the objects that ``source`` entries name.
+
+    Plain data, so that a trigger can carry it (:meth:`to_json`); inline texts never travel.
+
+    :param entries: ``source`` entries as strings (URIs, globs, prefixes).
+    :param conn_id: the storage connection; None uses the one named in the URIs.
+    :param texts: inline texts (``text=``), or None.
+    :param stored_prefix: prepended to a document's name to make the ``source`` stored in SQL.
+    :param shard: ``(index, count)``: only the objects whose name hashes to ``index``.
+    """
+
+    entries: tuple[str, ...] = ()
+    conn_id: str | None = None
+    texts: tuple[str, ...] | None = None
+    stored_prefix: str = ""
+    shard: tuple[int, int] | None = None
+    single_text: bool = False
+    #: How the user wrote a ``source`` that names no entry at all, for messages.
+    given_as: str | None = None
+
+    @classmethod
+    def inline(cls, text: str | list[str], stored_prefix: str) -> DocumentSource:
+        """Inline text: one string is named ``text``, a list ``text[0]``, ``text[1]``, ..."""
+        if isinstance(text, str):
+            return cls(texts=(text,), stored_prefix=stored_prefix, single_text=True)
+        return cls(texts=tuple(text), stored_prefix=stored_prefix)
+
+    @property
+    def is_inline(self) -> bool:
+        return self.texts is not None
+
+    def describe(self) -> str:
+        """What was asked for, for log lines: a pattern or a count, never document text."""
+        if self.texts is not None:
+            return f"{len(self.texts)} inline text(s)"
+        shard = f" (shard {self.shard[0]}/{self.shard[1]})" if self.shard else ""
+        if not self.entries and self.given_as is not None:
+            return f"source {self.given_as} (no URI given)"
+        return f"source {describe_entries(list(self.entries))}{shard}"
+
+    def list_names(self, *, log: Logger | None = None) -> tuple[list[str], list[str]]:
+        """Return ``(names, unmatched entries)``: the documents' names in order (see :func:`list_objects`)."""
+        if self.texts is not None:
+            names = ["text"] if self.single_text else [f"text[{index}]" for index in range(len(self.texts))]
+            return names, []
+        names, unmatched = list_objects(self.entries, self.conn_id, log=log)
+        if self.shard is not None:
+            names = [name for name in names if in_shard(name, self.shard)]
+        return names, unmatched
+
+    def documents(self, names: list[str]) -> Iterator[Document]:
+        """Read the documents of ``names`` (from :meth:`list_names`) in order."""
+        if self.texts is not None:
+            for name, text in zip(names, self.texts):
+                yield Document(source=name, text=text)
+            return
+        yield from read_objects(names, self.conn_id)
+
+    def to_json(self) -> dict[str, Any]:
+        """The source as trigger kwargs: plain JSON, never inline text."""
+        if self.texts is not None:
+            raise DeepgramError("Inline text is never handed to the triggerer")
+        return {
+            "entries": list(self.entries),
+            "conn_id": self.conn_id,
+            "stored_prefix": self.stored_prefix,
+            "shard": list(self.shard) if self.shard else None,
+            "given_as": self.given_as,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DocumentSource:
+        shard = data.get("shard")
+        return cls(
+            entries=tuple(str(entry) for entry in data.get("entries") or ()),
+            conn_id=data.get("conn_id"),
+            stored_prefix=str(data.get("stored_prefix") or ""),
+            shard=(int(shard[0]), int(shard[1])) if shard else None,
+            given_as=data.get("given_as"),
+        )
+
+
+# ---------------------------------------------------------------------- the sensor's look
+
+
+@dataclass(frozen=True)
+class SensedObjects:
+    """
+    What one look at the storage found.
+
+    :param matched: how many objects match the path.
+    :param uris: the objects that count, sorted: every match, or only the unscored ones.
+    :param scored: how many matches are already in the averages table (0 when not checked).
+    """
+
+    matched: int
+    uris: list[str] = field(default_factory=list)
+    scored: int = 0
+
+
+def find_objects(
+    source: Any,
+    conn_id: str | None = None,
+    *,
+    sql_conn_id: str | None = None,
+    averages_table: str | None = None,
+    log: Logger | None = None,
+) -> SensedObjects:
+    """
+    List the objects ``source`` matches and, with ``sql_conn_id``, keep those not yet scored.
+
+    This is the whole of one poke, in one blocking call: the sensor calls it in the
+    worker, a trigger with ``asyncio.to_thread``. An object counts as scored when its name
+    (as the operator stores it) is a ``source`` in the averages table; a missing table
+    means nothing is scored yet.
+
+    :param source: a URI glob, prefix or object, an ``ObjectStoragePath``, or a list of those.
+    :param conn_id: the storage connection; None uses the one in each URI (or the scheme's default).
+    :param sql_conn_id: a SQL connection holding the averages table; None counts every match.
+    :param averages_table: the averages table (``name`` or ``schema.name``).
+    :param log: where to log skipped special files.
+    :raises DeepgramConfigurationError: for a bad ``source``.
+    :raises DeepgramError: naming the entry when the storage cannot be listed.
+    """
+    from airflow_provider_dgsentiment.warehouse import DEFAULT_AVERAGES_TABLE, WarehouseWriter
+
+    entries = source_entries(source)
+    if not entries:
+        raise DeepgramConfigurationError("source must name a URI, a glob or a prefix, got nothing")
+    matched, _ = list_objects(entries, conn_id or None, keep_missing=False, log=log)
+    if not sql_conn_id or not matched:
+        return SensedObjects(matched=len(matched), uris=matched)
+    with WarehouseWriter(sql_conn_id, averages_table=averages_table or DEFAULT_AVERAGES_TABLE) as writer:
+        scored = writer.known_sources(matched)
+    unscored = [uri for uri in matched if uri not in scored]
+    return SensedObjects(matched=len(matched), uris=unscored, scored=len(matched) - len(unscored))
