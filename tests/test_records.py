@@ -672,3 +672,32 @@ def test_postgres_missing_column_names_the_columns(postgres_reviews):
     with pytest.raises(DeepgramConfigurationError) as caught:
         next(iter_sql_records(hook, f"SELECT id, body FROM {table}", text_field="text"))
     assert str(caught.value) == "text_field 'text' is not a column of the sql result; the columns are 'id', 'body'"
+
+
+@pytest.mark.integration
+def test_postgres_with_psycopg2_streams_through_a_named_cursor(postgres_reviews):
+    # Airflow 2's PostgresHook hands out psycopg2 connections: named cursors describe the result
+    # only after the first fetch, and the rows before a failing one still arrive first.
+    psycopg2 = pytest.importorskip("psycopg2")
+    hook, table = postgres_reviews
+    uri = require_service("DGS_TEST_POSTGRES_URI", "PostgreSQL")
+    opened = []
+
+    class Psycopg2Hook:
+        def get_conn(self):
+            opened.append(psycopg2.connect(uri))
+            return opened[-1]
+
+    got = list(
+        iter_sql_records(Psycopg2Hook(), f"SELECT id, body FROM {table} ORDER BY id", text_field="body", id_field="id")
+    )
+    assert len(got) == 5001 and got[0] == Record("1", "row 1", "review number 1")
+    sql = f"SELECT id, CASE WHEN 1 / (id - 3000) IS NULL THEN '' ELSE body END AS body FROM {table} ORDER BY id"
+    received = []
+    with pytest.raises(psycopg2.Error, match="division by zero"):
+        for record in iter_sql_records(Psycopg2Hook(), sql, text_field="body", batch_size=250):
+            received.append(record)
+    assert 250 <= len(received) < 3000
+    with pytest.raises(DeepgramConfigurationError, match="the columns are 'id', 'body'"):
+        next(iter_sql_records(Psycopg2Hook(), f"SELECT id, body FROM {table}", text_field="text"))
+    assert len(opened) == 3 and all(connection.closed for connection in opened)
