@@ -189,9 +189,9 @@ def iter_file_records(
     With ``id_field``, keys are checked for duplicates. The check keeps an 8-byte hash and an
     8-byte position per key in an open-addressing table filled to between 1/3 and 2/3: 24 to 48
     bytes per record (32 MiB for a million records, half as much again while it grows), never the
-    keys themselves, at a few µs of CPU per record (a pure-Python probe). Two different keys with the same 64-bit hash
-    would be reported as a duplicate: for n records the chance is about n^2 / 2^65 (1 in 370,000
-    for ten million records).
+    keys themselves, at a few µs of CPU per record (a pure-Python probe). Two different keys with
+    the same 64-bit hash would be reported as a duplicate: for n records the chance is about
+    n^2 / 2^65 (1 in 370,000 for ten million records).
 
     :param path: the object: anything with ``open("rb")`` (``ObjectStoragePath``, ``pathlib.Path``).
     :param fmt: ``"jsonl"``, ``"csv"``, ``"tsv"`` or ``"parquet"`` (see :func:`detect_format`).
