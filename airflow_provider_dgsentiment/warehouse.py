@@ -299,7 +299,8 @@ class WarehouseWriter:
         """
         Make sure results can be stored, before anything is scored.
 
-        Creates the tables when missing (:meth:`ensure_tables`), then checks that each has the
+        Creates the tables when one is missing (:meth:`ensure_tables`; when both exist nothing is
+        created, so a user without CREATE privileges passes), then checks that each has the
         columns this writer inserts (:data:`SEGMENT_COLUMNS`, :data:`AVERAGE_COLUMNS`) and that the
         database accepts a write: a probe row is deleted and inserted in each table inside a
         transaction that is always rolled back, so nothing stays behind. That finds a table made
@@ -313,20 +314,23 @@ class WarehouseWriter:
             (self.averages_table, "averages_table", AVERAGE_COLUMNS),
         )
         # Existing tables first: creating the indexes would fail on a table without their columns.
+        existing = [table for table, _, _ in tables if self._exists(table)]
         for table, argument, columns in tables:
-            if self._exists(table):
+            if table in existing:
                 self._check_columns(table, argument, columns)
-        try:
-            self.ensure_tables()
-        except DeepgramConfigurationError:
-            raise
-        except Exception as exc:
-            raise DeepgramConfigurationError(
-                f"Cannot create tables {self.segments_table} and {self.averages_table} ({_describe_error(exc)}): "
-                "check that the database is writable and that the connection's user may create tables in it"
-            ) from exc
-        for table, argument, columns in tables:
-            self._check_columns(table, argument, columns)
+        if len(existing) < len(tables):
+            # Only then: a user allowed to write rows but not to create tables needs no CREATE.
+            try:
+                self.ensure_tables()
+            except DeepgramConfigurationError:
+                raise
+            except Exception as exc:
+                raise DeepgramConfigurationError(
+                    f"Cannot create tables {self.segments_table} and {self.averages_table} ({_describe_error(exc)}): "
+                    "check that the database is writable and that the connection's user may create tables in it"
+                ) from exc
+            for table, argument, columns in tables:
+                self._check_columns(table, argument, columns)
         self._check_writable()
         self.hook.log.info(
             "Tables %s and %s have the expected columns and accept writes", self.segments_table, self.averages_table

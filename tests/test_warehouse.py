@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sqlite3
 import uuid
 
@@ -289,3 +290,27 @@ def test_postgres_check_tables_names_the_missing_columns(postgres_writer):
         "input_tokens, output_tokens, model_uuid, language, request_id, dag_id, task_id, run_id, scored_at: "
         "drop it or give averages_table a new name"
     )
+
+
+@pytest.mark.integration
+def test_postgres_check_tables_in_a_read_only_session(postgres_writer):
+    # What a hot standby or a read-only role gives: the tables are there, writes are refused.
+    writer = postgres_writer
+
+    def session(mode: str) -> None:
+        cursor = writer.connection.cursor()
+        cursor.execute(f"SET SESSION CHARACTERISTICS AS TRANSACTION {mode}")
+        writer.connection.commit()
+
+    writer.ensure_tables()
+    session("READ ONLY")
+    try:
+        with pytest.raises(DeepgramConfigurationError) as caught:
+            writer.check_tables()
+    finally:
+        session("READ WRITE")
+    assert re.match(
+        rf"Cannot write to table {writer.segments_table} \(psycopg2?\.errors\.ReadOnlySqlTransaction: cannot "
+        r"execute DELETE in a read-only transaction\): check that the database is not read-only",
+        str(caught.value),
+    ), str(caught.value)
