@@ -4,7 +4,9 @@
 fingerprints are already scored (for incremental runs), and writes documents
 idempotently: for each batch, one transaction deletes the rows of its documents
 from both tables and inserts the new rows, so a retried or cleared task leaves
-exactly one set of rows per document.
+exactly one set of rows per document. :meth:`WarehouseWriter.check_tables`, called before any
+request, finds an incompatible existing table or a database that refuses writes while nothing has
+been scored yet.
 
 Tables (default names; both overridable)::
 
@@ -19,8 +21,10 @@ values never go to the log (documents are private).
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -29,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseHook
 
-from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError
+from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError, DeepgramError
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
@@ -190,8 +194,9 @@ class WarehouseWriter:
     """
     Write per-segment and per-document sentiment rows through a ``DbApiHook``.
 
-    Nothing connects until first use. Call :meth:`ensure_tables` once before the
-    other methods; :meth:`close` releases the database connection.
+    Nothing connects until first use. Call :meth:`check_tables` (or at least
+    :meth:`ensure_tables`) once before the other methods, and before the first request
+    to Deepgram; :meth:`close` releases the database connection.
 
     :param sql_conn_id: a connection whose hook is a common.sql ``DbApiHook``
         (SQLite, PostgreSQL, ...).
@@ -290,6 +295,104 @@ class WarehouseWriter:
                 time.sleep(0.2 * attempt)
         self.hook.log.info("Tables %s and %s are ready", self.segments_table, self.averages_table)
 
+    def check_tables(self) -> None:
+        """
+        Make sure results can be stored, before anything is scored.
+
+        Creates the tables when one is missing (:meth:`ensure_tables`; when both exist nothing is
+        created, so a user without CREATE privileges passes), then checks that each has the
+        columns this writer inserts (:data:`SEGMENT_COLUMNS`, :data:`AVERAGE_COLUMNS`) and that the
+        database accepts a write: a probe row is deleted and inserted in each table inside a
+        transaction that is always rolled back, so nothing stays behind. That finds a table made
+        for something else, a read-only database or a user without INSERT/DELETE privileges, and
+        also an extra NOT NULL column or a column of the wrong type that would refuse our rows.
+
+        :raises DeepgramConfigurationError: naming the table, what is wrong and the fix.
+        """
+        tables = (
+            (self.segments_table, "segments_table", SEGMENT_COLUMNS),
+            (self.averages_table, "averages_table", AVERAGE_COLUMNS),
+        )
+        # Existing tables first: creating the indexes would fail on a table without their columns.
+        existing = [table for table, _, _ in tables if self._exists(table)]
+        for table, argument, columns in tables:
+            if table in existing:
+                self._check_columns(table, argument, columns)
+        if len(existing) < len(tables):
+            # Only then: a user allowed to write rows but not to create tables needs no CREATE.
+            try:
+                self.ensure_tables()
+            except DeepgramConfigurationError:
+                raise
+            except Exception as exc:
+                raise DeepgramConfigurationError(
+                    f"Cannot create tables {self.segments_table} and {self.averages_table} ({_describe_error(exc)}): "
+                    "check that the database is writable and that the connection's user may create tables in it"
+                ) from exc
+            for table, argument, columns in tables:
+                self._check_columns(table, argument, columns)
+        self._check_writable()
+        self.hook.log.info(
+            "Tables %s and %s have the expected columns and accept writes", self.segments_table, self.averages_table
+        )
+
+    def _exists(self, table: str) -> bool:
+        cursor = self.connection.cursor()
+        try:
+            return self._table_exists(cursor, table)
+        finally:
+            cursor.close()
+            self.connection.rollback()
+
+    def _check_columns(self, table: str, argument: str, expected: Sequence[str]) -> None:
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(f"SELECT * FROM {table} WHERE 1 = 0")
+            present = {str(column[0]).lower() for column in cursor.description or ()}
+            cursor.fetchall()
+        except Exception as exc:
+            raise DeepgramConfigurationError(
+                f"Cannot read table {table} ({_describe_error(exc)}): "
+                "check that the connection's user may select from it"
+            ) from exc
+        finally:
+            cursor.close()
+            self.connection.rollback()
+        missing = [column for column in expected if column not in present]
+        if missing:
+            raise DeepgramConfigurationError(
+                f"Table {table} exists without the columns {', '.join(missing)}: drop it or give {argument} a new name"
+            )
+
+    def _check_writable(self) -> None:
+        probe = ScoredDocument(
+            source=f"dgsentiment-write-check-{uuid.uuid4().hex}",
+            fingerprint="0" * 64,
+            result=_probe_result(),
+            language="en",
+        )
+        connection = self.connection
+        for table, columns, rows in (
+            (self.segments_table, SEGMENT_COLUMNS, self._segment_rows([probe])),
+            (self.averages_table, AVERAGE_COLUMNS, self._average_rows([probe])),
+        ):
+            cursor = connection.cursor()
+            try:
+                cursor.execute(f"DELETE FROM {table} WHERE source = {self.placeholder}", (probe.source,))
+                self._insert(cursor, table, columns, rows)
+            except Exception as exc:
+                raise DeepgramConfigurationError(
+                    f"Cannot write to table {table} ({_describe_error(exc)}): check that the database is not "
+                    "read-only, that the connection's user may insert into and delete from the table, and that "
+                    "its columns take the provider's rows (no other NOT NULL columns)"
+                ) from exc
+            finally:
+                cursor.close()
+                try:
+                    connection.rollback()  # the probe never stays
+                except Exception as rollback_error:
+                    self.hook.log.warning("Rollback failed: %s", type(rollback_error).__name__)
+
     def _index_ddl(self, table: str, column: str) -> str:
         schema, _, name = table.rpartition(".")
         index = _index_name(name, column)
@@ -336,13 +439,49 @@ class WarehouseWriter:
         return set(self.stored_fingerprints(sources))
 
     def _table_exists(self, cursor: Any, table: str) -> bool:
+        """
+        Say whether ``table`` exists; raise when it exists but cannot be read.
+
+        Each DB-API driver raises its own "no such table" error, so a failed probe is checked
+        against the catalog (SQLite, PostgreSQL): a table that is there but refuses the probe
+        (no privilege, a lock) is an error, not a reason to treat every document as new.
+        """
         try:
             cursor.execute(f"SELECT 1 FROM {table} WHERE 1 = 0")
             cursor.fetchall()
-        except Exception:  # each DB-API driver raises its own "no such table" error
+        except Exception as exc:
             self.connection.rollback()
+            if self._catalog_has_table(table) is True:
+                raise DeepgramConfigurationError(
+                    f"Cannot read table {table} ({_describe_error(exc)}): "
+                    "check that the connection's user may select from it"
+                ) from exc
             return False
         return True
+
+    def _catalog_has_table(self, table: str) -> bool | None:
+        """Ask the database's catalog whether ``table`` exists; None when this database is not known."""
+        conn_type = getattr(self.hook, "conn_type", None)
+        schema, _, name = table.rpartition(".")
+        if conn_type == "sqlite":
+            catalog = f"{schema}.sqlite_master" if schema else "sqlite_master"
+            sql = f"SELECT 1 FROM {catalog} WHERE type IN ('table', 'view') AND name = {self.placeholder}"
+            parameters: tuple[Any, ...] = (name,)
+        elif conn_type == "postgres":
+            sql = f"SELECT to_regclass({self.placeholder}) IS NOT NULL"
+            parameters = (table,)
+        else:
+            return None
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(sql, parameters)
+            row = cursor.fetchone()
+        except Exception:  # the catalog cannot tell: keep the old answer, "missing"
+            return None
+        finally:
+            cursor.close()
+            self.connection.rollback()
+        return bool(row and row[0])
 
     def count_rows(self, source: str | None = None) -> tuple[int, int]:
         """
@@ -374,8 +513,13 @@ class WarehouseWriter:
         inserts the new rows; on any error it is rolled back, leaving the old rows.
 
         :param documents: the scored documents (each source at most once).
+        :raises DeepgramError: before anything is written, when a score is NaN or infinite (the
+            responses are validated before; this is the last line of defence for the tables).
         """
-        for batch in batched(list(documents), self.write_batch_size):
+        documents = list(documents)
+        for document in documents:
+            _check_finite_scores(document)
+        for batch in batched(documents, self.write_batch_size):
             self._run_in_transaction(lambda cursor, batch=batch: self._replace(cursor, batch))
 
     def _replace(self, cursor: Any, batch: Sequence[ScoredDocument]) -> None:
@@ -463,6 +607,47 @@ def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
             chunk = []
     if chunk:
         yield chunk
+
+
+def _check_finite_scores(document: ScoredDocument) -> None:
+    """Raise when a score of ``document`` is not a finite number (NaN, inf, or not a number at all)."""
+    scores = [("the average", document.result.average.sentiment_score)]
+    scores += [(f"segment {index}", segment.sentiment_score) for index, segment in enumerate(document.result.segments)]
+    for where, score in scores:
+        try:
+            finite = math.isfinite(float(score))
+        except (TypeError, ValueError):
+            finite = False
+        if not finite:
+            raise DeepgramError(
+                f"{document.source}: the sentiment_score of {where} is {score!r}, not a finite number; "
+                "refusing to store it"
+            )
+
+
+def _probe_result() -> SentimentResult:
+    """A one-segment result for the write check of :meth:`WarehouseWriter.check_tables`."""
+    from airflow_provider_dgsentiment.results import Average, Segment, SentimentResult
+
+    return SentimentResult(
+        request_id="dgsentiment-write-check",
+        created=None,
+        language="en",
+        model_uuid="dgsentiment-write-check",
+        input_tokens=1,
+        output_tokens=1,
+        segments=(Segment("check", 0, 0, "neutral", 0.0),),
+        average=Average("neutral", 0.0),
+    )
+
+
+def _describe_error(exc: BaseException) -> str:
+    """``module.Class: first line of the message``, e.g. ``sqlite3.OperationalError: attempt to write ...``."""
+    cls = type(exc)
+    module = cls.__module__
+    name = cls.__qualname__ if module in ("builtins", "") else f"{module}.{cls.__qualname__}"
+    lines = str(exc).strip().splitlines()
+    return f"{name}: {lines[0]}" if lines else name
 
 
 def _index_name(table: str, column: str) -> str:
