@@ -158,8 +158,9 @@ class ScoringRun:
         try:
             await self._loop.run_in_executor(storage, self._prepare_storage)
             names = await self._loop.run_in_executor(reader, self._list_names)
-            outcome.total = len(names)
-            if not self.source.is_inline:
+            # Record files and queries hold an unknown number of documents: count them as they come.
+            outcome.total = 0 if self.source.holds_records(names) else len(names)
+            if not self.source.is_inline and not self.source.is_sql:
                 outcome.inputs = input_locations(names)
             self.log.info(
                 "Scoring %d document(s) from %s (language=%s, max_concurrency=%s, skip_scored=%s)",
@@ -196,7 +197,7 @@ class ScoringRun:
     def _prepare_storage(self) -> None:
         """Check the tables and clear earlier result files, before the first request (storage thread)."""
         if self.writer is not None:
-            self.writer.ensure_tables()
+            self.writer.check_tables()
         if self.result_files is not None:
             deleted = self.result_files.begin()
             if deleted:
@@ -237,6 +238,7 @@ class ScoringRun:
         producing = self._loop.run_in_executor(reader, self._produce, names, queue, self._loop, storage)
         in_request: dict[int, tuple[int, str, str]] = {}
         prefix = self.source.stored_prefix
+        bound = self.options.max_documents
 
         async def texts() -> AsyncIterator[str]:
             sent = 0
@@ -245,6 +247,12 @@ class ScoringRun:
                 if batch is None:
                     return
                 for position, document, content_key, stored_key in batch:
+                    if bound is not None and position >= bound:
+                        raise DeepgramConfigurationError(
+                            f"{self.source.describe()} holds more than the {bound} documents a deferred run may "
+                            "carry back in its event: give sql_conn_id or results_path and xcom_output='manifest' "
+                            "(or 'none'), or score them with deferrable=False"
+                        )
                     outcome.total = max(outcome.total, position + 1)
                     name = document.source
                     if document.error is not None:

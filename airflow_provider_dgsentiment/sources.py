@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError, DeepgramError, DocumentReadError
+from airflow_provider_dgsentiment.records import detect_format, iter_file_records, iter_sql_records
 
 if TYPE_CHECKING:
     from logging import Logger
@@ -40,6 +41,8 @@ SKIP_EMPTY = "empty document"
 DEFAULT_READ_AHEAD = 32
 #: Threads reading objects at most.
 MAX_READ_THREADS = 16
+#: Rows fetched from a SQL source at once.
+READ_BATCH_ROWS = 1000
 #: Entries of ``source`` named in a description at most; the rest are counted.
 MAX_DESCRIBED_ENTRIES = 5
 
@@ -405,7 +408,12 @@ def read_objects(
 @dataclass(frozen=True)
 class DocumentSource:
     """
-    What one task run scores: inline texts, or the objects that ``source`` entries name.
+    What one task run scores: inline texts, the objects that ``source`` entries name, or SQL rows.
+
+    Objects whose name ends ``.jsonl``/``.ndjson``, ``.csv``, ``.tsv`` or ``.parquet`` (each
+    optionally ``.gz``) are record files: each record is a document named
+    ``<object URI>#<record key>`` (:mod:`airflow_provider_dgsentiment.records`). SQL rows
+    are named ``sql://<sql_conn_id>/<id_field>#<key>``.
 
     Plain data, so that a trigger can carry it (:meth:`to_json`); inline texts never travel.
 
@@ -414,6 +422,11 @@ class DocumentSource:
     :param texts: inline texts (``text=``), or None.
     :param stored_prefix: prepended to a document's name to make the ``source`` stored in SQL.
     :param shard: ``(index, count)``: only the objects whose name hashes to ``index``.
+    :param format: ``"auto"`` (by extension), ``"text"``, ``"jsonl"``, ``"csv"`` or ``"parquet"``.
+    :param text_field: the field (or column) of a record to score.
+    :param id_field: the field (or column) that keys a record; None: its 1-based line or row number.
+    :param sql: a SELECT whose rows are the documents, or None.
+    :param sql_conn_id: the connection (any ``DbApiHook``) to run ``sql`` on.
     """
 
     entries: tuple[str, ...] = ()
@@ -424,6 +437,11 @@ class DocumentSource:
     single_text: bool = False
     #: How the user wrote a ``source`` that names no entry at all, for messages.
     given_as: str | None = None
+    format: str = "auto"
+    text_field: str = "text"
+    id_field: str | None = None
+    sql: str | None = None
+    sql_conn_id: str | None = None
 
     @classmethod
     def inline(cls, text: str | list[str], stored_prefix: str) -> DocumentSource:
@@ -436,32 +454,110 @@ class DocumentSource:
     def is_inline(self) -> bool:
         return self.texts is not None
 
+    @property
+    def is_sql(self) -> bool:
+        return self.sql is not None
+
     def describe(self) -> str:
         """What was asked for, for log lines: a pattern or a count, never document text."""
         if self.texts is not None:
             return f"{len(self.texts)} inline text(s)"
+        if self.sql is not None:
+            return f"the rows of a query on {self.sql_conn_id}"
         shard = f" (shard {self.shard[0]}/{self.shard[1]})" if self.shard else ""
         if not self.entries and self.given_as is not None:
             return f"source {self.given_as} (no URI given)"
         return f"source {describe_entries(list(self.entries))}{shard}"
 
     def list_names(self, *, log: Logger | None = None) -> tuple[list[str], list[str]]:
-        """Return ``(names, unmatched entries)``: the documents' names in order (see :func:`list_objects`)."""
+        """
+        Return ``(names, unmatched entries)``.
+
+        The names are the documents (inline texts, text objects) or the containers of
+        documents (record files; for SQL one name for the query), in order (see :func:`list_objects`).
+        """
         if self.texts is not None:
             names = ["text"] if self.single_text else [f"text[{index}]" for index in range(len(self.texts))]
             return names, []
+        if self.sql is not None:
+            return [self._sql_prefix()], []
         names, unmatched = list_objects(self.entries, self.conn_id, log=log)
         if self.shard is not None:
             names = [name for name in names if in_shard(name, self.shard)]
         return names, unmatched
 
+    def holds_records(self, names: list[str]) -> bool:
+        """True when ``names`` are not documents themselves but hold them (record files, a query)."""
+        if self.sql is not None:
+            return True
+        return self.texts is None and any(detect_format(name, self.format) != "text" for name in names)
+
     def documents(self, names: list[str]) -> Iterator[Document]:
-        """Read the documents of ``names`` (from :meth:`list_names`) in order."""
+        """Read the documents of ``names`` (from :meth:`list_names`) in order, each once."""
         if self.texts is not None:
             for name, text in zip(names, self.texts):
                 yield Document(source=name, text=text)
             return
-        yield from read_objects(names, self.conn_id)
+        if self.sql is not None:
+            yield from self._sql_documents()
+            return
+        text_objects: list[str] = []  # a run of plain text objects, read with a read-ahead
+        for name in names:
+            kind = detect_format(name, self.format)
+            if kind == "text":
+                text_objects.append(name)
+                continue
+            yield from read_objects(text_objects, self.conn_id)
+            text_objects = []
+            yield from self._record_documents(name, kind)
+        yield from read_objects(text_objects, self.conn_id)
+
+    def _record_documents(self, name: str, kind: str) -> Iterator[Document]:
+        path = storage_path(name, self.conn_id)
+        if (path.protocol or "file") == "file":
+            what = _local_kind(_normalized_local(path.path))
+            if what != "file":
+                yield Document(source=name, text=None, error=f"is a {what}, not a regular file")
+                return
+        try:
+            if not path.exists():
+                yield Document(source=name, text=None, error="object not found")
+                return
+        except Exception as exc:  # storage backends raise their own families
+            yield Document(source=name, text=None, error=f"could not read object: {type(exc).__name__}: {exc}")
+            return
+        records = iter_file_records(path, kind, text_field=self.text_field, id_field=self.id_field, name=name)
+        try:
+            for record in records:
+                error = f"{record.location}: {record.error}" if record.error is not None else None
+                yield Document(source=f"{name}#{record.key}", text=record.text, error=error)
+        finally:
+            records.close()
+
+    def _sql_prefix(self) -> str:
+        return f"sql://{self.sql_conn_id}/{self.id_field or 'row'}"
+
+    def _sql_documents(self) -> Iterator[Document]:
+        from airflow.providers.common.compat.sdk import BaseHook
+        from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+        connection = BaseHook.get_connection(self.sql_conn_id)
+        hook = connection.get_hook()
+        if not isinstance(hook, DbApiHook):
+            raise DeepgramConfigurationError(
+                f"sql_source_conn_id {self.sql_conn_id!r} is a {connection.conn_type!r} connection whose hook "
+                f"{type(hook).__name__} is not a SQL (DbApiHook) hook"
+            )
+        prefix = self._sql_prefix()
+        records = iter_sql_records(
+            hook, self.sql or "", text_field=self.text_field, id_field=self.id_field, batch_size=READ_BATCH_ROWS
+        )
+        try:
+            for record in records:
+                error = f"{record.location}: {record.error}" if record.error is not None else None
+                yield Document(source=f"{prefix}#{record.key}", text=record.text, error=error)
+        finally:
+            records.close()
 
     def to_json(self) -> dict[str, Any]:
         """The source as trigger kwargs: plain JSON, never inline text."""
@@ -473,6 +569,11 @@ class DocumentSource:
             "stored_prefix": self.stored_prefix,
             "shard": list(self.shard) if self.shard else None,
             "given_as": self.given_as,
+            "format": self.format,
+            "text_field": self.text_field,
+            "id_field": self.id_field,
+            "sql": self.sql,
+            "sql_conn_id": self.sql_conn_id,
         }
 
     @classmethod
@@ -484,6 +585,11 @@ class DocumentSource:
             stored_prefix=str(data.get("stored_prefix") or ""),
             shard=(int(shard[0]), int(shard[1])) if shard else None,
             given_as=data.get("given_as"),
+            format=str(data.get("format") or "auto"),
+            text_field=str(data.get("text_field") or "text"),
+            id_field=data.get("id_field"),
+            sql=data.get("sql"),
+            sql_conn_id=data.get("sql_conn_id"),
         )
 
 

@@ -14,6 +14,7 @@ from airflow_provider_dgsentiment.events import OUTCOME_KEY, check_event
 from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError, DeepgramError
 from airflow_provider_dgsentiment.hooks.sentiment import DeepgramSentimentHook
 from airflow_provider_dgsentiment.outcome import PER_DOCUMENT_OUTPUTS, XCOM_ITEMS_WARNING, XCOM_OUTPUTS, ScoringOutcome
+from airflow_provider_dgsentiment.records import FORMATS
 from airflow_provider_dgsentiment.result_files import ResultFiles
 from airflow_provider_dgsentiment.scoring_run import (
     DEFAULT_PROGRESS_INTERVAL,
@@ -46,7 +47,7 @@ class DeepgramSentimentOperator(BaseOperator):
     """
     Score documents or inline text with Deepgram's Sentiment Analysis.
 
-    Give exactly one of ``text`` and ``source``. Each document is read once, scored with
+    Give exactly one of ``text``, ``source`` and ``sql``. Each document is read once, scored with
     bounded concurrency and, when ``sql_conn_id`` or ``results_path`` is set, stored every
     few hundred documents (so a crash mid-run keeps what was scored). Empty or
     whitespace-only documents are skipped without a request.
@@ -111,6 +112,19 @@ class DeepgramSentimentOperator(BaseOperator):
         parts of its task. (templated)
     :param results_conn_id: the storage connection for ``results_path``; default the one
         named in it. (templated)
+    :param sql: a SELECT whose rows are the documents, streamed in batches (never the whole
+        result in memory), instead of ``text``/``source``; each row is named
+        ``sql://<sql_source_conn_id>/<id_field>#<key>`` in the tables. (templated)
+    :param sql_source_conn_id: the connection (any ``DbApiHook``) to run ``sql`` on; default
+        ``sql_conn_id``, so a table can be enriched in place. (templated)
+    :param text_field: the field of a record (JSONL key, CSV/Parquet column, SQL column) to
+        score. (templated)
+    :param id_field: the field that keys a record; None keys it by its 1-based line (JSONL) or
+        row (CSV, Parquet, SQL) number. A record of a file is named ``<object URI>#<key>``. (templated)
+    :param format: how to read each object of ``source``: ``"auto"`` (by extension:
+        ``.jsonl``/``.ndjson``, ``.csv``, ``.tsv``, ``.parquet``, each optionally ``.gz``, are
+        record files; anything else is one text document), ``"text"``, ``"jsonl"``, ``"csv"``
+        or ``"parquet"``. (templated)
     :param xcom_output: ``"full"``, ``"summary"``, ``"manifest"`` or ``"none"`` (see above).
     :param on_error: ``"fail"`` or ``"skip"`` (see above).
     :param max_concurrency: requests in flight at most; default the connection's
@@ -144,9 +158,14 @@ class DeepgramSentimentOperator(BaseOperator):
         "averages_table",
         "results_path",
         "results_conn_id",
+        "sql",
+        "sql_source_conn_id",
+        "text_field",
+        "id_field",
+        "format",
         "language",
     )
-    template_fields_renderers = {"text": "py", "source": "py"}
+    template_fields_renderers = {"text": "py", "source": "py", "sql": "sql"}
     ui_color = "#13ef93"
 
     def __init__(
@@ -163,6 +182,11 @@ class DeepgramSentimentOperator(BaseOperator):
         averages_table: str = DEFAULT_AVERAGES_TABLE,
         results_path: str | None = None,
         results_conn_id: str | None = None,
+        sql: str | None = None,
+        sql_source_conn_id: str | None = None,
+        text_field: str = "text",
+        id_field: str | None = None,
+        format: str = "auto",
         xcom_output: str = "full",
         on_error: str = "fail",
         max_concurrency: int | None = None,
@@ -184,6 +208,11 @@ class DeepgramSentimentOperator(BaseOperator):
         self.averages_table = averages_table
         self.results_path = results_path
         self.results_conn_id = results_conn_id
+        self.sql = sql
+        self.sql_source_conn_id = sql_source_conn_id
+        self.text_field = text_field
+        self.id_field = id_field
+        self.format = format
         self.xcom_output = xcom_output
         self.on_error = on_error
         self.max_concurrency = max_concurrency
@@ -438,11 +467,25 @@ class DeepgramSentimentOperator(BaseOperator):
 
     def _check_arguments(self) -> None:
         """Check the rendered arguments; raise :class:`DeepgramConfigurationError` saying what is wrong."""
-        if (self.text is None) == (self.source is None):
+        given = [name for name in ("text", "source", "sql") if getattr(self, name) is not None]
+        if len(given) != 1:
             raise DeepgramConfigurationError(
-                "Give exactly one of text and source"
-                + (" (both were given)" if self.text is not None else " (neither was given)")
+                "Give exactly one of text, source and sql"
+                + (f" ({' and '.join(given)} were given)" if given else " (none was given)")
             )
+        if self.sql is not None:
+            if not isinstance(self.sql, str) or not self.sql.strip():
+                raise DeepgramConfigurationError(f"sql must be a SELECT statement, got {self.sql!r}")
+            if not (self.sql_source_conn_id or self.sql_conn_id):
+                raise DeepgramConfigurationError("sql needs sql_source_conn_id (or sql_conn_id) to run on")
+        if self.format not in FORMATS:
+            raise DeepgramConfigurationError(
+                f"format must be one of {', '.join(map(repr, FORMATS))}, got {self.format!r}"
+            )
+        if not isinstance(self.text_field, str) or not self.text_field.strip():
+            raise DeepgramConfigurationError(f"text_field must name a field, got {self.text_field!r}")
+        if self.id_field is not None and (not isinstance(self.id_field, str) or not self.id_field.strip()):
+            raise DeepgramConfigurationError(f"id_field must name a field or be None, got {self.id_field!r}")
         if self.text is not None:
             if isinstance(self.text, (list, tuple)):
                 for index, item in enumerate(self.text):
@@ -492,6 +535,13 @@ class DeepgramSentimentOperator(BaseOperator):
         """What the run scores: the inline texts, or the objects ``source`` names."""
         if self.text is not None:
             return DocumentSource.inline(self.text, stored_prefix=inline_prefix(self, context))
+        if self.sql is not None:
+            return DocumentSource(
+                sql=self.sql,
+                sql_conn_id=self.sql_source_conn_id or self.sql_conn_id,
+                text_field=self.text_field,
+                id_field=self.id_field,
+            )
         entries = source_entries(self.source)
         conn_id = self.source_conn_id or conn_id_in_uris(entries)
         return DocumentSource(
@@ -499,6 +549,9 @@ class DeepgramSentimentOperator(BaseOperator):
             conn_id=conn_id,
             shard=parse_shard(self.shard),
             given_as=repr(self.source),
+            format=self.format,
+            text_field=self.text_field,
+            id_field=self.id_field,
         )
 
 

@@ -82,9 +82,14 @@ def test_template_fields_are_a_tuple_of_the_documented_names():
         "averages_table",
         "results_path",
         "results_conn_id",
+        "sql",
+        "sql_source_conn_id",
+        "text_field",
+        "id_field",
+        "format",
         "language",
     )
-    assert set(DeepgramSentimentOperator.template_fields_renderers) == {"text", "source"}
+    assert set(DeepgramSentimentOperator.template_fields_renderers) == {"text", "source", "sql"}
 
 
 def test_init_stores_arguments_verbatim_and_builds_no_hook():
@@ -101,8 +106,19 @@ def test_init_stores_arguments_verbatim_and_builds_no_hook():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({}, "exactly one of text and source (neither was given)"),
-        ({"text": "hi", "source": "file:///tmp/x.txt"}, "exactly one of text and source (both were given)"),
+        ({}, "exactly one of text, source and sql (none was given)"),
+        (
+            {"text": "hi", "source": "file:///tmp/x.txt"},
+            "exactly one of text, source and sql (text and source were given)",
+        ),
+        ({"sql": "SELECT 1", "source": "file:///tmp/x.txt"}, "(source and sql were given)"),
+        ({"sql": "SELECT id, text FROM t"}, "sql needs sql_source_conn_id (or sql_conn_id) to run on"),
+        ({"sql": "  ", "sql_conn_id": "x"}, "sql must be a SELECT statement"),
+        (
+            {"source": "file:///tmp/x.jsonl", "format": "xml"},
+            "format must be one of 'auto', 'text', 'jsonl', 'csv', 'parquet'",
+        ),
+        ({"source": "file:///tmp/x.jsonl", "text_field": ""}, "text_field must name a field"),
         (
             {"text": "hi", "xcom_output": "bogus"},
             "xcom_output must be one of 'full', 'summary', 'manifest', 'none', got 'bogus'",

@@ -132,6 +132,11 @@ def test_execute_defers_with_plain_json_kwargs_no_key_no_text(deepgram_conn, inb
             "stored_prefix": "",
             "shard": None,
             "given_as": repr(f"file://{inbox}/*.txt"),
+            "format": "auto",
+            "text_field": "text",
+            "id_field": None,
+            "sql": None,
+            "sql_conn_id": None,
         },
         "xcom_output": "full",
         "options": {
