@@ -276,9 +276,9 @@ def _documents_only(matches: list[str], protocol: str, log: Logger | None, *, ex
         if protocol == "file":
             local = _normalized_local(match)
             kind = _local_kind(local)
-            if kind != "file":
+            if kind != "file" and not explicit:  # named explicitly, reading it fails naming what it is
                 # A folder found by a glob is not a document either, but saying so for each is noise.
-                if log is not None and (kind != "folder" or explicit):
+                if log is not None and kind != "folder":
                     log.warning("Skipping %s: %s, not a regular file", f"file://{local}", kind)
                 continue
             names.append(f"file://{local}")
