@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow_provider_dgsentiment.sources import GLOB_CHARACTERS
-
-if TYPE_CHECKING:
-    from airflow_provider_dgsentiment.warehouse import WarehouseWriter
+from airflow_provider_dgsentiment.warehouse import WarehouseWriter, validate_table_name
 
 #: Input objects reported one by one at most per namespace; more become their common folder.
 MAX_LINEAGE_INPUTS = 100
@@ -81,6 +79,32 @@ def table_asset_uri(namespace: str, name: str) -> str:
     if namespace.startswith("sqlite://"):
         return f"{namespace}/{name}"
     return f"{namespace.rstrip('/')}/{name.replace('.', '/')}"
+
+
+def table_asset(table: str, *, namespace: str, database: str | None = None, schema: str | None = None) -> Any:
+    """
+    Return the Airflow Asset (Dataset on Airflow 2) of one of the provider's tables, named as OpenLineage names it.
+
+    Give it to the operator as an outlet and to a downstream DAG as its schedule: both sides
+    then name the table by the URI OpenLineage shows for the operator's output, e.g.
+    ``postgres://db:5432/warehouse/public/deepgram_sentiment_averages`` or
+    ``sqlite:///data/scores.db/deepgram_sentiment_averages``. It makes no connection (DAG files
+    build it at parse time): give what :func:`table_locations` reads from the connection.
+
+    :param table: the table, ``name`` or ``schema.name``, as given to the operator.
+    :param namespace: ``<scheme>://<host>[:<port>]`` (PostgreSQL) or ``sqlite://<path>`` (SQLite).
+    :param database: the database, for engines whose names carry it (PostgreSQL).
+    :param schema: the schema when ``table`` has none (PostgreSQL's default is ``public``).
+    """
+    from airflow.providers.common.compat.sdk import Asset
+
+    table_schema, _, name = validate_table_name(table).rpartition(".")
+    qualified = ".".join(part for part in (database, table_schema or schema, name) if part)
+    uri = table_asset_uri(namespace, qualified)
+    try:
+        return Asset(name=uri, uri=uri)
+    except TypeError:  # Airflow 2: Dataset(uri)
+        return Asset(uri)
 
 
 def datasets(locations: Iterable[tuple[str, str]]) -> list[Any]:

@@ -119,24 +119,6 @@ _AVERAGES_DDL = """CREATE TABLE IF NOT EXISTS {table} (
 )"""
 
 
-def table_asset(table: str = DEFAULT_AVERAGES_TABLE) -> Any:
-    """
-    Return the Airflow Asset (Dataset on Airflow 2) that stands for one of the provider's tables.
-
-    Give it to the operator as an outlet and to a downstream DAG as its schedule: both sides
-    then name the table by the same URI, ``dgsentiment://warehouse/<table>``.
-
-    :param table: the table name, as given to the operator.
-    """
-    from airflow.providers.common.compat.sdk import Asset
-
-    uri = f"dgsentiment://warehouse/{validate_table_name(table)}"
-    try:
-        return Asset(name=table, uri=uri)
-    except TypeError:  # Airflow 2: Dataset(uri)
-        return Asset(uri)
-
-
 def validate_table_name(name: Any, argument: str = "table") -> str:
     """
     Return ``name`` when it is a plain SQL identifier or ``schema.table``; raise otherwise.

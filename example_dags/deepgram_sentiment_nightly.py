@@ -1,30 +1,40 @@
-"""Nightly enrichment: wait for new text objects, score them in mapped batches, store them in SQL.
+"""Nightly enrichment: wait for new text objects, score them in mapped shards, store them in SQL.
 
 ``wait_for_texts`` (a sensor) waits until objects under ``source`` exist that are not yet in
-the averages table and returns their URIs; ``make_batches`` splits them into lists of
-``batch_size``; ``score_batch`` is mapped over those lists, each mapped task scoring its batch
-with ``max_concurrency`` requests in flight and writing the per-segment and per-document rows.
-Every mapped task runs in the Airflow pool ``deepgram``: the Deepgram account limit (10
-concurrent requests on pay-as-you-go) is shared by all of them, so size the pool so that
-``pool slots x MAX_CONCURRENCY <= account limit``::
+the averages table and returns their count (never the list: 100k URIs would not fit in
+XCom); ``plan_shards`` turns the count into shards of about ``shard_size`` documents;
+``score_shard`` is mapped over the shards, each mapped task listing ``source`` itself and
+scoring the objects whose name hashes into its shard (``shard="i/n"``), with
+``max_concurrency`` requests in flight, writing the per-segment and per-document rows, and
+returning a bounded manifest. Every XCom value stays a few hundred bytes at any size.
 
-    airflow pools set deepgram 2 "Deepgram: 2 slots x 5 requests = the 10-request account limit"
+Rate limit: every mapped task runs in the Airflow pool ``deepgram``, and the Deepgram account
+limit (10 concurrent requests on pay-as-you-go) is shared by all of them, so size the pool so
+that ``pool slots x MAX_CONCURRENCY <= account limit``, and make the pool count deferred
+tasks, or deferrable runs would leave their slots while they score in the triggerer::
+
+    airflow pools set deepgram 2 "Deepgram: 2 slots x 5 requests = the 10-request account limit" \\
+        --include-deferred
 
 A task whose pool does not exist is never scheduled, so create the pool before the first run.
+One run at a time (``max_active_runs=1``): two runs over the same new objects would both pay.
 
 Offline by default: ``file://`` storage (``example_dags/sample_texts``), SQLite tables through
 the ``dgsentiment_sqlite`` connection, the ``deepgram_default`` connection pointed at the local
-emulator. S3 and PostgreSQL need run parameters (or the defaults below) alone::
+emulator. S3, PostgreSQL and the triggerer need run parameters (or the defaults below) alone::
 
     airflow dags test deepgram_sentiment_nightly -c '{"source": "s3://aws_default@my-bucket/in/",
-        "sql_conn_id": "warehouse_postgres"}'
+        "sql_conn_id": "warehouse_postgres", "deferrable": true}'
 
-A successful ``score_batch`` updates the asset ``dgsentiment://warehouse/deepgram_sentiment_averages``,
-which schedules the ``deepgram_sentiment_report`` DAG.
+A successful ``score_shard`` updates the averages table's asset, named as OpenLineage names
+the operator's output table (``DGSENTIMENT_EXAMPLE_TABLES_NAMESPACE``, ``..._DATABASE`` and
+``..._SCHEMA`` say where the tables are, e.g. ``postgres://db:5432``, ``warehouse``, ``public``),
+with the run's statistics in the asset event; that schedules ``deepgram_sentiment_report``.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -39,14 +49,17 @@ except ImportError:  # Airflow 2
     from airflow.models.param import Param
 
 
+from airflow_provider_dgsentiment.lineage import table_asset
 from airflow_provider_dgsentiment.operators.sentiment import DeepgramSentimentOperator
 from airflow_provider_dgsentiment.sensors.sentiment import DeepgramSentimentSensor
-from airflow_provider_dgsentiment.warehouse import table_asset
 
-#: The pool every scoring task runs in (create it: ``airflow pools set deepgram 2 "..."``).
+#: The pool every scoring task runs in (create it: ``airflow pools set deepgram 2 "..." --include-deferred``).
 POOL = "deepgram"
 #: Requests in flight per mapped task; pool slots x this must stay within the account limit.
 MAX_CONCURRENCY = 5
+#: Documents per mapped task: at 5 in flight and 50 ms a request that is ~50 s of scoring,
+#: so a task's start-up (a few seconds) stays a small share of its run.
+DEFAULT_SHARD_SIZE = 5000
 DEFAULT_SOURCE = os.environ.get(
     "DGSENTIMENT_EXAMPLE_SOURCE", f"file://{Path(__file__).resolve().parent / 'sample_texts'}/*.txt"
 )
@@ -54,7 +67,12 @@ DEFAULT_SQL_CONN_ID = os.environ.get("DGSENTIMENT_EXAMPLE_SQL_CONN_ID", "dgsenti
 SEGMENTS_TABLE = "deepgram_sentiment_segments"
 AVERAGES_TABLE = "deepgram_sentiment_averages"
 #: The averages table as an Asset: the nightly DAG's outlet, the report DAG's schedule.
-AVERAGES_ASSET = table_asset(AVERAGES_TABLE)
+AVERAGES_ASSET = table_asset(
+    AVERAGES_TABLE,
+    namespace=os.environ.get("DGSENTIMENT_EXAMPLE_TABLES_NAMESPACE", "sqlite:///tmp/dgsentiment.db"),
+    database=os.environ.get("DGSENTIMENT_EXAMPLE_TABLES_DATABASE") or None,
+    schema=os.environ.get("DGSENTIMENT_EXAMPLE_TABLES_SCHEMA") or None,
+)
 
 
 def storage_conn_id(source: str, source_conn_id: str | None = None) -> str:
@@ -79,17 +97,19 @@ with DAG(
             None, type=["null", "string"], description="storage connection; default the one in the URI"
         ),
         "sql_conn_id": Param(DEFAULT_SQL_CONN_ID, type="string", description="SQL connection for the tables"),
-        "batch_size": Param(100, type="integer", minimum=1, description="documents per mapped scoring task"),
+        "shard_size": Param(DEFAULT_SHARD_SIZE, type="integer", minimum=1, description="documents per mapped task"),
+        "deferrable": Param(False, type="boolean", description="score in the triggerer instead of the workers"),
         "segments_table": Param(SEGMENTS_TABLE, type="string"),
         "averages_table": Param(AVERAGES_TABLE, type="string"),
     },
 ) as dag:
     wait_for_texts = DeepgramSentimentSensor(
         task_id="wait_for_texts",
-        path="{{ params.source }}",
-        conn_id="{{ storage_conn_id(params.source, params.source_conn_id) }}",
+        source="{{ params.source }}",
+        source_conn_id="{{ storage_conn_id(params.source, params.source_conn_id) }}",
         sql_conn_id="{{ params.sql_conn_id }}",
         averages_table="{{ params.averages_table }}",
+        xcom_output="counts",
         min_objects=1,
         mode="reschedule",
         poke_interval=10 * 60,
@@ -99,39 +119,40 @@ with DAG(
     )
 
     @task
-    def make_batches(uris: list[str], **context) -> list[list[str]]:
-        """Split the sensed URIs into lists of ``batch_size`` (one mapped scoring task each)."""
-        size = int(context["params"]["batch_size"])
-        batches = [uris[start : start + size] for start in range(0, len(uris), size)]
-        print(f"{len(uris)} new document(s) in {len(batches)} batch(es) of at most {size}")
-        return batches
+    def plan_shards(sensed: dict, **context) -> list[dict]:
+        """One mapped scoring task per ``shard_size`` new documents: ``[{"shard": "i/n", "deferrable": ...}]``."""
+        params = context["params"]
+        count = max(1, math.ceil(int(sensed["to_score"]) / int(params["shard_size"])))
+        print(f"{sensed['to_score']} new document(s) of {sensed['matched']}: {count} shard(s)")
+        return [{"shard": f"{index}/{count}", "deferrable": bool(params["deferrable"])} for index in range(count)]
 
-    score_batch = DeepgramSentimentOperator.partial(
-        task_id="score_batch",
+    score_shard = DeepgramSentimentOperator.partial(
+        task_id="score_shard",
+        source="{{ params.source }}",
         source_conn_id="{{ storage_conn_id(params.source, params.source_conn_id) }}",
         sql_conn_id="{{ params.sql_conn_id }}",
         segments_table="{{ params.segments_table }}",
         averages_table="{{ params.averages_table }}",
         deepgram_conn_id="deepgram_default",
         max_concurrency=MAX_CONCURRENCY,
-        xcom_output="summary",
+        xcom_output="manifest",
         on_error="fail",
         pool=POOL,
         retries=2,
-        retry_delay=pendulum.duration(minutes=5),
+        retry_delay=pendulum.duration(seconds=30),
         outlets=[AVERAGES_ASSET],
-    ).expand(source=make_batches(wait_for_texts.output))
+    ).expand_kwargs(plan_shards(wait_for_texts.output))
 
     @task
-    def report(summaries: list[dict]) -> dict:
+    def report(manifests: list[dict]) -> dict:
         """Add up what the mapped tasks did (counts only, never document text)."""
-        summaries = list(summaries[:])  # one read of every mapped task's XCom
-        keys = ("documents", "scored", "skipped", "failed")
-        totals = {key: sum(summary[key] for summary in summaries) for key in keys}
+        manifests = list(manifests[:])  # one read of every mapped task's XCom
+        keys = ("documents", "scored", "skipped", "failed", "input_tokens", "output_tokens")
+        totals = {key: sum(manifest[key] for manifest in manifests) for key in keys}
         print(
-            f"{len(summaries)} batch(es): {totals['documents']} document(s), {totals['scored']} scored, "
-            f"{totals['skipped']} skipped, {totals['failed']} failed"
+            f"{len(manifests)} shard(s): {totals['documents']} document(s), {totals['scored']} scored, "
+            f"{totals['skipped']} skipped, {totals['failed']} failed, {totals['input_tokens']} input tokens"
         )
         return totals
 
-    report(score_batch.output)
+    report(score_shard.output)

@@ -1,9 +1,11 @@
 """Report on the averages table whenever the nightly DAG has written to it.
 
-Scheduled on the asset ``dgsentiment://warehouse/deepgram_sentiment_averages`` that the
-``score_batch`` tasks of ``deepgram_sentiment_nightly`` update: after each nightly run that
-scored something, this DAG counts the stored documents by sentiment and logs the most
-negative ones (names and scores only, never document text).
+Scheduled on the averages table's asset that the ``score_shard`` tasks of
+``deepgram_sentiment_nightly`` update (named as OpenLineage names the table; see that DAG):
+after each nightly run that scored something, this DAG adds up the run statistics the
+scoring tasks attached to their asset events (documents, scored, skipped, failed, tokens,
+sentiment counts), counts the stored documents by sentiment and logs the most negative ones
+(names and scores only, never document text).
 
 Uses the same ``dgsentiment_sqlite`` connection as the nightly DAG by default; point it at
 PostgreSQL with the ``sql_conn_id`` parameter (or ``DGSENTIMENT_EXAMPLE_SQL_CONN_ID``).
@@ -22,12 +24,19 @@ except ImportError:  # Airflow 2
     from airflow.decorators import task
     from airflow.models.param import Param
 
-from airflow_provider_dgsentiment.warehouse import table_asset
+from airflow_provider_dgsentiment.lineage import table_asset
 
 DEFAULT_SQL_CONN_ID = os.environ.get("DGSENTIMENT_EXAMPLE_SQL_CONN_ID", "dgsentiment_sqlite")
 AVERAGES_TABLE = "deepgram_sentiment_averages"
-#: The same Asset the nightly DAG's scoring tasks update (table_asset names it by table).
-AVERAGES_ASSET = table_asset(AVERAGES_TABLE)
+#: The same Asset the nightly DAG's scoring tasks update.
+AVERAGES_ASSET = table_asset(
+    AVERAGES_TABLE,
+    namespace=os.environ.get("DGSENTIMENT_EXAMPLE_TABLES_NAMESPACE", "sqlite:///tmp/dgsentiment.db"),
+    database=os.environ.get("DGSENTIMENT_EXAMPLE_TABLES_DATABASE") or None,
+    schema=os.environ.get("DGSENTIMENT_EXAMPLE_TABLES_SCHEMA") or None,
+)
+#: The statistics each scoring task attaches to its asset event.
+RUN_STATISTICS = ("documents", "scored", "skipped", "failed", "input_tokens", "output_tokens")
 #: Most negative documents listed in the report.
 WORST_LISTED = 5
 
@@ -43,6 +52,25 @@ with DAG(
         "averages_table": Param(AVERAGES_TABLE, type="string"),
     },
 ) as dag:
+
+    @task
+    def run_statistics(**context) -> dict:
+        """Add up the statistics of the asset events that triggered this run."""
+        events_by_asset = context.get("triggering_asset_events") or context.get("triggering_dataset_events") or {}
+        events = [event for asset_events in events_by_asset.values() for event in asset_events]
+        totals = dict.fromkeys(RUN_STATISTICS, 0)
+        sentiments = {"positive": 0, "neutral": 0, "negative": 0}
+        for event in events:
+            extra = event.extra or {}
+            for key in RUN_STATISTICS:
+                totals[key] += int(extra.get(key, 0))
+            for label, count in (extra.get("sentiment_counts") or {}).items():
+                sentiments[label] = sentiments.get(label, 0) + int(count)
+        print(
+            f"{len(events)} asset event(s): {totals['documents']} document(s), {totals['scored']} scored, "
+            f"{totals['skipped']} skipped, {totals['failed']} failed; sentiments {sentiments}"
+        )
+        return {"events": len(events), **totals, "sentiment_counts": sentiments}
 
     @task
     def summarize(**context) -> dict:
@@ -78,4 +106,4 @@ with DAG(
             "most_negative": [row[0] for row in worst],
         }
 
-    summarize()
+    run_statistics() >> summarize()

@@ -63,34 +63,42 @@ def test_every_example_dag_file_imports_without_errors():
 
 def test_nightly_dag_wiring():
     dag = load_dag("deepgram_sentiment_nightly.py")
-    assert set(dag.task_dict) == {"wait_for_texts", "make_batches", "score_batch", "report"}
+    assert dag.max_active_runs == 1
+    assert set(dag.task_dict) == {"wait_for_texts", "plan_shards", "score_shard", "report"}
     sensor = dag.get_task("wait_for_texts")
     assert sensor.mode == "reschedule" and sensor.soft_fail is True
     assert sensor.sql_conn_id == "{{ params.sql_conn_id }}"  # only objects not yet scored count
-    score = dag.get_task("score_batch")
+    assert sensor.xcom_output == "counts"  # a count, never 100k URIs in XCom
+    score = dag.get_task("score_shard")
     assert score.pool == "deepgram"
     assert score.partial_kwargs["max_concurrency"] * 2 <= 10  # the documented pool of 2 slots fits the account limit
-    assert [asset.uri for asset in score.partial_kwargs["outlets"]] == [
-        "dgsentiment://warehouse/deepgram_sentiment_averages"
-    ]
-    assert set(dag.params.keys()) >= {"source", "source_conn_id", "sql_conn_id", "batch_size"}
+    assert score.partial_kwargs["xcom_output"] == "manifest"
+    # The asset is the table as OpenLineage names the operator's output (a SQLite file by default).
+    # Airflow normalizes sqlite:///tmp/... (an empty host) to sqlite:/tmp/...
+    expected_uri = "sqlite:/tmp/dgsentiment.db/deepgram_sentiment_averages"
+    assert [asset.uri for asset in score.partial_kwargs["outlets"]] == [expected_uri]
+    assert set(dag.params.keys()) >= {"source", "source_conn_id", "sql_conn_id", "shard_size", "deferrable"}
     assert dag.params["source"].startswith("file://") and dag.params["source"].endswith("sample_texts/*.txt")
     assert dag.params["sql_conn_id"] == "dgsentiment_sqlite"
-    assert "make_batches" in sensor.downstream_task_ids
-    assert "score_batch" in dag.get_task("make_batches").downstream_task_ids
+    assert "plan_shards" in sensor.downstream_task_ids
+    assert "score_shard" in dag.get_task("plan_shards").downstream_task_ids
 
     report = load_dag("deepgram_sentiment_report.py")
     timetable = report.timetable
     condition = getattr(timetable, "asset_condition", None) or timetable.dataset_condition  # Airflow 2: datasets
-    assert [asset.uri for asset in condition.objects] == ["dgsentiment://warehouse/deepgram_sentiment_averages"]
+    assert [asset.uri for asset in condition.objects] == [expected_uri]
 
 
-def test_nightly_make_batches_and_storage_conn_id():
+def test_nightly_plan_shards_and_storage_conn_id():
     nightly = load_module("deepgram_sentiment_nightly.py")
-    make_batches = nightly.dag.get_task("make_batches").python_callable
-    uris = [f"s3://b/{index}.txt" for index in range(7)]
-    assert make_batches(uris, params={"batch_size": 3}) == [uris[0:3], uris[3:6], uris[6:7]]
-    assert make_batches([], params={"batch_size": 3}) == []
+    plan_shards = nightly.dag.get_task("plan_shards").python_callable
+    sensed = {"source": ["s3://b/in/"], "matched": 12_000, "scored": 1_000, "to_score": 11_000}
+    shards = plan_shards(sensed, params={"shard_size": 5000, "deferrable": True})
+    assert shards == [{"shard": f"{index}/3", "deferrable": True} for index in range(3)]
+    assert plan_shards({**sensed, "to_score": 1}, params={"shard_size": 5000, "deferrable": False}) == [
+        {"shard": "0/1", "deferrable": False}
+    ]
+    assert len(plan_shards({**sensed, "to_score": 100_000}, params={"shard_size": 5000, "deferrable": False})) == 20
 
     assert nightly.storage_conn_id("s3://aws_s3_test@bucket/in/") == "aws_s3_test"
     assert nightly.storage_conn_id("s3://bucket/in/") == ""
@@ -151,16 +159,41 @@ def test_files_to_sql_runs_with_airflow_dags_test(dags_test_env):
 
 def test_nightly_then_report_run_with_airflow_dags_test(dags_test_env, deepgram_emulator):
     before = deepgram_emulator.stats()["requests"]
-    nightly = airflow_dags_test("deepgram_sentiment_nightly", dags_test_env, conf={"batch_size": 4})
+    nightly = airflow_dags_test("deepgram_sentiment_nightly", dags_test_env, conf={"shard_size": 4})
     assert deepgram_emulator.stats()["requests"] - before == len(SAMPLE_TEXTS)
-    assert f"{len(SAMPLE_TEXTS)} new document(s) in 2 batch(es) of at most 4" in nightly.stdout
+    assert f"{len(SAMPLE_TEXTS)} new document(s) of {len(SAMPLE_TEXTS)}: 2 shard(s)" in nightly.stdout
     rows = sqlite_rows(
         dags_test_env,
         "SELECT a.source, a.segment_count, COUNT(s.segment_index), a.task_id FROM deepgram_sentiment_averages a "
         "JOIN deepgram_sentiment_segments s ON s.source = a.source GROUP BY a.source ORDER BY a.source",
     )
     assert [row[0] for row in rows] == [f"file://{path}" for path in SAMPLE_TEXTS]
-    assert all(row[1] == row[2] >= 1 and row[3] == "score_batch" for row in rows)
+    assert all(row[1] == row[2] >= 1 and row[3] == "score_shard" for row in rows)
+
+    # Each scoring task attached its run statistics to the asset event of the averages table.
+    from airflow import __version__ as airflow_version
+
+    home = Path(os.environ["AIRFLOW_HOME"])
+    airflow_3 = int(airflow_version.split(".")[0]) >= 3
+    events, assets, key = (
+        ("asset_event", "asset", "asset_id") if airflow_3 else ("dataset_event", "dataset", "dataset_id")
+    )
+    with sqlite3.connect(home / "airflow.db") as connection:
+        extras = [
+            json.loads(row[0])
+            for row in connection.execute(
+                f"SELECT e.extra FROM {events} e JOIN {assets} a ON a.id = e.{key} WHERE a.uri = ? "
+                "ORDER BY e.id DESC LIMIT 2",
+                ("sqlite:/tmp/dgsentiment.db/deepgram_sentiment_averages",),
+            )
+        ]
+    assert len(extras) == 2, extras  # two shards, two events
+    assert sum(extra["scored"] for extra in extras) == len(SAMPLE_TEXTS)
+    assert all(
+        set(extra) >= {"documents", "scored", "skipped", "failed", "input_tokens", "output_tokens", "sentiment_counts"}
+        for extra in extras
+    )
+    assert sum(sum(extra["sentiment_counts"].values()) for extra in extras) == len(SAMPLE_TEXTS)
 
     report = airflow_dags_test("deepgram_sentiment_report", dags_test_env)
     assert f"{len(SAMPLE_TEXTS)} document(s) in deepgram_sentiment_averages" in report.stdout

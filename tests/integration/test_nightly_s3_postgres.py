@@ -83,13 +83,13 @@ def test_nightly_dag_scores_s3_into_postgres_then_only_what_is_new(
     # Should the sensor see nothing to score, fail within seconds instead of waiting for the night.
     dag.get_task("wait_for_texts").poke_interval = 1
     dag.get_task("wait_for_texts").timeout = 5
-    dag.get_task("score_batch").retries = 0  # a failure fails the test now, not after the 5-minute retry delay
+    dag.get_task("score_shard").retries = 0  # a failure fails the test now, not after the 5-minute retry delay
     conf = {
         "source": s3_bucket.uri("in/"),
         "sql_conn_id": postgres_tables.conn_id,
         "segments_table": postgres_tables.segments,
         "averages_table": postgres_tables.averages,
-        "batch_size": BATCH_SIZE,
+        "shard_size": BATCH_SIZE,
     }
     first_documents = upload(s3_bucket, 0, N_FIRST)
     s3_bucket.put("in/.staging-marker", "hidden objects never count")
@@ -100,8 +100,20 @@ def test_nightly_dag_scores_s3_into_postgres_then_only_what_is_new(
     first_requests = deepgram_conn.stats()["requests"] - before
     assert first_requests == N_FIRST
     values = xcom_values(first)
-    assert values["wait_for_texts"] == sorted(first_documents)
-    assert values["report"] == {"documents": N_FIRST, "scored": N_FIRST, "skipped": 0, "failed": 0}
+    assert values["wait_for_texts"] == {
+        "source": [conf["source"]],
+        "matched": N_FIRST,
+        "scored": 0,
+        "to_score": N_FIRST,
+    }
+    report = values["report"]
+    assert {key: report[key] for key in ("documents", "scored", "skipped", "failed")} == {
+        "documents": N_FIRST,
+        "scored": N_FIRST,
+        "skipped": 0,
+        "failed": 0,
+    }
+    assert report["input_tokens"] > 0
     first_rows = check_rows(postgres_tables, first_documents)
     assert {run_id for run_id, _ in first_rows.values()} == {first.run_id}
     first_counts = (postgres_tables.count(postgres_tables.averages), postgres_tables.count(postgres_tables.segments))
@@ -114,8 +126,21 @@ def test_nightly_dag_scores_s3_into_postgres_then_only_what_is_new(
     second_requests = deepgram_conn.stats()["requests"] - before
     assert second_requests == M_SECOND
     values = xcom_values(second)
-    assert values["wait_for_texts"] == sorted(second_documents)  # the sensor passes on only the unscored
-    assert values["report"] == {"documents": M_SECOND, "scored": M_SECOND, "skipped": 0, "failed": 0}
+    total = N_FIRST + M_SECOND
+    # The sensor counts only the unscored; each shard lists the prefix and skips what is stored.
+    assert values["wait_for_texts"] == {
+        "source": [conf["source"]],
+        "matched": total,
+        "scored": N_FIRST,
+        "to_score": M_SECOND,
+    }
+    report = values["report"]
+    assert {key: report[key] for key in ("documents", "scored", "skipped", "failed")} == {
+        "documents": total,
+        "scored": M_SECOND,
+        "skipped": N_FIRST,
+        "failed": 0,
+    }
     all_rows = check_rows(postgres_tables, {**first_documents, **second_documents})
     assert {source: all_rows[source] for source in first_documents} == first_rows  # old rows untouched
     assert {all_rows[source][0] for source in second_documents} == {second.run_id}

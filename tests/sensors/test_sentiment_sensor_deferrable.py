@@ -85,15 +85,14 @@ def test_nightly_dag_with_deferrable_sensor_and_operator_writes_the_same_rows(
         dag = load_dag("deepgram_sentiment_nightly.py")
         deferrable = mode == "deferrable"
         dag.get_task("wait_for_texts").deferrable = deferrable
-        dag.get_task("score_batch").partial_kwargs["deferrable"] = deferrable
         before = log_text()
-        dag_run = dag.test(run_conf={"source": f"file://{folder}/*.txt", "batch_size": 2})
+        dag_run = dag.test(run_conf={"source": f"file://{folder}/*.txt", "shard_size": 2, "deferrable": deferrable})
         after = log_text()
         assert dag_run.state == "success", after[-3000:]
         inline_triggers = after.count("[DAG TEST] running trigger in line") - before.count(
             "[DAG TEST] running trigger in line"
         )
-        # Two mapped batches (2 + 1 documents) deferred; the sensor found the files on its first poke.
+        # Two mapped shards (3 documents, shard_size 2) deferred; the sensor found the files on its first poke.
         assert inline_triggers == (2 if deferrable else 0)
         with sqlite3.connect(db) as connection:
             rows[mode] = {
