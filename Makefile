@@ -9,7 +9,7 @@ VENV ?= .venv
 PYTHON ?= python3
 CONSTRAINTS ?= constraints/airflow-3.txt
 
-.PHONY: demo test services services-stop browser-deps benchmark venv clean
+.PHONY: demo test lint services services-stop browser-deps benchmark venv clean
 
 venv: $(VENV)/.installed
 
@@ -32,7 +32,10 @@ services-stop:
 browser-deps: venv
 	bash scripts/browser-test-deps.sh
 
-test: services browser-deps
+lint: venv
+	bash scripts/lint.sh
+
+test: services browser-deps lint
 	bash scripts/check-package.sh
 	bash scripts/test-airflow2.sh
 	bash scripts/test.sh

@@ -322,7 +322,7 @@ def test_bad_extra_is_a_clear_configuration_error(monkeypatch):
         json.dumps({"conn_type": "deepgram", "host": BASE, "password": KEY, "extra": {"max_concurrency": 0}}),
     )
     with pytest.raises(DeepgramConfigurationError, match="max_concurrency must be at least 1"):
-        DeepgramSentimentHook().settings
+        _ = DeepgramSentimentHook().settings
 
 
 def test_test_connection_uses_projects_endpoint(conn, requests_mock):
