@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError, DeepgramError
+from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError, DocumentReadError
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
@@ -75,18 +75,13 @@ DEFAULT_SQL_BATCH_SIZE = 1000
 _MISSING = object()
 
 
-class RecordFileError(DeepgramError):
+class RecordFileError(DocumentReadError):
     """
     A record file cannot be read as records: not gzip, not Parquet, no such column, unreadable.
 
     :param source: the object's URI.
     :param reason: what was wrong, in one line.
     """
-
-    def __init__(self, source: str, reason: str) -> None:
-        self.source = source
-        self.reason = reason
-        super().__init__(f"{source}: {reason}")
 
     def __reduce__(self):
         return (RecordFileError, (self.source, self.reason))

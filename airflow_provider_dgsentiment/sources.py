@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError, DeepgramError, DocumentReadError
 from airflow_provider_dgsentiment.records import detect_format, iter_file_records, iter_sql_records
+from airflow_provider_dgsentiment.warehouse import DEFAULT_AVERAGES_TABLE, WarehouseWriter, sql_hook
 
 if TYPE_CHECKING:
     from logging import Logger
@@ -538,16 +539,7 @@ class DocumentSource:
         return f"sql://{self.sql_conn_id}/{self.id_field or 'row'}"
 
     def _sql_documents(self) -> Iterator[Document]:
-        from airflow.providers.common.compat.sdk import BaseHook
-        from airflow.providers.common.sql.hooks.sql import DbApiHook
-
-        connection = BaseHook.get_connection(self.sql_conn_id)
-        hook = connection.get_hook()
-        if not isinstance(hook, DbApiHook):
-            raise DeepgramConfigurationError(
-                f"sql_source_conn_id {self.sql_conn_id!r} is a {connection.conn_type!r} connection whose hook "
-                f"{type(hook).__name__} is not a SQL (DbApiHook) hook"
-            )
+        hook = sql_hook(self.sql_conn_id or "", "sql_source_conn_id")
         prefix = self._sql_prefix()
         records = iter_sql_records(
             hook, self.sql or "", text_field=self.text_field, id_field=self.id_field, batch_size=READ_BATCH_ROWS
@@ -635,8 +627,6 @@ def find_objects(
     :raises DeepgramConfigurationError: for a bad ``source``.
     :raises DeepgramError: naming the entry when the storage cannot be listed.
     """
-    from airflow_provider_dgsentiment.warehouse import DEFAULT_AVERAGES_TABLE, WarehouseWriter
-
     entries = source_entries(source)
     if not entries:
         raise DeepgramConfigurationError("source must name a URI, a glob or a prefix, got nothing")

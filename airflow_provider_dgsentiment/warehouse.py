@@ -119,6 +119,26 @@ _AVERAGES_DDL = """CREATE TABLE IF NOT EXISTS {table} (
 )"""
 
 
+def sql_hook(conn_id: str, argument: str) -> DbApiHook:
+    """
+    Return the SQL hook of a connection, checked to be a common.sql ``DbApiHook``.
+
+    :param conn_id: the connection id.
+    :param argument: the argument that named it, for the error message.
+    :raises DeepgramConfigurationError: when the connection's hook is not a SQL hook.
+    """
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+    connection = BaseHook.get_connection(conn_id)
+    hook = connection.get_hook()
+    if not isinstance(hook, DbApiHook):
+        raise DeepgramConfigurationError(
+            f"{argument} {conn_id!r} is a {connection.conn_type!r} connection whose hook "
+            f"{type(hook).__name__} is not a SQL (DbApiHook) hook; use e.g. a sqlite or postgres connection"
+        )
+    return hook
+
+
 def validate_table_name(name: Any, argument: str = "table") -> str:
     """
     Return ``name`` when it is a plain SQL identifier or ``schema.table``; raise otherwise.
@@ -213,16 +233,7 @@ class WarehouseWriter:
     @cached_property
     def hook(self) -> DbApiHook:
         """The connection's SQL hook (checked to be a ``DbApiHook``)."""
-        from airflow.providers.common.sql.hooks.sql import DbApiHook
-
-        connection = BaseHook.get_connection(self.sql_conn_id)
-        hook = connection.get_hook()
-        if not isinstance(hook, DbApiHook):
-            raise DeepgramConfigurationError(
-                f"sql_conn_id {self.sql_conn_id!r} is a {connection.conn_type!r} connection whose hook "
-                f"{type(hook).__name__} is not a SQL (DbApiHook) hook; use e.g. a sqlite or postgres connection"
-            )
-        return hook
+        return sql_hook(self.sql_conn_id, "sql_conn_id")
 
     @property
     def connection(self) -> Any:
