@@ -489,3 +489,23 @@ def test_xcom_output_shapes_with_records(deepgram_conn, tmp_path):
     assert manifest["input_tokens"] > 0
     assert manifest["sentiment_counts"] == {"positive": 1, "neutral": 1, "negative": 1}
     assert run(make_operator(xcom_output="none", **source)) is None
+
+
+def test_enrich_in_place_on_sqlite_with_more_rows_than_one_fetch(mock_deepgram, sqlite_db):
+    """The reader's open SELECT on the file must not lock out the writer (rows > one fetch of the reader)."""
+    from airflow_provider_dgsentiment.sources import READ_BATCH_ROWS
+
+    count = READ_BATCH_ROWS * 2 + 500
+    make_sqlite_table(sqlite_db, "tickets", [(i, f"Ticket {i} is fine.") for i in range(count)])
+    manifest = run(
+        make_operator(
+            sql="SELECT id, body FROM tickets",
+            text_field="body",
+            id_field="id",
+            sql_conn_id=SQL_CONN_ID,
+            xcom_output="manifest",
+        )
+    )
+    assert (manifest["documents"], manifest["scored"], manifest["failed"]) == (count, count, 0)
+    assert mock_deepgram.call_count == count
+    assert table_count(sqlite_db, AVERAGES) == count
