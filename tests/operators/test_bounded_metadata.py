@@ -181,6 +181,7 @@ def test_deferring_more_than_1000_documents_with_full_xcom_is_refused(mock_deepg
     message = event["message"]
     assert "more than the 1000" in message
     assert "give sql_conn_id or results_path and xcom_output='manifest'" in message
+    print(f"{kind}: {mock_deepgram.call_count} request(s) sent before the refusal")
     assert mock_deepgram.call_count <= 1000  # objects: refused before any request
     if kind == "objects":
         assert mock_deepgram.call_count == 0
