@@ -9,7 +9,7 @@ VENV ?= .venv
 PYTHON ?= python3
 CONSTRAINTS ?= constraints/airflow-3.txt
 
-.PHONY: demo test lint services services-stop browser-deps benchmark venv clean
+.PHONY: demo test lint services services-stop browser-deps benchmark benchmark-scale venv clean
 
 venv: $(VENV)/.installed
 
@@ -42,6 +42,12 @@ test: services browser-deps lint
 
 benchmark: venv
 	$(VENV)/bin/python benchmarks/throughput.py
+	$(MAKE) benchmark-scale
+
+# 10k/100k file:// documents (worker and deferrable), a 200k-record JSONL.gz and a 200k-row table;
+# inputs are cached under /tmp/dgsentiment-scale-cache. BENCHMARK_SCALE_ARGS="--text-sizes 1000 10000" for a quick run.
+benchmark-scale: venv
+	$(VENV)/bin/python benchmarks/scale.py $(BENCHMARK_SCALE_ARGS)
 
 clean:
 	bash scripts/services.sh stop || true

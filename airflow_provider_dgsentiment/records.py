@@ -540,7 +540,26 @@ def _streaming_cursor(connection: Any, batch_size: int) -> Any:
         cursor = connection.cursor(name=f"dgsentiment_records_{uuid.uuid4().hex[:16]}")
         cursor.itersize = batch_size
         return cursor
+    if driver == "sqlite3":
+        _allow_writers_while_reading(connection)
     return connection.cursor()
+
+
+def _allow_writers_while_reading(connection: Any) -> None:
+    """
+    Put a SQLite database in WAL mode, so the results can be written while the query is read.
+
+    A SELECT read in batches keeps a read transaction open until its last row; in SQLite's default
+    (rollback-journal) mode that shared lock stops every other connection from committing, so
+    enriching a table in place (results written into the same file) failed with "database is
+    locked" as soon as the rows did not fit in one fetch. WAL lets one writer commit while readers
+    read their snapshot. The mode is a property of the file and stays set; an in-memory or
+    read-only database keeps its mode (nothing can write to it from another connection anyway).
+    """
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+    except Exception:  # read-only file, or a driver wrapper without execute: read as before
+        pass
 
 
 def _close_quietly(cursor: Any, connection: Any) -> None:

@@ -1,0 +1,297 @@
+"""results_path (issue 13): per-document JSONL parts on file:// and S3, retries, worker = deferrable, the manifest.
+
+The parts live under ``<results_path>/dag_id=/run_id=/task_id=[/map_index=]/part-NNNNN.jsonl``;
+these tests read them back and check their lines, one per document of the run.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_dgsentiment.exceptions import DeepgramError
+from airflow_provider_dgsentiment.result_files import ResultFiles
+from tests.conftest import SQL_CONN_ID
+from tests.integration.conftest import s3_bucket  # noqa: F401  (a fixture)
+from tests.operators.test_sentiment_operator import RUN_ID, make_operator, run
+from tests.operators.test_sentiment_operator_deferrable import run_deferred, without_run_specifics
+
+DAG_ID = "test_sentiment_operator"
+SCORED_KEYS = {"source", "status", "fingerprint", "metadata", "results"}
+#: Upper bound of the manifest's JSON, as SPEC section 12 states it.
+MANIFEST_BOUND = 64 * 1024
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def task_folder(root: Path, task_id: str = "score", map_index: int = -1) -> Path:
+    folder = root / f"dag_id={DAG_ID}" / f"run_id={RUN_ID}" / f"task_id={task_id}"
+    return folder / f"map_index={map_index}" if map_index >= 0 else folder
+
+
+def local_lines(uris: list[str]) -> list[dict]:
+    lines = []
+    for uri in uris:
+        assert uri.startswith("file://")
+        lines += [json.loads(line) for line in Path(uri[len("file://") :]).read_text().splitlines()]
+    return lines
+
+
+def by_source(lines: list[dict]) -> list[dict]:
+    return sorted(lines, key=lambda line: line["source"])
+
+
+def check_line_shapes(lines: list[dict]) -> dict[str, str]:
+    """Assert each line's shape for its status; return ``{source: status}``."""
+    statuses = {}
+    for line in lines:
+        if line["status"] == "scored":
+            assert set(line) == SCORED_KEYS
+            assert set(line["metadata"]) >= {"request_id", "created", "language", "sentiment_info"}
+            assert set(line["results"]["sentiments"]) == {"segments", "average"}
+            assert len(line["fingerprint"]) == 64
+        elif line["status"] == "failed":
+            assert set(line) == {"source", "status", "error"} and line["error"]
+        else:
+            assert line["status"] == "skipped"
+            assert set(line) == {"source", "status", "reason"} and line["reason"]
+        statuses[line["source"]] = line["status"]
+    return statuses
+
+
+@pytest.fixture
+def mixed_inbox(inbox: Path) -> Path:
+    """Three good texts, one blank (skipped), one not UTF-8 (fails)."""
+    (inbox / "blank.txt").write_text("  \n")
+    (inbox / "latin1.txt").write_bytes("Café crème, très bon".encode("latin-1"))
+    return inbox
+
+
+def expected_statuses(inbox: Path) -> dict[str, str]:
+    names = {"a.txt": "scored", "b.txt": "scored", "c.txt": "scored", "blank.txt": "skipped", "latin1.txt": "failed"}
+    return {f"file://{inbox}/{name}": status for name, status in names.items()}
+
+
+# ---------------------------------------------------------------------- file://
+
+
+def test_parts_hold_one_line_per_document_in_the_api_shape(deepgram_conn, mixed_inbox, tmp_path):
+    results = tmp_path / "results"
+    manifest = run(
+        make_operator(
+            source=f"file://{mixed_inbox}/*.txt",
+            results_path=f"file://{results}/",
+            on_error="skip",
+            xcom_output="manifest",
+        )
+    )
+    folder = task_folder(results)
+    assert manifest["results_uri"] == [f"file://{folder}/part-00000.jsonl"]
+    lines = local_lines(manifest["results_uri"])
+    assert len(lines) == 5
+    assert check_line_shapes(lines) == expected_statuses(mixed_inbox)
+    failed = next(line for line in lines if line["status"] == "failed")
+    assert "not valid UTF-8" in failed["error"]
+    assert next(line for line in lines if line["status"] == "skipped")["reason"] == "empty document"
+    scored = {line["source"]: line for line in lines if line["status"] == "scored"}
+    assert scored[f"file://{mixed_inbox}/a.txt"]["results"]["sentiments"]["average"]["sentiment"] == "positive"
+    assert (manifest["documents"], manifest["scored"], manifest["skipped"], manifest["failed"]) == (5, 3, 1, 1)
+
+
+def test_failing_run_writes_its_parts_before_failing(deepgram_conn, mixed_inbox, tmp_path):
+    results = tmp_path / "results"
+    with pytest.raises(DeepgramError, match="1 of 5 document"):
+        run(make_operator(source=f"file://{mixed_inbox}/*.txt", results_path=f"file://{results}"))
+    lines = local_lines([f"file://{part}" for part in sorted(task_folder(results).glob("part-*.jsonl"))])
+    assert check_line_shapes(lines) == expected_statuses(mixed_inbox)
+
+
+def test_mapped_task_writes_under_its_map_index(deepgram_conn, inbox, tmp_path):
+    results = tmp_path / "results"
+    operator = make_operator(source=f"file://{inbox}/a.txt", results_path=f"file://{results}", xcom_output="manifest")
+    manifest = run(operator, map_index=3)
+    assert manifest["results_uri"] == [f"file://{task_folder(results, map_index=3)}/part-00000.jsonl"]
+
+
+def test_record_file_gives_one_line_per_record(deepgram_conn, tmp_path):
+    path = tmp_path / "export.jsonl.gz"
+    rows = [{"id": "x", "text": "Great!"}, {"id": "y", "text": None}, {"id": "z", "text": ""}]
+    path.write_bytes(gzip.compress("".join(json.dumps(row) + "\n" for row in rows).encode()))
+    manifest = run(
+        make_operator(
+            source=f"file://{path}",
+            id_field="id",
+            results_path=f"file://{tmp_path}/results",
+            on_error="skip",
+            xcom_output="manifest",
+        )
+    )
+    lines = local_lines(manifest["results_uri"])
+    assert check_line_shapes(lines) == {
+        f"file://{path}#x": "scored",
+        f"file://{path}#y": "failed",
+        f"file://{path}#z": "skipped",
+    }
+
+
+# ---------------------------------------------------------------------- retries replace the parts
+
+
+def test_a_retry_replaces_the_parts_never_duplicating_lines(deepgram_conn, inbox, tmp_path, monkeypatch):
+    monkeypatch.setattr(ResultFiles.__init__, "__kwdefaults__", {"lines_per_part": 2})
+    for i in range(3):
+        (inbox / f"more-{i}.txt").write_text(f"Extra document {i} is nice.")
+    results = tmp_path / "results"
+    kwargs = {"results_path": f"file://{results}", "xcom_output": "manifest"}
+    first = run(make_operator(source=f"file://{inbox}/*.txt", **kwargs))
+    folder = task_folder(results)
+    assert [uri.rsplit("/", 1)[1] for uri in first["results_uri"]] == [
+        "part-00000.jsonl",
+        "part-00001.jsonl",
+        "part-00002.jsonl",
+    ]
+    assert len(local_lines(first["results_uri"])) == 6
+
+    # The same task of the same run again (a retry, or a clear), now over fewer documents.
+    (inbox / "more-0.txt").unlink()
+    (inbox / "more-1.txt").unlink()
+    second = run(make_operator(source=f"file://{inbox}/*.txt", **kwargs))
+    assert sorted(path.name for path in folder.iterdir()) == ["part-00000.jsonl", "part-00001.jsonl"]
+    lines = local_lines([f"file://{part}" for part in sorted(folder.glob("part-*.jsonl"))])
+    sources = [line["source"] for line in lines]
+    assert len(sources) == len(set(sources)) == 4
+    assert set(sources) == {f"file://{inbox}/{name}" for name in ("a.txt", "b.txt", "c.txt", "more-2.txt")}
+    assert second["results_uri"] == [f"file://{folder}/part-00000.jsonl", f"file://{folder}/part-00001.jsonl"]
+
+    # Another task of the same run keeps its own folder: nothing of "score" is touched.
+    other = run(make_operator(task_id="score_again", source=f"file://{inbox}/a.txt", **kwargs))
+    assert other["results_uri"] == [f"file://{task_folder(results, 'score_again')}/part-00000.jsonl"]
+    assert len(list(folder.glob("part-*.jsonl"))) == 2
+
+
+def test_already_scored_documents_are_lines_too(deepgram_conn, inbox, sqlite_db, tmp_path):
+    kwargs = {
+        "source": f"file://{inbox}/*.txt",
+        "sql_conn_id": SQL_CONN_ID,
+        "results_path": f"file://{tmp_path}/results",
+        "xcom_output": "manifest",
+    }
+    run(make_operator(**kwargs))
+    again = run(make_operator(**kwargs))
+    lines = local_lines(again["results_uri"])
+    assert len(lines) == 3
+    assert {line["status"] for line in lines} == {"skipped"}
+    assert all(line["reason"].startswith("already scored") for line in lines)
+
+
+# ---------------------------------------------------------------------- worker = deferrable
+
+
+def test_worker_and_deferrable_write_the_same_lines(deepgram_conn, mixed_inbox, tmp_path):
+    kwargs = {"source": f"file://{mixed_inbox}/*.txt", "on_error": "skip", "xcom_output": "manifest"}
+    in_worker = run(make_operator(results_path=f"file://{tmp_path}/worker", **kwargs))
+    deferred = run_deferred(results_path=f"file://{tmp_path}/deferred", **kwargs)
+    worker_lines = by_source(local_lines(in_worker["results_uri"]))
+    deferred_lines = by_source(local_lines(deferred["results_uri"]))
+    assert len(deferred_lines) == 5
+    assert without_run_specifics(deferred_lines) == without_run_specifics(worker_lines)
+    assert deferred["results_uri"] == [f"file://{task_folder(tmp_path / 'deferred')}/part-00000.jsonl"]
+    assert {key: value for key, value in deferred.items() if key != "results_uri"} == {
+        key: value for key, value in in_worker.items() if key != "results_uri"
+    }
+
+
+# ---------------------------------------------------------------------- S3
+
+
+def s3_lines(bucket, uris: list[str]) -> list[dict]:
+    lines = []
+    for uri in uris:
+        prefix = f"s3://{bucket.name}/"
+        assert uri.startswith(prefix), uri
+        body = bucket.client.get_object(Bucket=bucket.name, Key=uri[len(prefix) :])["Body"].read()
+        lines += [json.loads(line) for line in body.decode().splitlines()]
+    return lines
+
+
+def test_parts_on_s3_and_a_retry_replaces_them(deepgram_conn, mixed_inbox, s3_bucket, monkeypatch):  # noqa: F811
+    monkeypatch.setattr(ResultFiles.__init__, "__kwdefaults__", {"lines_per_part": 2})
+    kwargs = {
+        "source": f"file://{mixed_inbox}/*.txt",
+        "results_path": s3_bucket.uri("results/"),
+        "on_error": "skip",
+        "xcom_output": "manifest",
+    }
+    first = run(make_operator(**kwargs))
+    prefix = f"s3://{s3_bucket.name}/results/dag_id={DAG_ID}/run_id={RUN_ID}/task_id=score"
+    assert first["results_uri"] == [f"{prefix}/part-0000{i}.jsonl" for i in range(3)]
+    lines = s3_lines(s3_bucket, first["results_uri"])
+    assert len(lines) == 5
+    assert check_line_shapes(lines) == expected_statuses(mixed_inbox)
+
+    (mixed_inbox / "latin1.txt").unlink()
+    (mixed_inbox / "blank.txt").unlink()
+    second = run(make_operator(**kwargs))
+    assert second["results_uri"] == [f"{prefix}/part-00000.jsonl", f"{prefix}/part-00001.jsonl"]
+    listed = s3_bucket.client.list_objects_v2(Bucket=s3_bucket.name, Prefix="results/")["Contents"]
+    keys = sorted(item["Key"] for item in listed)
+    assert keys == [uri[len(f"s3://{s3_bucket.name}/") :] for uri in second["results_uri"]]
+    lines = s3_lines(s3_bucket, second["results_uri"])
+    assert sorted(line["source"] for line in lines) == [
+        f"file://{mixed_inbox}/{n}" for n in ("a.txt", "b.txt", "c.txt")
+    ]
+
+
+def test_deferred_parts_on_s3_equal_the_worker_parts(deepgram_conn, mixed_inbox, s3_bucket):  # noqa: F811
+    kwargs = {"source": f"file://{mixed_inbox}/*.txt", "on_error": "skip", "xcom_output": "manifest"}
+    in_worker = run(make_operator(results_path=s3_bucket.uri("worker/"), **kwargs))
+    deferred = run_deferred(results_path=s3_bucket.uri("deferred/"), **kwargs)
+    assert deferred["results_uri"][0].startswith(f"s3://{s3_bucket.name}/deferred/dag_id={DAG_ID}/")
+    assert without_run_specifics(by_source(s3_lines(s3_bucket, deferred["results_uri"]))) == without_run_specifics(
+        by_source(s3_lines(s3_bucket, in_worker["results_uri"]))
+    )
+
+
+# ---------------------------------------------------------------------- the manifest stays bounded
+
+
+def test_manifest_stays_under_64_kb_with_5000_documents_and_150_failures(mock_deepgram, tmp_path, monkeypatch):
+    monkeypatch.setattr(ResultFiles.__init__, "__kwdefaults__", {"lines_per_part": 1000})
+    count, failing = 5000, 150
+    bad = {i * 33 for i in range(failing)}
+    assert len(bad) == failing
+    path = tmp_path / "export.jsonl.gz"
+    long_id = "k" * 400  # long names and long errors: the manifest clips them
+    rows = [
+        {"id": f"{long_id}-{i:05d}", "text": None if i in bad else ("" if i % 2 else f"Document {i} is good.")}
+        for i in range(count)
+    ]
+    path.write_bytes(gzip.compress("".join(json.dumps(row) + "\n" for row in rows).encode(), compresslevel=1))
+    manifest = run(
+        make_operator(
+            source=f"file://{path}",
+            id_field="id",
+            results_path=f"file://{tmp_path}/results",
+            on_error="skip",
+            xcom_output="manifest",
+        )
+    )
+    size = len(json.dumps(manifest))
+    print(f"manifest of {count} documents, {failing} failures: {size} bytes")
+    assert size < MANIFEST_BOUND
+    assert (manifest["documents"], manifest["failed"]) == (count, failing)
+    assert manifest["scored"] == mock_deepgram.call_count == sum(1 for i in range(count) if i not in bad and not i % 2)
+    assert len(manifest["failures"]) == 100
+    assert manifest["failures"][0]["error"] == "line 1: field 'text' is null"
+    assert manifest["failures"][-1]["error"] == f"line {99 * 33 + 1}: field 'text' is null"  # the first 100, in order
+    assert all(len(failure["source"]) == 240 and failure["source"].endswith("...") for failure in manifest["failures"])
+    # The parts: 5 of 1,000 lines, every document once.
+    folder = task_folder(tmp_path / "results")
+    assert manifest["results_uri"] == [f"file://{folder}/part-{i:05d}.jsonl" for i in range(5)]
+    lines = local_lines(manifest["results_uri"])
+    assert len(lines) == len({line["source"] for line in lines}) == count
+    assert sum(line["status"] == "failed" for line in lines) == failing
