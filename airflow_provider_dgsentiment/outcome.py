@@ -31,6 +31,8 @@ PER_DOCUMENT_OUTPUTS = ("full", "summary")
 MANIFEST_SCHEMA_VERSION = 1
 #: Failures listed in the manifest at most (the rest are counted).
 MANIFEST_FAILURES = 100
+#: Result parts listed in the manifest at most; more are given as the folder that holds them.
+MANIFEST_RESULT_URIS = 100
 #: Characters of a source name or an error message kept in the manifest, so 100 failures stay small.
 MANIFEST_TEXT_LIMIT = 240
 #: Documents named in a failure message or log line; the rest are counted.
@@ -153,7 +155,7 @@ class ScoringOutcome:
             "failures": [
                 {"source": _clip(name), "error": _clip(reason)} for name, reason in self.failures[:MANIFEST_FAILURES]
             ],
-            "results_uri": list(self.results_uris),
+            "results_uri": _bounded_uris(self.results_uris),
         }
 
     def xcom_value(self, *, single_text: bool = False) -> Any:
@@ -261,6 +263,13 @@ def summary_item(
         "request_id": request_id,
         **extra,
     }
+
+
+def _bounded_uris(uris: list[str]) -> list[str]:
+    """The result part URIs, or (above ``MANIFEST_RESULT_URIS``) the folder holding them, as ``<folder>/part-*.jsonl``."""
+    if len(uris) <= MANIFEST_RESULT_URIS:
+        return list(uris)
+    return [uris[0].rsplit("/", 1)[0] + "/part-*.jsonl"]
 
 
 def _clip(text: str) -> str:

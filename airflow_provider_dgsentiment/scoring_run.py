@@ -384,9 +384,16 @@ class ScoringRun:
 
     async def _drain(self, outcome: ScoringOutcome, storage: ThreadPoolExecutor) -> None:
         """Store everything still buffered and wait for every pending write."""
-        if not self._write_failed:  # after a failed write, only settle what was already handed over
+        if not self._write_failed:
             await self._flush(outcome, storage)
         while self._pending:
+            if self._write_failed:
+                # The failure that stopped writing is raised where it happened; the writes handed
+                # over after it refuse to run and are only collected here.
+                future, _ = self._pending.pop(0)
+                await asyncio.wait({future})
+                future.exception()
+                continue
             await self._settle_oldest_write(outcome)
 
     async def _close_storage(self, outcome: ScoringOutcome, storage: ThreadPoolExecutor) -> None:

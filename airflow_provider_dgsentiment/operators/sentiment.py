@@ -292,6 +292,14 @@ class DeepgramSentimentOperator(BaseOperator):
                 self._close()
         keeps_results = self.sql_conn_id or self.results_path
         bounded = self.xcom_output in PER_DOCUMENT_OUTPUTS or not keeps_results
+        if not keeps_results and source.holds_records(list(source.entries)):
+            # Records are counted only as they are read, and with nowhere to store them a run stopped
+            # at the bound would lose what it paid for: refuse here, before any request.
+            raise DeepgramConfigurationError(
+                f"{source.describe()} holds records, which a deferred run that stores nowhere can carry back "
+                f"in its event only up to {MAX_DEFERRED_DOCUMENTS}: give sql_conn_id or results_path and "
+                "xcom_output='manifest' (or 'none'), or score them with deferrable=False"
+            )
         options = self._options(max_documents=MAX_DEFERRED_DOCUMENTS if bounded else None)
         self.log.info(
             "Deferring the scoring of %s to the triggerer (language=%s, max_concurrency=%s)",
