@@ -68,6 +68,8 @@ RESPLIT_FACTOR = 4
 #: Connection attempts failing in a row (no answer of any kind in between, over the whole
 #: engine) after which the endpoint counts as unreachable and the run stops.
 MAX_CONSECUTIVE_CONNECT_FAILURES = 5
+#: Texts a run holds (in flight, or answered but not yet handed back), per slot of its bound.
+UNDELIVERED_PER_SLOT = 2
 #: A 429 with ``Retry-After`` pauses every new request of the engine until the retry is due.
 PAUSE_ON_RETRY_AFTER = True
 #: Seconds ``close()`` waits for a cancelled run or the loop thread to finish.
@@ -578,13 +580,16 @@ class SentimentEngine:
         """
         run = self._new_run(language, max_concurrency, tags, max_input_tokens, used_input_tokens)
         source = _Source(texts)
-        results: asyncio.Queue[Any] = asyncio.Queue(maxsize=run.bound)
+        results: asyncio.Queue[Any] = asyncio.Queue()
+        # Texts taken but not yet handed back (in flight or finished): at most this many.
+        undelivered = asyncio.Semaphore(UNDELIVERED_PER_SLOT * run.bound)
         workers_left = run.bound
 
         async def work() -> None:
             nonlocal workers_left
             try:
                 while run.stopped is None:
+                    await undelivered.acquire()
                     item = await source.next()
                     if item is None or run.stopped is not None:
                         return
@@ -595,12 +600,12 @@ class SentimentEngine:
                         if error.systemic:
                             run.stop(error)
                         outcome = error
-                    await results.put((index, outcome))
+                    results.put_nowait((index, outcome))
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:  # the input iterator failed, or a bug: the stream raises it
                 run.stop(DeepgramAPIError(0, "STOPPED", "the run stopped on an unexpected error"))
-                await results.put(_Failure(exc))
+                results.put_nowait(_Failure(exc))
             finally:
                 workers_left -= 1
                 if not workers_left:
@@ -616,6 +621,7 @@ class SentimentEngine:
                 if type(item) is _Failure:
                     raise item.exception
                 yield item
+                undelivered.release()
         finally:
             for worker in workers:
                 worker.cancel()
@@ -744,9 +750,11 @@ class LoopThread:
         if threading.current_thread() is self._thread:  # dropped on its own loop: just stop it
             self.loop.stop()
             return
-        if engine is not None and self._thread.is_alive():
+        if self._thread.is_alive():
             try:
-                asyncio.run_coroutine_threadsafe(engine.close(), self.loop).result(CLOSE_TIMEOUT)
+                if engine is not None:
+                    asyncio.run_coroutine_threadsafe(engine.close(), self.loop).result(CLOSE_TIMEOUT)
+                asyncio.run_coroutine_threadsafe(self.loop.shutdown_default_executor(), self.loop).result(CLOSE_TIMEOUT)
             except (concurrent.futures.TimeoutError, RuntimeError):
                 pass
         self.loop.call_soon_threadsafe(self.loop.stop)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 
@@ -22,7 +21,7 @@ from airflow_provider_dgsentiment.exceptions import (
     DeepgramUnsupportedLanguageError,
 )
 from airflow_provider_dgsentiment.hooks.sentiment import DeepgramSentimentHook
-from tests.hooks.conftest import Answer
+from tests.hooks.stand_in import Answer
 
 BASE = "https://api.deepgram.test"
 KEY = "dg-secret-key-0123456789"
@@ -328,7 +327,7 @@ def test_bad_extra_is_a_clear_configuration_error(monkeypatch):
         json.dumps({"conn_type": "deepgram", "host": BASE, "password": KEY, "extra": {"max_concurrency": 0}}),
     )
     with pytest.raises(DeepgramConfigurationError, match="max_concurrency must be at least 1"):
-        DeepgramSentimentHook().settings
+        _ = DeepgramSentimentHook().settings
 
 
 def test_test_connection_uses_projects_endpoint(conn, hook):
