@@ -58,8 +58,16 @@ class AdaptiveConcurrency:
         self.limit = max_concurrency
 
     def raise_maximum(self, max_concurrency: int) -> None:
-        """Allow up to ``max_concurrency`` in flight (a later run of the same engine asked for more)."""
+        """
+        Allow up to ``max_concurrency`` in flight (a run of the engine asked for more).
+
+        A window at its old maximum (no 429 is holding it down) moves up to the new one at
+        once; a window shrunk by 429s keeps growing from where it is.
+        """
         if max_concurrency > self.max_concurrency:
+            if self._window >= self.max_concurrency:
+                self._window = float(max_concurrency)
+                self.limit = max_concurrency
             self.max_concurrency = max_concurrency
 
     def on_success(self) -> None:

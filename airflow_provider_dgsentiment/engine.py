@@ -296,7 +296,8 @@ class SentimentEngine:
     """
     Send sentiment requests: one session, one adaptive window, retries, chunking, typed errors.
 
-    Bound to the event loop it first runs on. :meth:`stream` scores many texts; the
+    Bound to the event loop its session was opened on (a closed, idle engine moves to
+    the next loop that uses it). :meth:`stream` scores many texts; the
     single-request methods (:meth:`analyze`, :meth:`analyze_url`, :meth:`get_projects`)
     share its window, retries and errors.
 
@@ -328,6 +329,8 @@ class SentimentEngine:
         self._unpaused: asyncio.Event | None = None
         self._consecutive_connect_failures = 0
         self._projects_url: Any = None
+        self._proxy: Any = None
+        self._proxy_auth: Any = None
 
     # ------------------------------------------------------------------ session
 
@@ -340,8 +343,8 @@ class SentimentEngine:
         import yarl
 
         loop = asyncio.get_running_loop()
-        if self._loop is not None and self._loop is not loop:
-            raise RuntimeError("a SentimentEngine is bound to the event loop it first ran on")
+        if self._loop is not None and self._loop is not loop and (self._in_flight or self._slot_waiters):
+            raise RuntimeError("a SentimentEngine is in use on another event loop")
         self._loop = loop
         self._unpaused = asyncio.Event()
         self._unpaused.set()
@@ -351,9 +354,13 @@ class SentimentEngine:
             headers=self.settings.headers,
             # One deadline for the whole response: connect, headers and body.
             timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
-            trust_env=True,
+            # trust_env would look up netrc and the proxy variables in a thread on every
+            # request: the proxy (HTTPS_PROXY / NO_PROXY, as requests honours them) is looked
+            # up once here instead, and netrc never applies (the key is in a header).
+            trust_env=False,
             skip_auto_headers=("Accept-Encoding",),
         )
+        self._proxy, self._proxy_auth = _env_proxy(self.settings.base_url)
         self._projects_url = yarl.URL(self.settings.projects_url)
         return session
 
@@ -406,7 +413,9 @@ class SentimentEngine:
         session = self._session or self._ensure_session()
         self.stats.requests += 1
         try:
-            async with session.request(method, url, data=data, allow_redirects=False) as response:
+            async with session.request(
+                method, url, data=data, allow_redirects=False, proxy=self._proxy, proxy_auth=self._proxy_auth
+            ) as response:
                 body = await response.read()
                 status = response.status
                 headers = response.headers
@@ -654,6 +663,17 @@ class SentimentEngine:
             ) from None
         projects = data.get("projects") if isinstance(data, dict) else None
         return projects if isinstance(projects, list) else []
+
+
+def _env_proxy(base_url: str) -> tuple[Any, Any]:
+    """The proxy the environment names for ``base_url`` (``HTTPS_PROXY``, ``NO_PROXY``...), or None."""
+    import yarl
+    from aiohttp.helpers import get_env_proxy_for_url
+
+    try:
+        return get_env_proxy_for_url(yarl.URL(base_url))
+    except LookupError:
+        return None, None
 
 
 class LoopThread:

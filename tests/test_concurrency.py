@@ -62,9 +62,12 @@ def test_default_policy_is_gentle_and_slow():
 def test_raise_maximum_only_grows():
     window = AdaptiveConcurrency(5)
     window.raise_maximum(3)
-    assert window.max_concurrency == 5
+    assert (window.max_concurrency, window.limit) == (5, 5)
     window.raise_maximum(20)
-    assert window.max_concurrency == 20
+    assert (window.max_concurrency, window.limit) == (20, 20)  # a window at its maximum moves up at once
+    window.on_rate_limited(sent_at=0.0, now=0.1)
+    window.raise_maximum(50)
+    assert (window.max_concurrency, window.limit) == (50, 15)  # one held down by a 429 keeps growing from there
 
 
 def test_rejects_zero():
