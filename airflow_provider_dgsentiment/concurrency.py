@@ -26,6 +26,10 @@ MIN_WINDOW = 1.0
 DECREASE_FACTOR = 0.75
 #: Slots added per window of successes (TCP adds 1.0; see the module docstring).
 ADDITIVE_INCREASE = 1 / 16
+#: Start small and double per round trip until the first 429 (TCP's slow start).
+SLOW_START = True
+#: The window slow start begins with.
+SLOW_START_WINDOW = 2
 
 
 class AdaptiveConcurrency:
@@ -41,21 +45,26 @@ class AdaptiveConcurrency:
         self,
         max_concurrency: int,
         *,
-        decrease_factor: float = DECREASE_FACTOR,
-        increase: float = ADDITIVE_INCREASE,
+        decrease_factor: float | None = None,
+        increase: float | None = None,
+        slow_start: bool | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
         self.max_concurrency = max_concurrency
-        self.decrease_factor = decrease_factor
-        self.increase = increase
-        self._window = float(max_concurrency)
+        self.decrease_factor = DECREASE_FACTOR if decrease_factor is None else decrease_factor
+        self.increase = ADDITIVE_INCREASE if increase is None else increase
+        #: While True the window grows by one slot per success (doubling per round trip)
+        #: until the maximum or the first 429: workers starting together on one account
+        #: then overshoot its limit by a little, not by all their windows at once.
+        self.slow_start = SLOW_START if slow_start is None else slow_start
+        self._window = float(min(SLOW_START_WINDOW, max_concurrency)) if self.slow_start else float(max_concurrency)
         self._last_decrease: float | None = None
         #: 429s reported (each one, including those a cooldown did not count).
         self.rate_limited = 0
         #: Decreases made (one per burst).
         self.decreases = 0
-        self.limit = max_concurrency
+        self.limit = max(int(self._window), 1)
 
     def raise_maximum(self, max_concurrency: int) -> None:
         """
@@ -65,7 +74,7 @@ class AdaptiveConcurrency:
         once; a window shrunk by 429s keeps growing from where it is.
         """
         if max_concurrency > self.max_concurrency:
-            if self._window >= self.max_concurrency:
+            if self._window >= self.max_concurrency and not self.slow_start:
                 self._window = float(max_concurrency)
                 self.limit = max_concurrency
             self.max_concurrency = max_concurrency
@@ -74,7 +83,8 @@ class AdaptiveConcurrency:
         """Grow the window additively after a request succeeded."""
         window = self._window
         if window < self.max_concurrency:
-            window = min(window + self.increase / window, float(self.max_concurrency))
+            step = 1.0 if self.slow_start else self.increase / window
+            window = min(window + step, float(self.max_concurrency))
             self._window = window
             self.limit = max(int(window), 1)
 
@@ -93,6 +103,7 @@ class AdaptiveConcurrency:
             return False
         self._last_decrease = now
         self.decreases += 1
+        self.slow_start = False
         self._window = max(self._window * self.decrease_factor, MIN_WINDOW)
         self.limit = max(int(self._window), 1)
         return True

@@ -76,9 +76,6 @@ class DeepgramAPIError(DeepgramError):
             parts.append(f" (request_id={self.request_id})")
         return "".join(parts)
 
-    def __str__(self) -> str:
-        return self._message()
-
     def _state(self) -> dict[str, Any]:
         """The constructor's arguments (the same for every subclass, see :meth:`_from_state`)."""
         return {

@@ -29,8 +29,10 @@ Part 2, several tasks on one account. One emulator with ``--max-concurrency 10``
 once. Reported: the docs/s of all four together, the share of the bound, the share of
 requests answered 429 (from the emulator's ``GET /_emulator/stats`` when it has the
 ``rate_limited`` counter, else the hooks' own counters), failed documents. Variants:
-``aimd`` (the engine's default: the adaptive window, a 429's ``Retry-After`` pausing the
-engine) and ``aimd-no-pause`` (the window alone).
+``split`` (each worker given a fixed share by hand, 3+3+2+2: the pool arithmetic users
+would otherwise do; no 429 is possible, so it is the reference for the machine as loaded),
+``aimd`` (the engine's default) and ``aimd-no-pause`` (the adaptive window, without a
+429's ``Retry-After`` pausing the whole engine).
 
 The figures depend on the machine: the load average is printed with them.
 """
@@ -60,6 +62,8 @@ DEFAULT_SECONDS = 5.0
 SHARED_WORKERS = 4
 SHARED_LIMIT = 10
 SHARED_DOCS_PER_WORKER = 750
+#: Seconds the shared-account workers get for their imports before they all start scoring.
+SHARED_START_DELAY = 8.0
 REQUESTS_DOCS = 100
 EMULATOR_SEED = 1234
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -214,18 +218,28 @@ def _hook_counts(hook: Any, outcomes: Iterator[Any]) -> dict[str, Any]:
     return {"failed": failed, "rate_limited": hook.rate_limited_count, "requests": hook.request_count}
 
 
-def run_worker(path: str, url: str, count: int, in_flight: int, offset: int, no_pause: bool) -> dict[str, Any]:
+def run_worker(
+    path: str, url: str, count: int, in_flight: int, offset: int, no_pause: bool, aimd: str | None, start_at: float
+) -> dict[str, Any]:
     """Score ``count`` documents through ``path``; return the measurement (imports not counted)."""
     _connection_env(url)
     import aiohttp  # noqa: F401  (imported before the clock starts, like the provider's own imports)
 
+    from airflow_provider_dgsentiment import concurrency
     from airflow_provider_dgsentiment import engine as engine_module
     from airflow_provider_dgsentiment.hooks.sentiment import DeepgramSentimentHook
 
     if no_pause:
         engine_module.PAUSE_ON_RETRY_AFTER = False
+    if aimd:
+        decrease, increase, slow_start = aimd.split("/")
+        concurrency.DECREASE_FACTOR, concurrency.ADDITIVE_INCREASE = float(decrease), float(increase)
+        concurrency.SLOW_START = slow_start == "slow"
     hook = DeepgramSentimentHook()
     _ = hook.settings  # the connection is read before the clock starts
+    if start_at:  # several workers start scoring together, after their imports
+        time.sleep(max(0.0, start_at - time.time()))
+    started_at = time.time()
     start_wall, start_cpu = time.perf_counter(), time.process_time()
     if path == "plain":
         counts = asyncio.run(_plain_loop(url, count, in_flight, offset))
@@ -257,6 +271,8 @@ def run_worker(path: str, url: str, count: int, in_flight: int, offset: int, no_
     return {
         "path": path,
         "documents": count,
+        "started_at": started_at,
+        "ended_at": started_at + wall,
         "seconds": wall,
         "cpu_seconds": cpu,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -264,11 +280,22 @@ def run_worker(path: str, url: str, count: int, in_flight: int, offset: int, no_
     }
 
 
-def spawn_worker(path: str, url: str, count: int, in_flight: int, offset: int = 0, no_pause: bool = False):
+def spawn_worker(
+    path: str,
+    url: str,
+    count: int,
+    in_flight: int,
+    offset: int = 0,
+    no_pause: bool = False,
+    aimd: str | None = None,
+    start_at: float = 0.0,
+):
     command = [sys.executable, __file__, "--worker", path, "--url", url, "--count", str(count)]
-    command += ["--worker-in-flight", str(in_flight), "--offset", str(offset)]
+    command += ["--worker-in-flight", str(in_flight), "--offset", str(offset), "--start-at", str(start_at)]
     if no_pause:
         command.append("--no-pause")
+    if aimd:
+        command += ["--aimd", aimd]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     env.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "ERROR")
     return subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
@@ -303,26 +330,35 @@ def part_one(in_flights: list[int], seconds: float, with_requests: bool) -> list
     return rows
 
 
+def _split_share(worker: int) -> int:
+    """Worker ``worker``'s fixed share of the account's limit when it is split by hand."""
+    base, extra = divmod(SHARED_LIMIT, SHARED_WORKERS)
+    return base + (1 if worker < extra else 0)
+
+
 def part_two(variants: list[str]) -> list[dict[str, Any]]:
     rows = []
     for variant in variants:
         with EmulatorProcess(max_concurrency=SHARED_LIMIT) as emulator:
             collect(spawn_worker("plain", emulator.url, 100, 5, offset=10**6))
             before = emulator.stats()
-            started = time.perf_counter()
+            name, _, aimd = variant.partition("@")
+            start_at = time.time() + SHARED_START_DELAY
             workers = [
                 spawn_worker(
                     "hook",
                     emulator.url,
                     SHARED_DOCS_PER_WORKER,
-                    SHARED_LIMIT,
+                    # "split": the hand-computed share (3+3+2+2 = 10), no 429s possible: the reference.
+                    _split_share(i) if name == "split" else SHARED_LIMIT,
                     offset=i * SHARED_DOCS_PER_WORKER,
-                    no_pause=variant == "aimd-no-pause",
+                    no_pause=name == "aimd-no-pause",
+                    aimd=aimd or None,
+                    start_at=start_at,
                 )
                 for i in range(SHARED_WORKERS)
             ]
             results = [collect(worker) for worker in workers]
-            wall = time.perf_counter() - started
             after = emulator.stats()
         docs = SHARED_DOCS_PER_WORKER * SHARED_WORKERS
         # The emulator's counters, when it has them; else what the hooks counted.
@@ -334,15 +370,16 @@ def part_two(variants: list[str]) -> list[dict[str, Any]]:
             requests_seen = sum(r.get("requests", 0) for r in results)
             rate_limited = sum(r["rate_limited"] for r in results)
             source = "hooks"
-        # The slowest worker's own scoring time: process start-up is not the account's throughput.
-        scoring = max(r["seconds"] for r in results)
+        # From the first worker's start to the last one's end (they start together, after imports).
+        scoring = max(r["ended_at"] for r in results) - min(r["started_at"] for r in results)
+        late = max(r["started_at"] for r in results) - min(r["started_at"] for r in results)
         rows.append(
             {
                 "variant": variant,
                 "workers": SHARED_WORKERS,
                 "documents": docs,
                 "seconds": scoring,
-                "wall_seconds": wall,
+                "start_spread_seconds": late,
                 "docs_per_s": docs / scoring,
                 "share_of_bound": docs / scoring / (SHARED_LIMIT / LATENCY),
                 "requests": requests_seen,
@@ -405,7 +442,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-flight", type=int, nargs="+", default=list(DEFAULT_IN_FLIGHT))
     parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS, help="scoring time each measurement aims at")
     parser.add_argument("--parts", default="1,2", help="1 (one client), 2 (shared account), or 1,2")
-    parser.add_argument("--variants", default="aimd,aimd-no-pause", help="part 2 variants")
+    parser.add_argument(
+        "--variants",
+        default="split,aimd,aimd-no-pause",
+        help="part 2 variants: split (fixed shares), aimd, aimd-no-pause; aimd* optionally @DECREASE/INCREASE/slow|noslow",
+    )
     parser.add_argument("--no-requests", action="store_true", help="skip the sequential requests row")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     # Worker mode (internal).
@@ -415,10 +456,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker-in-flight", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--offset", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--no-pause", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--aimd", help=argparse.SUPPRESS)
+    parser.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker:
-        result = run_worker(args.worker, args.url, args.count, args.worker_in_flight, args.offset, args.no_pause)
+        result = run_worker(
+            args.worker,
+            args.url,
+            args.count,
+            args.worker_in_flight,
+            args.offset,
+            args.no_pause,
+            args.aimd,
+            args.start_at,
+        )
         print(json.dumps(result))
         return 0
 
