@@ -7,12 +7,13 @@ import pytest
 from airflow_provider_dgsentiment.concurrency import (
     ADDITIVE_INCREASE,
     DECREASE_FACTOR,
+    SLOW_START_WINDOW,
     AdaptiveConcurrency,
 )
 
 
 def test_halves_on_rate_limit_and_grows_back_slowly():
-    window = AdaptiveConcurrency(10, decrease_factor=0.5, increase=1.0)
+    window = AdaptiveConcurrency(10, decrease_factor=0.5, increase=1.0, slow_start=False)
     assert window.limit == 10
     # Each 429 is to a request sent after the previous decrease: each one counts.
     assert window.on_rate_limited(sent_at=1.0, now=1.1)
@@ -35,7 +36,7 @@ def test_halves_on_rate_limit_and_grows_back_slowly():
 
 
 def test_a_burst_of_429s_counts_once():
-    window = AdaptiveConcurrency(10, decrease_factor=0.5)
+    window = AdaptiveConcurrency(10, decrease_factor=0.5, slow_start=False)
     # Ten requests sent at t=0..0.09 all get 429 at t=0.1..0.19: one decrease.
     shrank = [window.on_rate_limited(sent_at=i / 100, now=0.1 + i / 100) for i in range(10)]
     assert shrank == [True] + [False] * 9
@@ -48,7 +49,7 @@ def test_a_burst_of_429s_counts_once():
 def test_default_policy_is_gentle_and_slow():
     """Defaults for workers sharing one account: give back a quarter, take 1/16 slot per window."""
     assert (DECREASE_FACTOR, ADDITIVE_INCREASE) == (0.75, 1 / 16)
-    window = AdaptiveConcurrency(4)
+    window = AdaptiveConcurrency(4, slow_start=False)
     window.on_rate_limited(sent_at=0.0, now=0.1)
     assert window.window == 3.0
     successes = 0
@@ -59,8 +60,24 @@ def test_default_policy_is_gentle_and_slow():
     assert 40 <= successes <= 60
 
 
+def test_slow_start_doubles_per_window_until_the_first_429():
+    window = AdaptiveConcurrency(10)
+    assert window.slow_start and window.limit == SLOW_START_WINDOW == 2
+    for _ in range(2):  # one window of 2 successes: 2 -> 4
+        window.on_success()
+    assert window.limit == 4
+    for _ in range(4):  # the next window of 4: 4 -> 8
+        window.on_success()
+    assert window.limit == 8
+    assert window.on_rate_limited(sent_at=1.0, now=1.1)
+    assert not window.slow_start and window.window == 6.0
+    for _ in range(6):  # now additive: a window of 6 successes adds 1/16 slot, not 6
+        window.on_success()
+    assert window.limit == 6 and window.window < 6.1
+
+
 def test_raise_maximum_only_grows():
-    window = AdaptiveConcurrency(5)
+    window = AdaptiveConcurrency(5, slow_start=False)
     window.raise_maximum(3)
     assert (window.max_concurrency, window.limit) == (5, 5)
     window.raise_maximum(20)

@@ -222,6 +222,7 @@ class DeepgramSentimentHook(BaseHook):
         self._sync_engine: SentimentEngine | None = None
         self._async_engine: SentimentEngine | None = None
         self._async_streams = 0
+        self._engines_used: list[SentimentEngine] = []
         self._finalizer: weakref.finalize | None = None
 
     @classmethod
@@ -280,7 +281,9 @@ class DeepgramSentimentHook(BaseHook):
     # ------------------------------------------------------------------ engines
 
     def _new_engine(self, settings: DeepgramSettings) -> SentimentEngine:
-        return SentimentEngine(settings, max_chunk_tokens=self.max_chunk_tokens, logger=self.log)
+        engine = SentimentEngine(settings, max_chunk_tokens=self.max_chunk_tokens, logger=self.log)
+        self._engines_used.append(engine)
+        return engine
 
     def _engine_on_thread(self) -> tuple[LoopThread, SentimentEngine]:
         """The engine of the sync methods, on the hook's private loop thread (started on first use)."""
@@ -298,7 +301,8 @@ class DeepgramSentimentHook(BaseHook):
 
     @property
     def engines(self) -> list[SentimentEngine]:
-        return [engine for engine in (self._sync_engine, self._async_engine) if engine is not None]
+        """Every engine this hook has used (their counters outlive :meth:`close`)."""
+        return list(self._engines_used)
 
     @property
     def retry_count(self) -> int:
