@@ -31,8 +31,8 @@ requests answered 429 (from the emulator's ``GET /_emulator/stats`` when it has 
 ``rate_limited`` counter, else the hooks' own counters), failed documents. Variants:
 ``split`` (each worker given a fixed share by hand, 3+3+2+2: the pool arithmetic users
 would otherwise do; no 429 is possible, so it is the reference for the machine as loaded),
-``aimd`` (the engine's default) and ``aimd-no-pause`` (the adaptive window, without a
-429's ``Retry-After`` pausing the whole engine).
+``aimd`` (the engine's default: the adaptive window with slow start) and ``aimd-pause``
+(the same, plus a 429's ``Retry-After`` pausing the whole engine, not just the request).
 
 The figures depend on the machine: the load average is printed with them.
 """
@@ -219,7 +219,7 @@ def _hook_counts(hook: Any, outcomes: Iterator[Any]) -> dict[str, Any]:
 
 
 def run_worker(
-    path: str, url: str, count: int, in_flight: int, offset: int, no_pause: bool, aimd: str | None, start_at: float
+    path: str, url: str, count: int, in_flight: int, offset: int, pause: bool, aimd: str | None, start_at: float
 ) -> dict[str, Any]:
     """Score ``count`` documents through ``path``; return the measurement (imports not counted)."""
     _connection_env(url)
@@ -229,8 +229,8 @@ def run_worker(
     from airflow_provider_dgsentiment import engine as engine_module
     from airflow_provider_dgsentiment.hooks.sentiment import DeepgramSentimentHook
 
-    if no_pause:
-        engine_module.PAUSE_ON_RETRY_AFTER = False
+    if pause:
+        engine_module.PAUSE_ON_RETRY_AFTER = True
     if aimd:
         decrease, increase, slow_start = aimd.split("/")
         concurrency.DECREASE_FACTOR, concurrency.ADDITIVE_INCREASE = float(decrease), float(increase)
@@ -286,14 +286,14 @@ def spawn_worker(
     count: int,
     in_flight: int,
     offset: int = 0,
-    no_pause: bool = False,
+    pause: bool = False,
     aimd: str | None = None,
     start_at: float = 0.0,
 ):
     command = [sys.executable, __file__, "--worker", path, "--url", url, "--count", str(count)]
     command += ["--worker-in-flight", str(in_flight), "--offset", str(offset), "--start-at", str(start_at)]
-    if no_pause:
-        command.append("--no-pause")
+    if pause:
+        command.append("--pause")
     if aimd:
         command += ["--aimd", aimd]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -352,7 +352,7 @@ def part_two(variants: list[str]) -> list[dict[str, Any]]:
                     # "split": the hand-computed share (3+3+2+2 = 10), no 429s possible: the reference.
                     _split_share(i) if name == "split" else SHARED_LIMIT,
                     offset=i * SHARED_DOCS_PER_WORKER,
-                    no_pause=name == "aimd-no-pause",
+                    pause=name == "aimd-pause",
                     aimd=aimd or None,
                     start_at=start_at,
                 )
@@ -444,8 +444,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parts", default="1,2", help="1 (one client), 2 (shared account), or 1,2")
     parser.add_argument(
         "--variants",
-        default="split,aimd,aimd-no-pause",
-        help="part 2 variants: split (fixed shares), aimd, aimd-no-pause; aimd* optionally @DECREASE/INCREASE/slow|noslow",
+        default="split,aimd,aimd-pause",
+        help="part 2 variants: split (fixed shares), aimd, aimd-pause; aimd* optionally @DECREASE/INCREASE/slow|noslow",
     )
     parser.add_argument("--no-requests", action="store_true", help="skip the sequential requests row")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
@@ -455,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--worker-in-flight", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--offset", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--no-pause", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--pause", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--aimd", help=argparse.SUPPRESS)
     parser.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -467,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
             args.count,
             args.worker_in_flight,
             args.offset,
-            args.no_pause,
+            args.pause,
             args.aimd,
             args.start_at,
         )

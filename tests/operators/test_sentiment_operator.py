@@ -1,4 +1,4 @@
-"""DeepgramSentimentOperator.execute against the local emulator, and requests_mock for edge cases."""
+"""DeepgramSentimentOperator.execute against the local emulator, and a scripted loopback stand-in for edge cases."""
 
 from __future__ import annotations
 
@@ -26,11 +26,10 @@ from airflow_provider_dgsentiment.operators.sentiment import (
 )
 from airflow_provider_dgsentiment.warehouse import WarehouseWriter, validate_table_name
 from tests.conftest import require_service
+from tests.hooks.stand_in import Answer, StandIn
 
 RUN_ID = "manual__2024-05-01T00:00:00+00:00"
 SQL_CONN_ID = "dgs_test_sqlite"
-MOCK_HOST = "https://api.deepgram.test"
-MOCK_READ_URL = f"{MOCK_HOST}/v1/read"
 MOCK_KEY = "mock-key-5f1c2b7e9d"
 
 POSITIVE = "I absolutely love this product. It is wonderful and works great!"
@@ -126,29 +125,33 @@ def inbox(tmp_path) -> Path:
 
 
 @pytest.fixture
-def mock_deepgram(monkeypatch, requests_mock):
-    """Point ``deepgram_default`` at a requests_mock URL; answers every text positively unless told otherwise.
+def mock_deepgram(monkeypatch):
+    """Point ``deepgram_default`` at a scripted loopback stand-in; answers every text positively unless told otherwise.
 
-    Returns a namespace: ``answer`` (text -> (status, body) or None for the default), and the mocker.
+    Returns a namespace: ``answer`` (text -> (status, body) or None for the default), and the
+    stand-in as ``mocker`` (``call_count``, ``requests``).
     """
+    stand_in = StandIn()
     monkeypatch.setenv(
         "AIRFLOW_CONN_DEEPGRAM_DEFAULT",
-        json.dumps({"conn_type": "deepgram", "host": MOCK_HOST, "password": MOCK_KEY, "extra": {"max_retries": 0}}),
+        json.dumps({"conn_type": "deepgram", "host": stand_in.url, "password": MOCK_KEY, "extra": {"max_retries": 0}}),
     )
-    state = SimpleNamespace(answer=lambda text: None, mocker=requests_mock, lock=threading.Lock(), texts=[])
+    state = SimpleNamespace(answer=lambda text: None, mocker=stand_in, lock=threading.Lock(), texts=[])
 
-    def respond(request, context):
+    def respond(request):
         text = request.json()["text"]
         with state.lock:
             state.texts.append(text)
         answer = state.answer(text)
         status, body = answer if answer is not None else (200, sentiment_body(text))
-        context.status_code = status
-        context.headers["dg-request-id"] = body.get("request_id") or body.get("metadata", {}).get("request_id", "rid")
-        return body
+        request_id = body.get("request_id") or body.get("metadata", {}).get("request_id", "rid")
+        return Answer(status, json=body, headers={"dg-request-id": request_id})
 
-    requests_mock.post(MOCK_READ_URL, json=respond)
-    return state
+    stand_in.answer(respond)
+    try:
+        yield state
+    finally:
+        stand_in.stop()
 
 
 # ---------------------------------------------------------------------- arguments

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests_mock as requests_mock_module
 from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_provider_dgsentiment.exceptions import (
@@ -26,6 +25,7 @@ from airflow_provider_dgsentiment.exceptions import (
     DeepgramConfigurationError,
     DeepgramUnsupportedLanguageError,
 )
+from tests.hooks.stand_in import Answer, StandIn
 from tests.reliability.helpers import (
     AVERAGES,
     SEGMENTS,
@@ -37,7 +37,6 @@ from tests.reliability.helpers import (
     sqlite_conn_json,
 )
 
-MOCK_HOST = "https://api.deepgram.test"
 MOCK_KEY = "mock-key-31a9c0"
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 POSITIVE = "The team was wonderful and solved it quickly today."
@@ -67,10 +66,11 @@ class Env:
             conn["password"] = key
         self.monkeypatch.setenv("AIRFLOW_CONN_DEEPGRAM_DEFAULT", json.dumps(conn))
 
-    def use_mock(self, **extra: Any) -> None:
+    def use_mock(self, stand_in: Any, **extra: Any) -> None:
+        """Point ``deepgram_default`` at a scripted loopback stand-in (``tests.hooks.stand_in``)."""
         self.monkeypatch.setenv(
             "AIRFLOW_CONN_DEEPGRAM_DEFAULT",
-            json.dumps({"conn_type": "deepgram", "host": MOCK_HOST, "password": MOCK_KEY, "extra": extra}),
+            json.dumps({"conn_type": "deepgram", "host": stand_in.url, "password": MOCK_KEY, "extra": extra}),
         )
 
     def failure(self, operator: Any) -> tuple[BaseException, int]:
@@ -187,24 +187,28 @@ def wrong_api_key(env: Env) -> str:
 
 
 def malformed_json_response(env: Env) -> str:
-    env.use_mock(max_retries=0)
-    with requests_mock_module.Mocker() as mock:
-        mock.post(
-            f"{MOCK_HOST}/v1/read", text='{"metadata": {"request_id": "r-trunc"', headers={"dg-request-id": "r-trunc"}
-        )
+    stand_in = StandIn()
+    try:
+        env.use_mock(stand_in, max_retries=0)
+        stand_in.answer(Answer(text='{"metadata": {"request_id": "r-trunc"', headers={"dg-request-id": "r-trunc"}))
         with pytest.raises(Exception) as raised:
             run_operator(make_operator(text="Hello there."))
+    finally:
+        stand_in.stop()
     return describe(env, raised.value)
 
 
 def html_502_from_proxy(env: Env) -> str:
-    env.use_mock(max_retries=2)
     html = "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body><center>nginx</center></body></html>"
-    with requests_mock_module.Mocker() as mock:
-        mock.post(f"{MOCK_HOST}/v1/read", status_code=502, text=html, headers={"Content-Type": "text/html"})
+    stand_in = StandIn()
+    try:
+        env.use_mock(stand_in, max_retries=2)
+        stand_in.answer(Answer(502, text=html, headers={"Content-Type": "text/html"}))
         with pytest.raises(Exception) as raised:
             run_operator(make_operator(text="Hello there."))
-        calls = mock.call_count
+        calls = stand_in.call_count
+    finally:
+        stand_in.stop()
     logs = env.log_text()
     assert "retry 1/2" in logs and "retry 2/2" in logs and calls == 3
     assert "<html" not in str(raised.value).lower()
