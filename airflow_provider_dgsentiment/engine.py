@@ -257,6 +257,10 @@ class _Failure:
 _DONE = object()
 
 
+class _NotSent(Exception):
+    """The run stopped before any part of this text was sent: it yields nothing."""
+
+
 class _Source:
     """Hands out ``(index, text)`` from a plain or async iterable, one caller at a time."""
 
@@ -518,6 +522,8 @@ class SentimentEngine:
 
     async def _score(self, text: str, run: _Run) -> SentimentResult:
         """Score one text, in parts when it is over the token limit, with the finer re-split fallback."""
+        if run.stopped is not None:
+            raise _NotSent
         max_tokens = self.max_chunk_tokens
         parts = chunk_text(text, max_tokens)
         if len(parts) > 1:
@@ -608,6 +614,8 @@ class SentimentEngine:
                     index, text = item
                     try:
                         outcome: SentimentResult | DeepgramAPIError = await self._score(text, run)
+                    except _NotSent:
+                        return
                     except DeepgramAPIError as error:
                         if error.systemic:
                             run.stop(error)

@@ -47,8 +47,8 @@ def test_a_burst_of_429s_counts_once():
 
 
 def test_default_policy_is_gentle_and_slow():
-    """Defaults for workers sharing one account: give back a quarter, take 1/16 slot per window."""
-    assert (DECREASE_FACTOR, ADDITIVE_INCREASE) == (0.75, 1 / 16)
+    """Defaults for workers sharing one account: give back a quarter, take 1/32 slot per window."""
+    assert (DECREASE_FACTOR, ADDITIVE_INCREASE) == (0.75, 1 / 32)
     window = AdaptiveConcurrency(4, slow_start=False)
     window.on_rate_limited(sent_at=0.0, now=0.1)
     assert window.window == 3.0
@@ -56,8 +56,8 @@ def test_default_policy_is_gentle_and_slow():
     while window.limit < 4:
         window.on_success()
         successes += 1
-    # One more slot after about 16 windows of successes (16 * 3 requests), not after one window.
-    assert 40 <= successes <= 60
+    # One more slot after about 32 windows of successes (32 * 3.5 requests), not after one window.
+    assert 90 <= successes <= 130
 
 
 def test_slow_start_doubles_per_window_until_the_first_429():
@@ -71,7 +71,7 @@ def test_slow_start_doubles_per_window_until_the_first_429():
     assert window.limit == 8
     assert window.on_rate_limited(sent_at=1.0, now=1.1)
     assert not window.slow_start and window.window == 6.0
-    for _ in range(6):  # now additive: a window of 6 successes adds 1/16 slot, not 6
+    for _ in range(6):  # now additive: a window of 6 successes adds 1/32 slot, not 6
         window.on_success()
     assert window.limit == 6 and window.window < 6.1
 
