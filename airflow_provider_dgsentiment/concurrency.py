@@ -27,6 +27,8 @@ MIN_WINDOW = 1.0
 DECREASE_FACTOR = 0.75
 #: Slots added per window of successes (TCP adds 1.0; see the module docstring).
 ADDITIVE_INCREASE = 1 / 32
+#: The additive increase grows by its own size every this many windows without a 429.
+ACCELERATE_AFTER_WINDOWS = 16
 #: Start small and double per round trip until the first 429 (TCP's slow start).
 SLOW_START = True
 #: The window slow start begins with.
@@ -61,6 +63,7 @@ class AdaptiveConcurrency:
         self.slow_start = SLOW_START if slow_start is None else slow_start
         self._window = float(min(SLOW_START_WINDOW, max_concurrency)) if self.slow_start else float(max_concurrency)
         self._last_decrease: float | None = None
+        self._successes_since_decrease = 0
         #: 429s reported (each one, including those a cooldown did not count).
         self.rate_limited = 0
         #: Decreases made (one per burst).
@@ -84,7 +87,14 @@ class AdaptiveConcurrency:
         """Grow the window additively after a request succeeded."""
         window = self._window
         if window < self.max_concurrency:
-            step = 1.0 if self.slow_start else self.increase / window
+            if self.slow_start:
+                step = 1.0
+            else:
+                # The longer no 429 came, the faster it grows: slow near the limit last found,
+                # quick to take up what other workers left (e.g. when one of them finished).
+                self._successes_since_decrease += 1
+                windows_since = self._successes_since_decrease / window
+                step = self.increase * (1.0 + windows_since / ACCELERATE_AFTER_WINDOWS) / window
             window = min(window + step, float(self.max_concurrency))
             self._window = window
             self.limit = max(int(window), 1)
@@ -105,6 +115,7 @@ class AdaptiveConcurrency:
         self._last_decrease = now
         self.decreases += 1
         self.slow_start = False
+        self._successes_since_decrease = 0
         self._window = max(self._window * self.decrease_factor, MIN_WINDOW)
         self.limit = max(int(self._window), 1)
         return True

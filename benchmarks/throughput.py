@@ -63,7 +63,7 @@ SHARED_WORKERS = 4
 SHARED_LIMIT = 10
 SHARED_DOCS_PER_WORKER = 750
 #: Seconds the shared-account workers get for their imports before they all start scoring.
-SHARED_START_DELAY = 8.0
+SHARED_START_DELAY = 15.0
 REQUESTS_DOCS = 100
 EMULATOR_SEED = 1234
 REPO_ROOT = Path(__file__).resolve().parent.parent

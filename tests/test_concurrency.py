@@ -56,8 +56,9 @@ def test_default_policy_is_gentle_and_slow():
     while window.limit < 4:
         window.on_success()
         successes += 1
-    # One more slot after about 32 windows of successes (32 * 3.5 requests), not after one window.
-    assert 90 <= successes <= 130
+    # One more slot after about 20 windows of successes (1/32 slot per window at first, growing
+    # by its own size every 16 windows without a 429), not after one window.
+    assert 55 <= successes <= 90
 
 
 def test_slow_start_doubles_per_window_until_the_first_429():
@@ -71,9 +72,23 @@ def test_slow_start_doubles_per_window_until_the_first_429():
     assert window.limit == 8
     assert window.on_rate_limited(sent_at=1.0, now=1.1)
     assert not window.slow_start and window.window == 6.0
-    for _ in range(6):  # now additive: a window of 6 successes adds 1/32 slot, not 6
+    for _ in range(6):  # now additive: a window of 6 successes adds about 1/32 slot, not 6
         window.on_success()
     assert window.limit == 6 and window.window < 6.1
+
+
+def test_additive_increase_accelerates_while_no_429_comes():
+    window = AdaptiveConcurrency(100, decrease_factor=0.5, slow_start=False)
+    window.on_rate_limited(sent_at=0.0, now=0.1)  # 100 -> 50
+    grown = []
+    for _ in range(4):  # four stretches of 16 windows (16 * ~50 successes each)
+        before = window.window
+        for _ in range(800):
+            window.on_success()
+        grown.append(window.window - before)
+    # Each stretch of 16 windows adds more than the one before (about 3/4 slot, then more).
+    assert all(later > earlier for earlier, later in zip(grown, grown[1:]))
+    assert 0.5 < grown[0] < 1.0
 
 
 def test_raise_maximum_only_grows():
