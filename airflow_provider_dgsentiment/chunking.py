@@ -43,7 +43,8 @@ def chunk_text(text: str, max_tokens: int = DEFAULT_CHUNK_TOKENS) -> list[str]:
     """
     if max_tokens < 1:
         raise ValueError("max_tokens must be at least 1")
-    if count_tokens(text) <= max_tokens:
+    # Every token is at least one character: a text this short needs no count.
+    if len(text) <= max_tokens or count_tokens(text) <= max_tokens:
         return [text]
 
     parts: list[str] = []

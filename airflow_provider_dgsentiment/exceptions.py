@@ -29,13 +29,14 @@ class DeepgramConfigurationError(DeepgramError, AirflowFailException):
 
 class DeepgramAPIError(DeepgramError):
     """
-    Deepgram answered with an HTTP error status.
+    Deepgram answered with an HTTP error status, or the request to it failed.
 
-    :param status: the HTTP status code.
+    :param status: the HTTP status code (0 when no response arrived).
     :param err_code: Deepgram's ``err_code`` (e.g. ``INVALID_QUERY_PARAMETER``), or None.
     :param err_msg: Deepgram's ``err_msg``, or a short description of the body.
     :param request_id: Deepgram's ``request_id`` (body or ``dg-request-id`` header), or None.
     :param retry_after: seconds the server asked us to wait (``Retry-After``), when given.
+    :param context: where it happened (e.g. the document), appended to the message after ``" -- "``.
     """
 
     #: True when repeating the same request later may succeed.
@@ -51,13 +52,19 @@ class DeepgramAPIError(DeepgramError):
         request_id: str | None = None,
         *,
         retry_after: float | None = None,
+        context: str | None = None,
     ) -> None:
         self.status = status
         self.err_code = err_code
         self.err_msg = err_msg
         self.request_id = request_id
         self.retry_after = retry_after
-        super().__init__(self._describe())
+        self.context = context
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        described = self._describe()
+        return f"{described} -- {self.context}" if self.context else described
 
     def with_context(self, context: str) -> DeepgramAPIError:
         """Return a copy of this error whose message ends with `` -- <context>`` (this one is left as it is)."""
@@ -78,53 +85,114 @@ class DeepgramAPIError(DeepgramError):
             parts.append(f" (request_id={self.request_id})")
         return "".join(parts)
 
-    def __reduce__(self):
-        return (
-            _rebuild_api_error,
-            (type(self), self.status, self.err_code, self.err_msg, self.request_id, self.retry_after),
+    def _state(self) -> dict[str, Any]:
+        """The constructor's arguments (the same for every subclass, see :meth:`_from_state`)."""
+        return {
+            "status": self.status,
+            "err_code": self.err_code,
+            "err_msg": self.err_msg,
+            "request_id": self.request_id,
+            "retry_after": self.retry_after,
+            "context": self.context,
+        }
+
+    @classmethod
+    def _from_state(cls, state: dict[str, Any]) -> DeepgramAPIError:
+        return cls(
+            int(state.get("status") or 0),
+            state.get("err_code"),
+            state.get("err_msg"),
+            state.get("request_id"),
+            retry_after=state.get("retry_after"),
+            context=state.get("context"),
         )
 
+    def __reduce__(self):
+        return (_rebuild_api_error, (type(self), self._state()))
+
+    def with_context(self, text: str) -> DeepgramAPIError:
+        """Return a new error of the same class whose message ends with ``" -- " + text``."""
+        state = self._state()
+        state["context"] = f"{self.context} -- {text}" if self.context else text
+        error = type(self)._from_state(state)
+        error.__cause__ = self.__cause__
+        return error
+
     def to_dict(self) -> dict[str, Any]:
-        """Return the error as plain JSON-safe data (for trigger events and XCom)."""
-        return {
+        """Return the error as plain JSON-safe data (for trigger events and XCom); see :meth:`from_dict`."""
+        data: dict[str, Any] = {
             "error_class": type(self).__name__,
             "status": self.status,
             "err_code": self.err_code,
             "err_msg": self.err_msg,
             "request_id": self.request_id,
         }
+        if self.retry_after is not None:
+            data["retry_after"] = self.retry_after
+        if self.context:
+            data["context"] = self.context
+        return data
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> DeepgramAPIError:
+        """
+        Rebuild the error :meth:`to_dict` described.
+
+        The class is looked up by name in :data:`ERROR_CLASSES` only (never imported or
+        found by walking subclasses); an unknown name falls back to the class
+        :func:`make_api_error` picks for the status.
+        """
+        cls = ERROR_CLASSES.get(str(data.get("error_class")))
+        if cls is None:
+            status = int(data.get("status") or 0)
+            error = make_api_error(
+                status,
+                {"err_code": data.get("err_code"), "err_msg": data.get("err_msg")},
+                request_id=data.get("request_id"),
+                retry_after=data.get("retry_after"),
+            )
+            return error.with_context(data["context"]) if data.get("context") else error
+        return cls._from_state(data)
 
 
-def _rebuild_api_error(cls, status, err_code, err_msg, request_id, retry_after):
-    return cls(status, err_code, err_msg, request_id, retry_after=retry_after)
+def _rebuild_api_error(cls: type[DeepgramAPIError], state: dict[str, Any]) -> DeepgramAPIError:
+    return cls._from_state(state)
 
 
 class DeepgramResponseError(DeepgramAPIError, AirflowFailException):
     """
     Deepgram answered, but the body is not the JSON shape the API documents.
 
+    Not retried (the same request is likely to get the same answer) and not systemic:
+    the document fails alone.
+
     :param message: what was wrong with the body.
     :param status: the HTTP status of the response.
     :param request_id: the ``dg-request-id`` header, when there was one.
+    :param context: where it happened, appended to the message.
     """
 
-    def __init__(self, message: str, *, status: int = 200, request_id: str | None = None) -> None:
-        super().__init__(status, "INVALID_RESPONSE", message, request_id)
+    def __init__(
+        self, message: str, *, status: int = 200, request_id: str | None = None, context: str | None = None
+    ) -> None:
+        super().__init__(status, "INVALID_RESPONSE", message, request_id, context=context)
 
     def _describe(self) -> str:
         suffix = f" (request_id={self.request_id})" if self.request_id else ""
         return f"Unreadable Deepgram response (HTTP {self.status}): {self.err_msg}{suffix}"
 
-    def __reduce__(self):
-        return (_rebuild_response_error, (self.err_msg, self.status, self.request_id))
-
-
-def _rebuild_response_error(message, status, request_id):
-    return DeepgramResponseError(message, status=status, request_id=request_id)
+    @classmethod
+    def _from_state(cls, state: dict[str, Any]) -> DeepgramAPIError:
+        return cls(
+            state.get("err_msg") or "",
+            status=int(state.get("status") or 0),
+            request_id=state.get("request_id"),
+            context=state.get("context"),
+        )
 
 
 class DeepgramBadRequestError(DeepgramAPIError, AirflowFailException):
-    """400: the request itself is wrong; sending it again gives the same answer."""
+    """400 (or another 4xx without a class of its own): the request itself is wrong."""
 
 
 class DeepgramUnsupportedLanguageError(DeepgramBadRequestError):
@@ -155,6 +223,18 @@ class DeepgramNotFoundError(DeepgramAPIError, AirflowFailException):
     systemic = True
 
 
+class DeepgramRedirectError(DeepgramAPIError, AirflowFailException):
+    """
+    3xx: the API never redirects, so the base URL is wrong (or something intercepts it).
+
+    Redirects are never followed (the document text would go elsewhere) nor retried,
+    and every request of the run would get the same answer. ``err_msg`` names the
+    ``Location`` with its query values and credentials masked.
+    """
+
+    systemic = True
+
+
 class DeepgramRateLimitError(DeepgramAPIError):
     """429: over the project's concurrency or rate limit; retried with backoff."""
 
@@ -162,7 +242,7 @@ class DeepgramRateLimitError(DeepgramAPIError):
 
 
 class DeepgramTimeoutError(DeepgramAPIError):
-    """408 from the server, or no answer within the client's timeout."""
+    """408 from the server, or no whole response within the client's timeout."""
 
     retryable = True
 
@@ -179,6 +259,62 @@ class DeepgramConnectionError(DeepgramAPIError):
     retryable = True
 
 
+class DeepgramEndpointUnreachableError(DeepgramConnectionError):
+    """
+    Several connection attempts in a row failed with no success in between: the run stops.
+
+    Not an :class:`AirflowFailException`: the endpoint may be back for a task retry.
+    """
+
+    retryable = False
+    systemic = True
+
+
+class DeepgramTokenBudgetError(DeepgramAPIError, AirflowFailException):
+    """
+    The next request would pass the run's ``max_input_tokens``: nothing more is sent.
+
+    Built with :meth:`for_budget`; status 0, ``err_code`` ``TOKEN_BUDGET_EXCEEDED``.
+    """
+
+    systemic = True
+
+    @classmethod
+    def for_budget(cls, cap: int, used: int, needed: int) -> DeepgramTokenBudgetError:
+        """Describe a request needing ``needed`` tokens when ``used`` of ``cap`` are spent or reserved."""
+        return cls(
+            0,
+            TOKEN_BUDGET_EXCEEDED,
+            f"max_input_tokens={cap} would be passed: {used} input tokens used, the next request needs about {needed}",
+        )
+
+
+#: ``err_code`` of :class:`DeepgramTokenBudgetError`.
+TOKEN_BUDGET_EXCEEDED = "TOKEN_BUDGET_EXCEEDED"
+
+#: Every error class :meth:`DeepgramAPIError.from_dict` may rebuild, by name.
+ERROR_CLASSES: dict[str, type[DeepgramAPIError]] = {
+    cls.__name__: cls
+    for cls in (
+        DeepgramAPIError,
+        DeepgramResponseError,
+        DeepgramBadRequestError,
+        DeepgramUnsupportedLanguageError,
+        DeepgramTokenLimitError,
+        DeepgramAuthenticationError,
+        DeepgramPaymentRequiredError,
+        DeepgramNotFoundError,
+        DeepgramRedirectError,
+        DeepgramRateLimitError,
+        DeepgramTimeoutError,
+        DeepgramServerError,
+        DeepgramConnectionError,
+        DeepgramEndpointUnreachableError,
+        DeepgramTokenBudgetError,
+    )
+}
+
+
 def make_api_error(
     status: int,
     body: Any = None,
@@ -188,7 +324,7 @@ def make_api_error(
     body_text: str | None = None,
 ) -> DeepgramAPIError:
     """
-    Build the typed error for an HTTP error response.
+    Build the typed error for an HTTP error response: the one status -> class mapping.
 
     :param status: HTTP status code.
     :param body: the parsed JSON body, or None when it was not JSON.
@@ -212,6 +348,8 @@ def make_api_error(
             cls = DeepgramUnsupportedLanguageError
         else:
             cls = DeepgramBadRequestError
+    elif 300 <= status < 400:
+        cls = DeepgramRedirectError
     elif status in (401, 403):
         cls = DeepgramAuthenticationError
     elif status == 402:
@@ -224,6 +362,8 @@ def make_api_error(
         cls = DeepgramRateLimitError
     elif status >= 500:
         cls = DeepgramServerError
+    elif status == 0:
+        cls = DeepgramConnectionError
     else:
         cls = DeepgramBadRequestError
     return cls(status, err_code, err_msg, request_id, retry_after=retry_after)

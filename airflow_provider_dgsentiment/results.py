@@ -8,12 +8,14 @@ downstream tasks need no provider imports.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 #: Scores above this are positive, below its negative are negative, the rest neutral.
 SENTIMENT_THRESHOLD = 0.333
 SENTIMENT_LABELS = ("positive", "neutral", "negative")
+_LABELS = frozenset(SENTIMENT_LABELS)
 
 
 def label_for_score(score: float) -> str:
@@ -102,7 +104,10 @@ class SentimentResult:
 
         :param data: the decoded JSON body.
         :param request_id: the ``dg-request-id`` header, used when the body has none.
-        :raises DeepgramResponseError: when the body is not the documented shape.
+        :raises DeepgramResponseError: when the body is not the documented shape: a field
+            missing or of the wrong type, a score that is not a finite number, a label other
+            than positive/neutral/negative, word offsets that are negative, reversed or not
+            contiguous from 0. The message names the field.
         """
         reader = _ShapeReader(request_id)
         reader.mapping(data, "")
@@ -118,22 +123,28 @@ class SentimentResult:
         if not isinstance(raw_segments, list):
             reader.fail("results.sentiments.segments", "a list", raw_segments)
         segments = []
+        next_word = 0
         for index, raw in enumerate(raw_segments):
             path = f"results.sentiments.segments[{index}]"
             seg = reader.mapping(raw, path)
+            start_word = reader.integer(seg, "start_word", path)
+            end_word = reader.integer(seg, "end_word", path)
+            if start_word != next_word or end_word < start_word:
+                reader.bad_offsets(path, index, start_word, end_word, next_word)
+            next_word = end_word + 1
             segments.append(
                 Segment(
                     text=reader.string(seg, "text", path),
-                    start_word=reader.integer(seg, "start_word", path),
-                    end_word=reader.integer(seg, "end_word", path),
-                    sentiment=reader.string(seg, "sentiment", path),
-                    sentiment_score=reader.number(seg, "sentiment_score", path),
+                    start_word=start_word,
+                    end_word=end_word,
+                    sentiment=reader.label(seg, path),
+                    sentiment_score=reader.score(seg, path),
                 )
             )
         average_raw = reader.mapping(sentiments.get("average"), "results.sentiments.average")
         average = Average(
-            sentiment=reader.string(average_raw, "sentiment", "results.sentiments.average"),
-            sentiment_score=reader.number(average_raw, "sentiment_score", "results.sentiments.average"),
+            sentiment=reader.label(average_raw, "results.sentiments.average"),
+            sentiment_score=reader.score(average_raw, "results.sentiments.average"),
         )
         return cls(
             request_id=request_id,
@@ -203,13 +214,40 @@ class _ShapeReader:
         self.request_id = request_id
 
     def fail(self, path: str, expected: str, value: Any) -> None:
+        self.refuse(f"{path or 'response body'} should be {expected}, got {type(value).__name__}")
+
+    def refuse(self, message: str) -> None:
         # Imported here so the result model (used by the emulator) does not import Airflow.
         from airflow_provider_dgsentiment.exceptions import DeepgramResponseError
 
-        where = path or "response body"
-        raise DeepgramResponseError(
-            f"{where} should be {expected}, got {type(value).__name__}",
-            request_id=self.request_id,
+        raise DeepgramResponseError(message, request_id=self.request_id)
+
+    def label(self, obj: dict[str, Any], path: str) -> str:
+        value = obj.get("sentiment")
+        if not isinstance(value, str) or value not in _LABELS:
+            if not isinstance(value, str):
+                self.fail(f"{path}.sentiment", "a string", value)
+            self.refuse(f"{path}.sentiment is {value[:40]!r}, not one of {', '.join(SENTIMENT_LABELS)}")
+        return value
+
+    def score(self, obj: dict[str, Any], path: str) -> float:
+        value = obj.get("sentiment_score")
+        if type(value) is not float or not math.isfinite(value):
+            value = self.number(obj, "sentiment_score", path)
+            if not math.isfinite(value):
+                self.refuse(f"{path}.sentiment_score is {value}, not a finite number")
+        return value
+
+    def bad_offsets(self, path: str, index: int, start_word: int, end_word: int, expected_start: int) -> None:
+        if start_word < 0 or end_word < 0:
+            self.refuse(f"{path} has a negative word offset ({start_word}..{end_word})")
+        if end_word < start_word:
+            self.refuse(f"{path}.end_word {end_word} is before its start_word {start_word}")
+        if index == 0:
+            self.refuse(f"{path}.start_word is {start_word}, not 0 (word offsets must start at 0)")
+        self.refuse(
+            f"{path}.start_word is {start_word}, but the previous segment ended at word {expected_start - 1} "
+            "(word offsets must be contiguous)"
         )
 
     def mapping(self, value: Any, path: str) -> dict[str, Any]:

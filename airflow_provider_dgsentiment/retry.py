@@ -1,7 +1,9 @@
-"""The retry policy, as pure functions shared by the sync hook and the async trigger.
+"""The retry policy, as pure functions used by the one request engine (``engine.py``).
 
-Retried: 408, 429, every 5xx, timeouts and connection errors. Never retried:
-400, 401, 402, 403 (and other 4xx): the same request would get the same answer.
+Retried: 408, 429, every 5xx, timeouts and connection errors (what is retryable is a
+property of the error class ``make_api_error`` picks, ``DeepgramAPIError.retryable``).
+Never retried: 3xx, 400, 401, 402, 403 (and other 4xx): the same request would get
+the same answer.
 The wait before retry ``n`` (0-based) is the server's ``Retry-After`` when it
 gives one (capped), else ``min(BASE * 2**n, CAP)`` with full jitter.
 """
@@ -17,12 +19,6 @@ DEFAULT_MAX_RETRIES = 5
 INITIAL_RETRY_DELAY = 0.5
 MAX_RETRY_DELAY = 30.0
 MAX_RETRY_AFTER = 60.0
-RETRYABLE_STATUSES = frozenset({408, 429})
-
-
-def is_retryable_status(status: int) -> bool:
-    """Return True when a response with this HTTP status is worth sending again."""
-    return status in RETRYABLE_STATUSES or status >= 500
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

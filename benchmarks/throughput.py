@@ -1,51 +1,40 @@
-"""Throughput benchmark: the provider against the local emulator, side by side with plain clients.
+"""Throughput benchmark: the provider's engine against the local emulator, side by side with a plain loop.
 
-Run it from the repository root with the project's virtualenv::
+Run it from the repository root with the project's virtualenv (``make benchmark``)::
 
     .venv/bin/python benchmarks/throughput.py
-    .venv/bin/python benchmarks/throughput.py --n 200 1000 --paths hook,requests --json out.json
+    .venv/bin/python benchmarks/throughput.py --in-flight 10 50 --seconds 4 --json out.json
 
-Every request goes to an emulator (``python -m airflow_provider_dgsentiment.emulator``)
-started in its own process on 127.0.0.1, so its CPU is not counted as client CPU and
-the client does not share its GIL. One run does two things:
+It prints figures and ratios side by side in one run; it grades nothing (no pass/fail).
 
-1. **Emulator ceiling.** An emulator with no latency and a concurrency limit of 1000 is
-   hammered by an asyncio client with 50 requests in flight; the answered requests per
-   second show that the emulator is not what limits the measurements below.
-2. **Paths.** An emulator with ``--latency L`` (±20% jitter) and ``--max-concurrency C``
-   scores N distinct short documents, for each N, through:
+Part 1, one client. For each ``in flight`` value C (10, 50, 100), an emulator is started
+in its own process with ``--max-concurrency C --latency 0.05`` (±20% jitter), so the bound
+is ``C / 0.05`` documents per second. Each path runs in a fresh child process (this script
+in worker mode), so imports, memory and CPU of one path do not leak into another:
 
-   - ``operator``: N ``.txt`` files -> ``DeepgramSentimentOperator`` -> SQLite tables;
-   - ``hook``: ``DeepgramSentimentHook.analyze_many`` with C in flight;
-   - ``requests``: a plain sequential ``requests.Session`` loop;
-   - ``sdk``: the official ``deepgram-sdk`` in a sequential loop.
+- ``plain``: a plain aiohttp loop (C coroutines, one session, no retries, no provider
+  code): the floor any client pays for the same HTTP;
+- ``hook``: ``DeepgramSentimentHook.analyze_many`` (the sync driver: the engine on the
+  hook's private loop thread, texts read in the calling thread);
+- ``trigger``: ``DeepgramSentimentHook.aanalyze_many`` on a running loop, as the triggerer
+  runs it;
+- ``requests`` (extra row, first C only): a sequential ``requests.Session`` loop.
 
-   The sequential paths take L seconds a document, so they score at most
-   ``--sequential-cap`` documents (1000 by default; the table says so): throughput is
-   what is compared. Right before each hook and operator measurement, a minimal
-   asyncio client (aiohttp) with C in flight sends up to 1000 requests to the same
-   emulator: the reference for what any client gets once the emulator's and the
-   loopback's own time per request is added to L, on the machine as loaded right then
-   (column "x ref"; the 1-minute load average is in the JSON).
+Columns: docs/s, share of the bound, ratio to the plain loop's docs/s, client CPU ms per
+document (``time.process_time()`` of the child, all threads, over the scoring only),
+CPU/doc ratio to the plain loop, peak RSS of the child, 429s.
 
-The best any client can do is the bound ``C / L`` documents per second (10 / 0.05 s =
-200 docs/s). For each path and N the table gives seconds, docs/s, the ratio to that
-bound, failed documents, the 429 answers the emulator gave (its stats delta), the
-client's CPU seconds per 1000 documents (``time.process_time`` of the client process,
-all threads) and its peak RSS (``ru_maxrss``; "RSS +MB" is its growth during the
-scoring). Each measurement runs in a fresh child process (this script in worker mode),
-so one path's memory does not hide another's. The clock and the CPU counter cover what
-the path's own code does (connection lookup, listing files, creating tables, opening
-TCP connections, scoring, writing rows) but not interpreter start-up, library imports
-(including the filesystem modules Airflow loads on the first ``ObjectStoragePath``) or
-writing the input files; the JSON gives that preparation time as ``prepare_seconds``.
+Part 2, several tasks on one account. One emulator with ``--max-concurrency 10`` (bound
+200 docs/s) and 4 worker processes, each running ``analyze_many(max_concurrency=10)`` at
+once. Reported: the docs/s of all four together, the share of the bound, the share of
+requests answered 429 (from the emulator's ``GET /_emulator/stats`` when it has the
+``rate_limited`` counter, else the hooks' own counters), failed documents. Variants:
+``split`` (each worker given a fixed share by hand, 3+3+2+2: the pool arithmetic users
+would otherwise do; no 429 is possible, so it is the reference for the machine as loaded),
+``aimd`` (the engine's default: the adaptive window with slow start) and ``aimd-pause``
+(the same, plus a 429's ``Retry-After`` pausing the whole engine, not just the request).
 
-The table is followed by the same data as JSON (also written to ``--json FILE``) and a
-verdict against the project's targets: hook and operator at >= 90% of the bound with no
-failed document and no repeated 429s; client CPU per document and peak RSS flat (within
-20%) from the smallest to the largest N; an emulator ceiling several times the bound.
-This is a measurement script, not a test: it asserts nothing and always exits 0 unless
-it could not run.
+The figures depend on the machine: the load average is printed with them.
 """
 
 from __future__ import annotations
@@ -56,48 +45,28 @@ import json
 import os
 import random
 import resource
-import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-PATHS = ("operator", "hook", "requests", "sdk")
-SEQUENTIAL_PATHS = frozenset({"requests", "sdk"})
-CONCURRENT_PATHS = ("hook", "operator")
-
-DEFAULT_NS = (1000, 10000)
-DEFAULT_LATENCY = 0.05
-DEFAULT_JITTER = 0.2
-DEFAULT_MAX_CONCURRENCY = 10
-#: Documents a sequential path scores at most (at 50 ms each, 1000 take about 50 s).
-DEFAULT_SEQUENTIAL_CAP = 1000
-
-#: The emulator-ceiling run: requests sent, requests in flight, and the emulator's own limit.
-CEILING_REQUESTS = 6000
-CEILING_WARMUP_REQUESTS = 300
-CEILING_IN_FLIGHT = 50
-CEILING_MAX_CONCURRENCY = 1000
-#: The reference run: requests a minimal asyncio client sends with C in flight to the latency emulator.
-REFERENCE_REQUESTS = 1000
-
-#: Targets the verdict checks.
-TARGET_SHARE_OF_BOUND = 0.90
-TARGET_FLAT_GROWTH = 0.20
-TARGET_CEILING_MULTIPLE = 3.0
-
 API_KEY = "benchmark-key"
-EMULATOR_SEED = 20240601
-WORKER_TIMEOUT = 3600.0
-REQUEST_TIMEOUT = 30.0
-READ_PARAMS = {"sentiment": "true", "language": "en"}
-SQLITE_CONN_ID = "bench_sqlite"
-AVERAGES_TABLE = "deepgram_sentiment_averages"
+LATENCY = 0.05
+JITTER = 0.2
+DEFAULT_IN_FLIGHT = (10, 50, 100)
+#: Seconds of scoring each measurement aims at (documents = bound * seconds).
+DEFAULT_SECONDS = 5.0
+SHARED_WORKERS = 4
+SHARED_LIMIT = 10
+SHARED_DOCS_PER_WORKER = 750
+#: Seconds the shared-account workers get for their imports before they all start scoring.
+SHARED_START_DELAY = 15.0
+REQUESTS_DOCS = 100
+EMULATOR_SEED = 1234
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 # ---------------------------------------------------------------------------- documents
@@ -148,24 +117,18 @@ def make_document(index: int) -> str:
     return " ".join(sentences)
 
 
-def iter_documents(count: int) -> Iterator[str]:
-    """Yield the first ``count`` documents lazily (so no path holds them all)."""
-    return (make_document(index) for index in range(count))
+def iter_documents(count: int, offset: int = 0) -> Iterator[str]:
+    """Yield documents ``offset .. offset+count-1`` lazily (so no path holds them all)."""
+    return (make_document(offset + index) for index in range(count))
 
 
 # ---------------------------------------------------------------------------- emulator process
 
 
 class EmulatorProcess:
-    """
-    The emulator CLI in a child process on a free loopback port.
+    """The emulator CLI in a child process on a free loopback port."""
 
-    :param latency: seconds added to each request.
-    :param jitter: the latency varies uniformly by this fraction.
-    :param max_concurrency: requests in flight before the emulator answers 429.
-    """
-
-    def __init__(self, *, latency: float, jitter: float, max_concurrency: int) -> None:
+    def __init__(self, *, max_concurrency: int, latency: float = LATENCY) -> None:
         self.command = [
             sys.executable,
             "-m",
@@ -179,7 +142,7 @@ class EmulatorProcess:
             "--latency",
             str(latency),
             "--latency-jitter",
-            str(jitter),
+            str(JITTER),
             "--max-concurrency",
             str(max_concurrency),
             "--seed",
@@ -190,11 +153,14 @@ class EmulatorProcess:
 
     def __enter__(self) -> EmulatorProcess:
         self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, text=True)
-        try:
-            self.url = self._read_url()
-        except BaseException:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if "listening on " in line:
+                self.url = line.rsplit("listening on ", 1)[1].strip()
+                break
+        if not self.url:
             self.__exit__()
-            raise
+            raise RuntimeError("the emulator did not start")
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -207,662 +173,321 @@ class EmulatorProcess:
             self.process.kill()
             self.process.wait()
 
-    def _read_url(self) -> str:
-        """Return the URL from the ``... listening on http://host:port`` line the CLI prints once bound."""
-        assert self.process is not None and self.process.stdout is not None
-        for line in self.process.stdout:
-            if "listening on " in line:
-                return line.rsplit("listening on ", 1)[1].strip()
-        raise RuntimeError(f"The emulator exited with status {self.process.wait()} before listening")
-
     def stats(self) -> dict[str, Any]:
-        """Return the emulator's counters (``GET /_emulator/stats``)."""
         with urllib.request.urlopen(f"{self.url}/_emulator/stats", timeout=10) as response:
-            return json.load(response)
-
-    def reset_stats(self) -> None:
-        """Zero the emulator's counters (``POST /_emulator/reset``)."""
-        request = urllib.request.Request(f"{self.url}/_emulator/reset", data=b"", method="POST")
-        with urllib.request.urlopen(request, timeout=10):
-            pass
+            return json.loads(response.read())
 
 
-# ---------------------------------------------------------------------------- load runs (ceiling, reference)
+# ---------------------------------------------------------------------------- worker mode (one child)
 
 
-@dataclass
-class LoadRun:
-    """What a minimal asyncio client (aiohttp) got answered with a fixed number of requests in flight."""
-
-    requests: int
-    in_flight: int
-    seconds: float
-    failed: int
-    rate_limited: int
-
-    @property
-    def requests_per_second(self) -> float:
-        return self.requests / self.seconds if self.seconds else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "requests_per_second": round(self.requests_per_second, 1)}
+def _connection_env(url: str) -> None:
+    os.environ["AIRFLOW_CONN_DEEPGRAM_DEFAULT"] = json.dumps(
+        {"conn_type": "deepgram", "host": url, "password": API_KEY, "extra": {"max_retries": 20}}
+    )
 
 
-async def _hammer(url: str, total: int, in_flight: int) -> tuple[float, int]:
-    """Send ``total`` requests with ``in_flight`` at a time; return (seconds, failed)."""
+async def _plain_loop(url: str, count: int, in_flight: int, offset: int) -> dict[str, Any]:
     import aiohttp
 
-    remaining = iter(range(total))
-    failed = 0
+    documents = iter_documents(count, offset)
+    failed = rate_limited = 0
+    headers = {"Authorization": f"Token {API_KEY}", "Content-Type": "application/json"}
 
-    async def sender(session: aiohttp.ClientSession) -> None:
-        nonlocal failed
-        for index in remaining:
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal failed, rate_limited
+        for text in documents:
             async with session.post(
-                f"{url}/v1/read", params=READ_PARAMS, json={"text": make_document(index)}
+                f"{url}/v1/read?sentiment=true&language=en", data=json.dumps({"text": text}).encode()
             ) as response:
-                await response.read()
-                failed += response.status != 200
+                body = await response.read()
+                if response.status != 200:
+                    failed += 1
+                    rate_limited += response.status == 429
+                else:
+                    json.loads(body)
 
-    connector = aiohttp.TCPConnector(limit=in_flight)
-    headers = {"Authorization": f"Token {API_KEY}"}
-    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
-        started = time.perf_counter()
-        await asyncio.gather(*(sender(session) for _ in range(in_flight)))
-        return time.perf_counter() - started, failed
-
-
-def run_load(emulator: EmulatorProcess, total: int, in_flight: int) -> LoadRun:
-    """Send ``total`` requests to ``emulator`` with ``in_flight`` at a time."""
-    emulator.reset_stats()
-    seconds, failed = asyncio.run(_hammer(emulator.url, total, in_flight))
-    return LoadRun(total, in_flight, seconds, failed, emulator.stats()["rate_limited"])
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
+        await asyncio.gather(*(worker(session) for _ in range(in_flight)))
+    return {"failed": failed, "rate_limited": rate_limited}
 
 
-def measure_emulator_ceiling() -> LoadRun:
-    """Start a latency-free emulator with a high concurrency limit; measure the requests a second it answers."""
-    with EmulatorProcess(latency=0.0, jitter=0.0, max_concurrency=CEILING_MAX_CONCURRENCY) as emulator:
-        run_load(emulator, CEILING_WARMUP_REQUESTS, CEILING_IN_FLIGHT)
-        return run_load(emulator, CEILING_REQUESTS, CEILING_IN_FLIGHT)
+def _hook_counts(hook: Any, outcomes: Iterator[Any]) -> dict[str, Any]:
+    failed = sum(isinstance(outcome, Exception) for _, outcome in outcomes)
+    return {"failed": failed, "rate_limited": hook.rate_limited_count, "requests": hook.request_count}
 
 
-# ---------------------------------------------------------------------------- paths (worker side)
+def run_worker(
+    path: str, url: str, count: int, in_flight: int, offset: int, pause: bool, aimd: str | None, start_at: float
+) -> dict[str, Any]:
+    """Score ``count`` documents through ``path``; return the measurement (imports not counted)."""
+    _connection_env(url)
+    import aiohttp  # noqa: F401  (imported before the clock starts, like the provider's own imports)
 
-
-@dataclass
-class Outcome:
-    """What one path reported after scoring its documents."""
-
-    scored: int
-    failed: int
-    client_retries: int | None = None
-    client_429s: int | None = None
-    note: str = ""
-
-
-def score_with_hook(count: int, url: str, max_concurrency: int, workdir: Path) -> Callable[[], Outcome]:
-    """Prepare the hook path; the returned callable scores ``count`` documents with ``analyze_many``."""
-    import requests  # noqa: F401  (imported before the clock, as in the other paths; the hook imports it lazily)
-
+    from airflow_provider_dgsentiment import concurrency
+    from airflow_provider_dgsentiment import engine as engine_module
     from airflow_provider_dgsentiment.hooks.sentiment import DeepgramSentimentHook
 
-    hook = DeepgramSentimentHook(max_concurrency=max_concurrency)
+    if pause:
+        engine_module.PAUSE_ON_RETRY_AFTER = True
+    if aimd:
+        decrease, increase, slow_start = aimd.split("/")
+        concurrency.DECREASE_FACTOR, concurrency.ADDITIVE_INCREASE = float(decrease), float(increase)
+        concurrency.SLOW_START = slow_start == "slow"
+    hook = DeepgramSentimentHook()
+    _ = hook.settings  # the connection is read before the clock starts
+    if start_at:  # several workers start scoring together, after their imports
+        time.sleep(max(0.0, start_at - time.time()))
+    started_at = time.time()
+    start_wall, start_cpu = time.perf_counter(), time.process_time()
+    if path == "plain":
+        counts = asyncio.run(_plain_loop(url, count, in_flight, offset))
+    elif path == "hook":
+        counts = _hook_counts(hook, hook.analyze_many(iter_documents(count, offset), max_concurrency=in_flight))
+    elif path == "trigger":
 
-    def run() -> Outcome:
-        scored = failed = 0
-        with hook:
-            for _index, outcome in hook.analyze_many(iter_documents(count)):
-                if isinstance(outcome, Exception):
-                    failed += 1
-                else:
-                    scored += 1
-        return Outcome(scored, failed, client_retries=hook.retry_count, client_429s=hook.rate_limited_count)
+        async def drive() -> list[Any]:
+            return [item async for item in hook.aanalyze_many(iter_documents(count, offset), max_concurrency=in_flight)]
 
-    return run
+        counts = _hook_counts(hook, iter(asyncio.run(drive())))
+    elif path == "requests":
+        import requests
 
-
-def score_with_operator(count: int, url: str, max_concurrency: int, workdir: Path) -> Callable[[], Outcome]:
-    """Prepare the operator path: write ``count`` files and a SQLite connection; return the timed run."""
-    from airflow.providers.common.compat.sdk import DAG
-
-    try:
-        from airflow_provider_dgsentiment.operators.sentiment import DeepgramSentimentOperator
-    except ImportError as exc:
-        note = f"operator not available ({type(exc).__name__}: {exc})"
-        return lambda: Outcome(0, 0, note=note)
-
-    source_dir = workdir / "documents"
-    source_dir.mkdir()
-    for index, text in enumerate(iter_documents(count)):
-        (source_dir / f"doc-{index:06d}.txt").write_text(text, encoding="utf-8")
-    import_operator_libraries(source_dir)
-    database = workdir / "bench.db"
-    os.environ[f"AIRFLOW_CONN_{SQLITE_CONN_ID.upper()}"] = json.dumps({"conn_type": "sqlite", "host": str(database)})
-    with DAG(dag_id="benchmark_throughput", schedule=None):
-        operator = DeepgramSentimentOperator(
-            task_id="bench",
-            source=f"file://{source_dir}/*.txt",
-            xcom_output="summary",
-            sql_conn_id=SQLITE_CONN_ID,
-            max_concurrency=max_concurrency,
-            on_error="skip",
-        )
-    context = minimal_task_context()
-    operator.render_template_fields(context)
-
-    def run() -> Outcome:
-        summary = operator.execute(context)
-        rows = count_rows(database, AVERAGES_TABLE)
-        note = "" if rows == summary["scored"] else f"{rows} rows in {AVERAGES_TABLE} for {summary['scored']} scored"
-        return Outcome(summary["scored"], summary["failed"], note=note)
-
-    return run
-
-
-def import_operator_libraries(source_dir: Path) -> None:
-    """
-    Import what the operator imports lazily, before the clock starts (as the other paths do).
-
-    That is ``requests``, the SQLite provider, and the filesystem modules Airflow's providers
-    manager imports on the first use of ``ObjectStoragePath`` (about 0.1 s once per process,
-    loading every installed provider's filesystem, e.g. s3fs and botocore).
-    """
-    import requests  # noqa: F401
-    from airflow.providers.common.compat.sdk import ObjectStoragePath
-    from airflow.providers.sqlite.hooks.sqlite import SqliteHook  # noqa: F401
-
-    ObjectStoragePath(f"file://{source_dir}").fs  # noqa: B018 - touching .fs loads the filesystem registry
-
-
-def minimal_task_context() -> dict[str, Any]:
-    """Return the few context keys the operator reads outside a DAG run (as its unit tests build them)."""
-    from types import SimpleNamespace
-
-    return {"run_id": "manual__benchmark", "ti": SimpleNamespace(map_index=-1), "params": {}}
-
-
-def count_rows(database: Path, table: str) -> int:
-    """Return the rows in ``table`` of a SQLite file (0 when it does not exist)."""
-    with sqlite3.connect(database) as connection:
-        try:
-            return connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-        except sqlite3.OperationalError:
-            return 0
-
-
-def score_with_requests(count: int, url: str, max_concurrency: int, workdir: Path) -> Callable[[], Outcome]:
-    """Prepare a plain ``requests.Session``; the returned callable posts the documents one by one."""
-    import requests
-
-    session = requests.Session()
-    session.headers["Authorization"] = f"Token {API_KEY}"
-
-    def run() -> Outcome:
-        scored = failed = 0
-        with session:
-            for text in iter_documents(count):
-                try:
-                    response = session.post(
-                        f"{url}/v1/read", params=READ_PARAMS, json={"text": text}, timeout=REQUEST_TIMEOUT
-                    )
-                    response.json()
-                    ok = response.status_code == 200
-                except (requests.RequestException, ValueError):
-                    ok = False
-                scored += ok
-                failed += not ok
-        return Outcome(scored, failed)
-
-    return run
-
-
-def score_with_sdk(count: int, url: str, max_concurrency: int, workdir: Path) -> Callable[[], Outcome]:
-    """Prepare the official ``deepgram-sdk`` client at the emulator's URL; the callable scores one by one."""
-    from deepgram import DeepgramClient
-    from deepgram.environment import DeepgramClientEnvironment
-
-    websocket_url = url.replace("http://", "ws://", 1)
-    environment = DeepgramClientEnvironment(base=url, production=websocket_url, agent=websocket_url, agent_rest=url)
-    client = DeepgramClient(api_key=API_KEY, environment=environment)
-
-    def run() -> Outcome:
-        scored = failed = 0
-        for text in iter_documents(count):
-            try:
-                client.read.v1.text.analyze(request={"text": text}, sentiment=True, language="en")
-                scored += 1
-            except Exception:  # the SDK raises its own ApiError family and httpx errors
-                failed += 1
-        return Outcome(scored, failed)
-
-    return run
-
-
-PREPARERS: dict[str, Callable[[int, str, int, Path], Callable[[], Outcome]]] = {
-    "operator": score_with_operator,
-    "hook": score_with_hook,
-    "requests": score_with_requests,
-    "sdk": score_with_sdk,
-}
-
-
-def peak_rss_mb() -> float:
-    """Return this process's peak resident set size in MB (Linux reports KiB, macOS bytes)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
-
-
-def run_worker(path: str, count: int, url: str, max_concurrency: int, result_file: Path) -> None:
-    """Measure one path scoring ``count`` documents in this (fresh) process; write the result as JSON."""
-    with tempfile.TemporaryDirectory(prefix=f"dgbench-{path}-") as workdir:
-        prepare_started = time.perf_counter()
-        run = PREPARERS[path](count, url, max_concurrency, Path(workdir))
-        prepare_seconds = time.perf_counter() - prepare_started
-        rss_before = peak_rss_mb()
-        cpu_started, wall_started = time.process_time(), time.perf_counter()
-        outcome = run()
-        seconds = time.perf_counter() - wall_started
-        cpu_seconds = time.process_time() - cpu_started
-        result = {
-            **asdict(outcome),
-            "seconds": seconds,
-            "cpu_seconds": cpu_seconds,
-            "peak_rss_mb": peak_rss_mb(),
-            "rss_growth_mb": peak_rss_mb() - rss_before,
-            "prepare_seconds": prepare_seconds,
-        }
-    result_file.write_text(json.dumps(result), encoding="utf-8")
-
-
-# ---------------------------------------------------------------------------- measurements (parent side)
-
-
-@dataclass
-class Measurement:
-    """One path x N row of the table."""
-
-    path: str
-    n: int
-    docs: int
-    seconds: float
-    failed: int
-    cpu_seconds: float
-    peak_rss_mb: float
-    rss_growth_mb: float
-    prepare_seconds: float
-    rate_limited: int
-    max_in_flight: int
-    bound: float
-    load_average: float
-    reference_per_second: float | None = None
-    client_retries: int | None = None
-    client_429s: int | None = None
-    note: str = ""
-
-    @property
-    def docs_per_second(self) -> float:
-        return self.docs / self.seconds if self.seconds else 0.0
-
-    @property
-    def share_of_bound(self) -> float:
-        return self.docs_per_second / self.bound
-
-    @property
-    def share_of_reference(self) -> float | None:
-        return self.docs_per_second / self.reference_per_second if self.reference_per_second else None
-
-    @property
-    def cpu_seconds_per_1k(self) -> float:
-        return 1000 * self.cpu_seconds / self.docs if self.docs else 0.0
-
-    @property
-    def available(self) -> bool:
-        return self.docs > 0 or self.failed > 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            **asdict(self),
-            "docs_per_second": round(self.docs_per_second, 2),
-            "share_of_bound": round(self.share_of_bound, 4),
-            "share_of_reference": None if self.share_of_reference is None else round(self.share_of_reference, 4),
-            "cpu_seconds_per_1k_docs": round(self.cpu_seconds_per_1k, 4),
-        }
-
-
-def worker_environment(url: str, max_concurrency: int, airflow_home: Path) -> dict[str, str]:
-    """Return the environment of a worker: a private AIRFLOW_HOME and the emulator as ``deepgram_default``."""
-    connection = {
-        "conn_type": "deepgram",
-        "host": url,
-        "password": API_KEY,
-        "extra": {"max_concurrency": max_concurrency},
-    }
+        failed = 0
+        with requests.Session() as session:
+            session.headers.update({"Authorization": f"Token {API_KEY}"})
+            for text in iter_documents(count, offset):
+                response = session.post(
+                    f"{url}/v1/read", params={"sentiment": "true", "language": "en"}, json={"text": text}, timeout=30
+                )
+                failed += response.status_code != 200
+                response.json()
+        counts = {"failed": failed, "rate_limited": 0}
+    else:
+        raise SystemExit(f"unknown path {path!r}")
+    wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
+    hook.close()
     return {
-        **os.environ,
-        "AIRFLOW_HOME": str(airflow_home),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW_CONN_DEEPGRAM_DEFAULT": json.dumps(connection),
+        "path": path,
+        "documents": count,
+        "started_at": started_at,
+        "ended_at": started_at + wall,
+        "seconds": wall,
+        "cpu_seconds": cpu,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        **counts,
     }
 
 
-def measure_path(
-    path: str, n: int, docs: int, emulator: EmulatorProcess, args: argparse.Namespace, airflow_home: Path
-) -> Measurement:
-    """Run one path x N in a fresh worker process and combine its report with the emulator's counters."""
-    with tempfile.TemporaryDirectory(prefix="dgbench-result-") as scratch:
-        result_file = Path(scratch) / "result.json"
-        command = [
-            sys.executable,
-            os.path.abspath(__file__),
-            "--worker",
-            path,
-            "--worker-docs",
-            str(docs),
-            "--worker-url",
-            emulator.url,
-            "--max-concurrency",
-            str(args.max_concurrency),
-            "--worker-result",
-            str(result_file),
-        ]
-        emulator.reset_stats()
-        completed = subprocess.run(
-            command,
-            env=worker_environment(emulator.url, args.max_concurrency, airflow_home),
-            capture_output=True,
-            text=True,
-            timeout=WORKER_TIMEOUT,
-        )
-        stats = emulator.stats()
-        if completed.returncode != 0 or not result_file.exists():
-            tail = (completed.stderr or completed.stdout).strip().splitlines()[-5:]
-            raise RuntimeError(f"Worker {path} N={n} failed (exit {completed.returncode}):\n" + "\n".join(tail))
-        report = json.loads(result_file.read_text(encoding="utf-8"))
-    return Measurement(
-        path=path,
-        n=n,
-        docs=report["scored"] + report["failed"],
-        seconds=report["seconds"],
-        failed=report["failed"],
-        cpu_seconds=report["cpu_seconds"],
-        peak_rss_mb=report["peak_rss_mb"],
-        rss_growth_mb=report["rss_growth_mb"],
-        prepare_seconds=report["prepare_seconds"],
-        rate_limited=stats["rate_limited"],
-        max_in_flight=stats["max_in_flight"],
-        bound=args.max_concurrency / args.latency,
-        load_average=round(os.getloadavg()[0], 2),
-        client_retries=report["client_retries"],
-        client_429s=report["client_429s"],
-        note=report["note"],
-    )
+def spawn_worker(
+    path: str,
+    url: str,
+    count: int,
+    in_flight: int,
+    offset: int = 0,
+    pause: bool = False,
+    aimd: str | None = None,
+    start_at: float = 0.0,
+):
+    command = [sys.executable, __file__, "--worker", path, "--url", url, "--count", str(count)]
+    command += ["--worker-in-flight", str(in_flight), "--offset", str(offset), "--start-at", str(start_at)]
+    if pause:
+        command.append("--pause")
+    if aimd:
+        command += ["--aimd", aimd]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "ERROR")
+    return subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
 
 
-def documents_for(path: str, n: int, sequential_cap: int) -> int:
-    """Return how many of the N documents ``path`` scores (sequential paths are capped)."""
-    return min(n, sequential_cap) if path in SEQUENTIAL_PATHS else n
+def collect(process: subprocess.Popen[str]) -> dict[str, Any]:
+    out, _ = process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"worker failed (exit {process.returncode})")
+    return json.loads(out.strip().splitlines()[-1])
 
 
-def progress(message: str) -> None:
-    print(f"... {message}", file=sys.stderr, flush=True)
+# ---------------------------------------------------------------------------- the two parts
 
 
-def measure_with_latency(args: argparse.Namespace) -> list[Measurement]:
-    """Start the emulator with the configured latency and limit; measure every path x N (and its reference)."""
-    measurements = []
-    with (
-        tempfile.TemporaryDirectory(prefix="dgbench-airflow-") as airflow_home,
-        EmulatorProcess(latency=args.latency, jitter=args.jitter, max_concurrency=args.max_concurrency) as emulator,
-    ):
-        for n in args.n:
-            for path in args.paths:
-                docs = documents_for(path, n, args.sequential_cap)
-                reference = None
-                if path in CONCURRENT_PATHS:
-                    reference_requests = min(docs, REFERENCE_REQUESTS)
-                    progress(
-                        f"reference N={n:<6} aiohttp, {args.max_concurrency} in flight, {reference_requests} requests"
-                    )
-                    reference = run_load(emulator, reference_requests, args.max_concurrency)
-                progress(f"{path:<9} N={n:<6} scoring {docs} documents")
-                measurement = measure_path(path, n, docs, emulator, args, Path(airflow_home))
-                if reference is not None:
-                    measurement.reference_per_second = reference.requests_per_second
-                if docs < n:
-                    cap_note = f"capped at {docs} of {n} (sequential)"
-                    measurement.note = f"{cap_note}; {measurement.note}" if measurement.note else cap_note
-                measurements.append(measurement)
-    return measurements
-
-
-# ---------------------------------------------------------------------------- report
-
-
-TABLE_COLUMNS = (
-    ("path", "{:<9}"),
-    ("N", "{:>6}"),
-    ("docs", "{:>6}"),
-    ("seconds", "{:>8}"),
-    ("docs/s", "{:>7}"),
-    ("x bound", "{:>7}"),
-    ("x ref", "{:>6}"),
-    ("failed", "{:>6}"),
-    ("429s", "{:>5}"),
-    ("CPU s/1k", "{:>8}"),
-    ("peak RSS MB", "{:>11}"),
-    ("RSS +MB", "{:>7}"),
-    ("note", "{}"),
-)
-
-
-def format_row(measurement: Measurement) -> list[str]:
-    if not measurement.available:
-        return [measurement.path, str(measurement.n), *["-"] * (len(TABLE_COLUMNS) - 3), measurement.note]
-    return [
-        measurement.path,
-        str(measurement.n),
-        str(measurement.docs),
-        f"{measurement.seconds:.2f}",
-        f"{measurement.docs_per_second:.1f}",
-        f"{measurement.share_of_bound:.1%}",
-        "-" if measurement.share_of_reference is None else f"{measurement.share_of_reference:.1%}",
-        str(measurement.failed),
-        str(measurement.rate_limited),
-        f"{measurement.cpu_seconds_per_1k:.2f}",
-        f"{measurement.peak_rss_mb:.1f}",
-        f"{measurement.rss_growth_mb:.1f}",
-        measurement.note,
-    ]
-
-
-def format_table(measurements: Sequence[Measurement]) -> str:
-    """Return the measurements as a fixed-width text table."""
-    header = "  ".join(fmt.format(name) for name, fmt in TABLE_COLUMNS)
-    lines = [header, "-" * len(header)]
-    for measurement in measurements:
-        cells = format_row(measurement)
-        lines.append("  ".join(fmt.format(cell) for (_, fmt), cell in zip(TABLE_COLUMNS, cells)).rstrip())
-    return "\n".join(lines)
-
-
-def format_header(bound: float, args: argparse.Namespace, ceiling: LoadRun | None) -> str:
-    """Return the lines above the table: the bound and the emulator ceiling."""
-    lines = [
-        f"Bound: max_concurrency / latency = {args.max_concurrency} / {args.latency} s = {bound:.0f} docs/s "
-        f"(a sequential client's is 1 / latency = {1 / args.latency:.0f} docs/s = {1 / args.max_concurrency:.0%} of it)"
-    ]
-    if ceiling is not None:
-        lines.append(
-            f"Emulator ceiling (latency 0, {ceiling.in_flight} in flight, {ceiling.requests} requests): "
-            f"{ceiling.requests_per_second:.0f} req/s = {ceiling.requests_per_second / bound:.1f} x bound, "
-            f"{ceiling.failed} failed"
-        )
-    lines.append(
-        f"x ref: docs/s over a minimal aiohttp client's req/s with {args.max_concurrency} in flight on the same "
-        "emulator, measured just before"
-    )
-    return "\n".join(lines)
-
-
-def growth(first: float, last: float) -> float:
-    """Return the relative change from ``first`` to ``last``."""
-    return (last - first) / first if first else 0.0
-
-
-def build_verdict(measurements: Sequence[Measurement], ceiling: LoadRun | None, bound: float) -> dict[str, Any]:
-    """Check the measurements against the project's targets."""
-    available = [m for m in measurements if m.available]
-    verdict: dict[str, Any] = {}
-    for path in CONCURRENT_PATHS:
-        rows = [m for m in available if m.path == path]
-        if rows:
-            verdict[f"{path}_share_of_bound"] = {str(m.n): round(m.share_of_bound, 4) for m in rows}
-            verdict[f"{path}_reference_share_of_bound"] = {
-                str(m.n): round((m.reference_per_second or 0.0) / bound, 4) for m in rows
-            }
-            verdict[f"{path}_at_least_90pct"] = all(m.share_of_bound >= TARGET_SHARE_OF_BOUND for m in rows)
-            verdict[f"{path}_429s"] = {str(m.n): m.rate_limited for m in rows}
-    verdict["zero_failed"] = all(m.failed == 0 for m in available)
-    verdict["flat"] = {}
-    for path in dict.fromkeys(m.path for m in available):
-        rows = sorted((m for m in available if m.path == path), key=lambda m: m.n)
-        if len(rows) < 2 or rows[0].docs == rows[-1].docs:
-            continue  # a capped sequential path scored the same documents at every N
-        cpu_growth = growth(rows[0].cpu_seconds_per_1k, rows[-1].cpu_seconds_per_1k)
-        rss_growth = growth(rows[0].peak_rss_mb, rows[-1].peak_rss_mb)
-        verdict["flat"][path] = {
-            "cpu_per_doc_growth": round(cpu_growth, 4),
-            "peak_rss_growth": round(rss_growth, 4),
-            "within_20pct": abs(cpu_growth) <= TARGET_FLAT_GROWTH and abs(rss_growth) <= TARGET_FLAT_GROWTH,
-        }
-    if ceiling is not None:
-        verdict["emulator_ceiling_req_per_s"] = round(ceiling.requests_per_second, 1)
-        verdict["emulator_ceiling_x_bound"] = round(ceiling.requests_per_second / bound, 2)
-        verdict["emulator_not_bottleneck"] = ceiling.requests_per_second >= TARGET_CEILING_MULTIPLE * bound
-    busiest = max((m.load_average for m in measurements), default=0.0)
-    verdict["max_load_average"] = busiest
-    verdict["machine_was_busy"] = busiest > (os.cpu_count() or 1)
-    return verdict
-
-
-def format_verdict(verdict: dict[str, Any], bound: float) -> str:
-    """Return the verdict as a few human-readable lines."""
-
-    def yes(flag: bool) -> str:
-        return "yes" if flag else "NO"
-
-    def per_n(values: dict[str, Any], fmt: str) -> str:
-        return ", ".join(f"N={n}: {value:{fmt}}" for n, value in values.items())
-
-    lines = ["Verdict", "-------"]
-    for path in CONCURRENT_PATHS:
-        if f"{path}_at_least_90pct" in verdict:
-            lines.append(
-                f"{path:<8} >= 90% of bound ({bound:.0f} docs/s): {yes(verdict[f'{path}_at_least_90pct'])}"
-                f"  [{per_n(verdict[f'{path}_share_of_bound'], '.1%')}]"
-                f"  (reference client: [{per_n(verdict[f'{path}_reference_share_of_bound'], '.1%')}])"
-                f"  429s [{per_n(verdict[f'{path}_429s'], 'd')}]"
+def part_one(in_flights: list[int], seconds: float, with_requests: bool) -> list[dict[str, Any]]:
+    rows = []
+    for in_flight in in_flights:
+        bound = in_flight / LATENCY
+        count = int(bound * seconds)
+        with EmulatorProcess(max_concurrency=in_flight) as emulator:
+            # Warm the emulator (its first requests load the lexicon) before measuring.
+            collect(spawn_worker("plain", emulator.url, min(200, count), min(in_flight, 10), offset=10**6))
+            paths = ["plain", "hook", "trigger"] + (
+                ["requests"] if with_requests and in_flight == in_flights[0] else []
             )
-    lines.append(f"zero failed documents (all paths): {yes(verdict['zero_failed'])}")
-    for path, flat in verdict["flat"].items():
-        lines.append(
-            f"{path:<8} CPU/doc and peak RSS flat from smallest to largest N (within 20%): "
-            f"{yes(flat['within_20pct'])}  [CPU/doc {flat['cpu_per_doc_growth']:+.1%}, "
-            f"peak RSS {flat['peak_rss_growth']:+.1%}]"
+            for path in paths:
+                docs = REQUESTS_DOCS if path == "requests" else count
+                row = collect(spawn_worker(path, emulator.url, docs, in_flight))
+                row.update(in_flight=in_flight, bound=bound)
+                rows.append(row)
+    return rows
+
+
+def _split_share(worker: int) -> int:
+    """Worker ``worker``'s fixed share of the account's limit when it is split by hand."""
+    base, extra = divmod(SHARED_LIMIT, SHARED_WORKERS)
+    return base + (1 if worker < extra else 0)
+
+
+def part_two(variants: list[str]) -> list[dict[str, Any]]:
+    rows = []
+    for variant in variants:
+        with EmulatorProcess(max_concurrency=SHARED_LIMIT) as emulator:
+            collect(spawn_worker("plain", emulator.url, 100, 5, offset=10**6))
+            before = emulator.stats()
+            name, _, aimd = variant.partition("@")
+            start_at = time.time() + SHARED_START_DELAY
+            workers = [
+                spawn_worker(
+                    "hook",
+                    emulator.url,
+                    SHARED_DOCS_PER_WORKER,
+                    # "split": the hand-computed share (3+3+2+2 = 10), no 429s possible: the reference.
+                    _split_share(i) if name == "split" else SHARED_LIMIT,
+                    offset=i * SHARED_DOCS_PER_WORKER,
+                    pause=name == "aimd-pause",
+                    aimd=aimd or None,
+                    start_at=start_at,
+                )
+                for i in range(SHARED_WORKERS)
+            ]
+            results = [collect(worker) for worker in workers]
+            after = emulator.stats()
+        docs = SHARED_DOCS_PER_WORKER * SHARED_WORKERS
+        # The emulator's counters, when it has them; else what the hooks counted.
+        if "rate_limited" in after and "requests" in after:
+            requests_seen = after["requests"] - before["requests"]
+            rate_limited = after["rate_limited"] - before["rate_limited"]
+            source = "emulator"
+        else:
+            requests_seen = sum(r.get("requests", 0) for r in results)
+            rate_limited = sum(r["rate_limited"] for r in results)
+            source = "hooks"
+        # From the first worker's start to the last one's end (they start together, after imports).
+        scoring = max(r["ended_at"] for r in results) - min(r["started_at"] for r in results)
+        late = max(r["started_at"] for r in results) - min(r["started_at"] for r in results)
+        rows.append(
+            {
+                "variant": variant,
+                "workers": SHARED_WORKERS,
+                "documents": docs,
+                "seconds": scoring,
+                "start_spread_seconds": late,
+                "docs_per_s": docs / scoring,
+                "share_of_bound": docs / scoring / (SHARED_LIMIT / LATENCY),
+                "requests": requests_seen,
+                "rate_limited": rate_limited,
+                "rate_limited_share": rate_limited / requests_seen if requests_seen else 0.0,
+                "counted_by": source,
+                "failed": sum(r["failed"] for r in results),
+                "peak_in_flight": after.get("peak_in_flight", after.get("max_in_flight")),
+                "cpu_ms_per_doc": 1000 * sum(r["cpu_seconds"] for r in results) / docs,
+            }
         )
-    if "emulator_ceiling_req_per_s" in verdict:
-        lines.append(
-            f"emulator ceiling / bound: {verdict['emulator_ceiling_req_per_s']:.0f} / {bound:.0f} = "
-            f"{verdict['emulator_ceiling_x_bound']:.1f} x; not the bottleneck "
-            f"(>= {TARGET_CEILING_MULTIPLE:.0f} x): {yes(verdict['emulator_not_bottleneck'])}"
+    return rows
+
+
+def print_part_one(rows: list[dict[str, Any]]) -> None:
+    print(f"\nOne client, emulator latency {LATENCY * 1000:.0f} ms ±{JITTER:.0%}; bound = in flight / latency")
+    header = (
+        f"{'in flight':>9} {'path':<9} {'docs':>6} {'docs/s':>8} {'% bound':>8} {'x plain':>8} "
+        f"{'CPU ms/doc':>10} {'CPU x plain':>11} {'peak RSS MB':>11} {'429s':>5} {'failed':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    plain = {row["in_flight"]: row for row in rows if row["path"] == "plain"}
+    for row in rows:
+        rate = row["documents"] / row["seconds"]
+        cpu = 1000 * row["cpu_seconds"] / row["documents"]
+        floor = plain[row["in_flight"]]
+        floor_rate = floor["documents"] / floor["seconds"]
+        floor_cpu = 1000 * floor["cpu_seconds"] / floor["documents"]
+        in_flight = 1 if row["path"] == "requests" else row["in_flight"]
+        print(
+            f"{in_flight:>9} {row['path']:<9} {row['documents']:>6} {rate:>8.1f} "
+            f"{rate / (in_flight / LATENCY):>8.1%} {rate / floor_rate:>8.2f} {cpu:>10.3f} "
+            f"{cpu / floor_cpu:>11.2f} {row['peak_rss_mb']:>11.1f} {row['rate_limited']:>5} {row['failed']:>6}"
         )
-    if verdict["machine_was_busy"]:
-        lines.append(
-            f"WARNING: other work shared the machine (1-minute load average up to {verdict['max_load_average']:.1f} "
-            f"on {os.cpu_count()} CPUs): throughput is lower and noisier than on an idle machine; compare with x ref"
+
+
+def print_part_two(rows: list[dict[str, Any]]) -> None:
+    print(
+        f"\n{SHARED_WORKERS} worker processes x analyze_many(max_concurrency={SHARED_LIMIT}) on one account "
+        f"(emulator --max-concurrency {SHARED_LIMIT}, bound {SHARED_LIMIT / LATENCY:.0f} docs/s)"
+    )
+    header = (
+        f"{'variant':<14} {'docs':>6} {'docs/s':>8} {'% bound':>8} {'requests':>8} {'429s':>6} {'429 %':>6} "
+        f"{'failed':>6} {'peak in flight':>14} {'CPU ms/doc':>10} {'429s from':>9}"
+    )
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        print(
+            f"{row['variant']:<14} {row['documents']:>6} {row['docs_per_s']:>8.1f} {row['share_of_bound']:>8.1%} "
+            f"{row['requests']:>8} {row['rate_limited']:>6} {row['rate_limited_share']:>6.1%} {row['failed']:>6} "
+            f"{row['peak_in_flight'] if row['peak_in_flight'] is not None else '-':>14} "
+            f"{row['cpu_ms_per_doc']:>10.3f} {row['counted_by']:>9}"
         )
-    return "\n".join(lines)
 
 
-# ---------------------------------------------------------------------------- command line
-
-
-def parse_paths(value: str) -> list[str]:
-    paths = [path.strip() for path in value.split(",") if path.strip()]
-    unknown = sorted(set(paths) - set(PATHS))
-    if unknown or not paths:
-        raise argparse.ArgumentTypeError(f"paths must be a comma-separated subset of {','.join(PATHS)}")
-    return paths
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description="Benchmark the Deepgram sentiment provider against the local emulator.",
-    )
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--in-flight", type=int, nargs="+", default=list(DEFAULT_IN_FLIGHT))
+    parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS, help="scoring time each measurement aims at")
+    parser.add_argument("--parts", default="1,2", help="1 (one client), 2 (shared account), or 1,2")
     parser.add_argument(
-        "--n", type=int, nargs="+", default=list(DEFAULT_NS), help="document counts (default: 1000 10000)"
+        "--variants",
+        default="split,aimd,aimd-pause",
+        help="part 2 variants: split (fixed shares), aimd, aimd-pause; aimd* optionally @DECREASE/INCREASE/slow|noslow",
     )
-    parser.add_argument(
-        "--latency", type=float, default=DEFAULT_LATENCY, help="emulator latency in seconds (default: 0.05)"
-    )
-    parser.add_argument("--jitter", type=float, default=DEFAULT_JITTER, help="latency jitter fraction (default: 0.2)")
-    parser.add_argument(
-        "--max-concurrency", type=int, default=DEFAULT_MAX_CONCURRENCY, help="requests in flight (default: 10)"
-    )
-    parser.add_argument("--paths", type=parse_paths, default=list(PATHS), help=f"default: {','.join(PATHS)}")
-    parser.add_argument(
-        "--sequential-cap", type=int, default=DEFAULT_SEQUENTIAL_CAP, help="documents a sequential path scores at most"
-    )
-    parser.add_argument("--skip-ceiling", action="store_true", help="do not measure the emulator ceiling")
-    parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
-    # Worker mode: one measurement in a fresh process (used by this script itself).
-    parser.add_argument("--worker", choices=PATHS, help=argparse.SUPPRESS)
-    parser.add_argument("--worker-docs", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--worker-url", help=argparse.SUPPRESS)
-    parser.add_argument("--worker-result", type=Path, help=argparse.SUPPRESS)
-    return parser
+    parser.add_argument("--no-requests", action="store_true", help="skip the sequential requests row")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    # Worker mode (internal).
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--worker-in-flight", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--offset", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--pause", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--aimd", help=argparse.SUPPRESS)
+    parser.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     if args.worker:
-        run_worker(args.worker, args.worker_docs, args.worker_url, args.max_concurrency, args.worker_result)
+        result = run_worker(
+            args.worker,
+            args.url,
+            args.count,
+            args.worker_in_flight,
+            args.offset,
+            args.pause,
+            args.aimd,
+            args.start_at,
+        )
+        print(json.dumps(result))
         return 0
 
-    bound = args.max_concurrency / args.latency
-    load_at_start = os.getloadavg()
-    ceiling = None
-    if not args.skip_ceiling:
-        progress(f"emulator ceiling: aiohttp with {CEILING_IN_FLIGHT} in flight, {CEILING_REQUESTS} requests")
-        ceiling = measure_emulator_ceiling()
-    measurements = measure_with_latency(args)
-    verdict = build_verdict(measurements, ceiling, bound)
-    report = {
-        "config": {
-            "n": args.n,
-            "latency": args.latency,
-            "jitter": args.jitter,
-            "max_concurrency": args.max_concurrency,
-            "bound_docs_per_second": bound,
-            "sequential_cap": args.sequential_cap,
-            "cpus": os.cpu_count(),
-            "load_average_start": [round(load, 2) for load in load_at_start],
-            "load_average_end": [round(load, 2) for load in os.getloadavg()],
-            "python": sys.version.split()[0],
-        },
-        "emulator_ceiling": None if ceiling is None else ceiling.to_dict(),
-        "results": [m.to_dict() for m in measurements],
-        "verdict": verdict,
-    }
-    print(format_header(bound, args, ceiling))
-    print()
-    print(format_table(measurements))
-    print()
-    print(json.dumps(report, indent=2))
-    print()
-    print(format_verdict(verdict, bound))
+    parts = set(args.parts.split(","))
+    load = os.getloadavg()
+    print(f"Load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPU(s)")
+    report: dict[str, Any] = {"load_before": load}
+    if "1" in parts:
+        report["one_client"] = rows = part_one(args.in_flight, args.seconds, not args.no_requests)
+        print_part_one(rows)
+    if "2" in parts:
+        report["shared_account"] = rows = part_two(args.variants.split(","))
+        print_part_two(rows)
+    report["load_after"] = load = os.getloadavg()
+    print(f"\nLoad average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        args.json.write_text(json.dumps(report, indent=2))
     return 0
 
 

@@ -90,17 +90,16 @@ def log_text(caplog, capsys):
 
 @pytest.fixture
 def sleeps_fast(monkeypatch):
-    """Shorten the hook's retry sleeps to at most 10 ms (and record what was asked for)."""
-    import time
+    """Shorten the engine's retry sleeps to at most 10 ms (and record what was asked for)."""
+    import asyncio
 
     asked: list[float] = []
-    real_sleep = time.sleep
 
-    def short_sleep(seconds: float) -> None:
+    async def short_sleep(seconds: float) -> None:
         asked.append(seconds)
-        real_sleep(min(seconds, 0.01))
+        await asyncio.sleep(min(seconds, 0.01))
 
-    monkeypatch.setattr("airflow_provider_dgsentiment.hooks.sentiment.time.sleep", short_sleep)
+    monkeypatch.setattr("airflow_provider_dgsentiment.engine.retry_sleep", short_sleep)
     return asked
 
 

@@ -94,6 +94,91 @@ def test_wrong_shape_names_the_field(mutate, message):
     assert raised.value.request_id == "7dcd719f-344b-4c72-a194-6bd1019d855c"
 
 
+def _segments(*spans):
+    return [
+        {"text": "w", "start_word": start, "end_word": end, "sentiment": "neutral", "sentiment_score": 0.0}
+        for start, end in spans
+    ]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (
+            lambda b: b["results"]["sentiments"]["segments"][1].update(sentiment_score=float("nan")),
+            r"results.sentiments.segments\[1\].sentiment_score is nan, not a finite number",
+        ),
+        (
+            lambda b: b["results"]["sentiments"]["segments"][0].update(sentiment_score=float("inf")),
+            r"results.sentiments.segments\[0\].sentiment_score is inf, not a finite number",
+        ),
+        (
+            lambda b: b["results"]["sentiments"]["average"].update(sentiment_score=float("-inf")),
+            r"results.sentiments.average.sentiment_score is -inf, not a finite number",
+        ),
+        (
+            lambda b: b["results"]["sentiments"]["segments"][0].update(sentiment_score=None),
+            r"segments\[0\].sentiment_score should be a number, got NoneType",
+        ),
+        (
+            lambda b: b["results"]["sentiments"]["segments"][1].update(sentiment="happy"),
+            r"results.sentiments.segments\[1\].sentiment is 'happy', not one of positive, neutral, negative",
+        ),
+        (
+            lambda b: b["results"]["sentiments"]["segments"][0].update(sentiment=["positive"]),
+            r"segments\[0\].sentiment should be a string, got list",
+        ),
+        (
+            lambda b: b["results"]["sentiments"]["average"].update(sentiment="POSITIVE"),
+            r"results.sentiments.average.sentiment is 'POSITIVE', not one of",
+        ),
+        (
+            lambda b: b["results"]["sentiments"].update(segments=_segments((-1, 3))),
+            r"segments\[0\] has a negative word offset \(-1..3\)",
+        ),
+        (
+            lambda b: b["results"]["sentiments"].update(segments=_segments((0, 3), (4, 2))),
+            r"segments\[1\].end_word 2 is before its start_word 4",
+        ),
+        (
+            lambda b: b["results"]["sentiments"].update(segments=_segments((1, 3))),
+            r"segments\[0\].start_word is 1, not 0",
+        ),
+        (
+            lambda b: b["results"]["sentiments"].update(segments=_segments((0, 3), (5, 7))),
+            r"segments\[1\].start_word is 5, but the previous segment ended at word 3 \(word offsets must be contiguous\)",
+        ),
+        (
+            lambda b: b["results"]["sentiments"].update(segments=_segments((0, 3), (3, 7))),
+            r"segments\[1\].start_word is 3, but the previous segment ended at word 3",
+        ),
+        (lambda b: b["results"]["sentiments"].pop("average"), r"results.sentiments.average should be an object"),
+    ],
+)
+def test_invalid_values_name_the_field(mutate, message):
+    body = json.loads(json.dumps(REFERENCE_RESPONSE))
+    mutate(body)
+    with pytest.raises(DeepgramResponseError, match=message) as raised:
+        SentimentResult.from_response(body)
+    error = raised.value
+    assert error.request_id == "7dcd719f-344b-4c72-a194-6bd1019d855c"
+    # A bad answer fails its document alone: not retried, not systemic.
+    assert not error.retryable and not error.systemic
+
+
+def test_nan_from_json_text_is_refused():
+    """Python's json accepts NaN and Infinity literals; the model refuses them."""
+    text = json.dumps(REFERENCE_RESPONSE).replace("0.057771213352680206", "NaN")
+    with pytest.raises(DeepgramResponseError, match=r"segments\[1\].sentiment_score is nan"):
+        SentimentResult.from_response(json.loads(text))
+
+
+def test_empty_segment_list_is_accepted():
+    body = json.loads(json.dumps(REFERENCE_RESPONSE))
+    body["results"]["sentiments"]["segments"] = []
+    assert SentimentResult.from_response(body).segments == ()
+
+
 @pytest.mark.parametrize(
     ("score", "label"),
     [

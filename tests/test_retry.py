@@ -6,12 +6,17 @@ import random
 
 import pytest
 
-from airflow_provider_dgsentiment.retry import RetryPolicy, is_retryable_status, parse_retry_after
+from airflow_provider_dgsentiment.exceptions import make_api_error
+from airflow_provider_dgsentiment.retry import RetryPolicy, parse_retry_after
 
 
 @pytest.mark.parametrize(
     ("status", "retryable"),
     [
+        (0, True),
+        (301, False),
+        (302, False),
+        (307, False),
         (400, False),
         (401, False),
         (402, False),
@@ -27,7 +32,11 @@ from airflow_provider_dgsentiment.retry import RetryPolicy, is_retryable_status,
     ],
 )
 def test_retryable_statuses(status, retryable):
-    assert is_retryable_status(status) is retryable
+    """What is retried is decided once, by the class the one status mapping picks."""
+    error = make_api_error(status, {"err_code": "X", "err_msg": "x"})
+    assert error.retryable is retryable
+    policy = RetryPolicy(max_retries=3)
+    assert policy.should_retry(0, retryable=error.retryable) is retryable
 
 
 @pytest.mark.parametrize(

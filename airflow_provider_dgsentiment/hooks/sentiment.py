@@ -1,94 +1,46 @@
-"""DeepgramSentimentHook: Deepgram's ``POST /v1/read?sentiment=true`` with pooling, retries and typed errors."""
+"""DeepgramSentimentHook: Deepgram's ``POST /v1/read?sentiment=true`` over the one async request engine.
+
+The hook reads the ``deepgram`` connection and hands every request to a
+:class:`~airflow_provider_dgsentiment.engine.SentimentEngine`: sync callers
+(``analyze``, ``analyze_many``, ``test_connection``) drive it on a private event-loop
+thread owned by the hook (one loop, one session, one window for the hook's life);
+``aanalyze_many`` runs it on the caller's loop (the triggerer). Windows, retries,
+chunking and errors live in the engine, once.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
-import json
 import os
-import threading
-import time
-from collections.abc import AsyncIterator, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+import weakref
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from contextlib import aclosing
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook, mask_secret
 
-from airflow_provider_dgsentiment.chunking import DEFAULT_CHUNK_TOKENS, chunk_text, merge_results
-from airflow_provider_dgsentiment.concurrency import AdaptiveConcurrency
-from airflow_provider_dgsentiment.exceptions import (
-    DeepgramAPIError,
-    DeepgramConfigurationError,
-    DeepgramConnectionError,
-    DeepgramRateLimitError,
-    DeepgramResponseError,
-    DeepgramTimeoutError,
-    DeepgramTokenLimitError,
-    make_api_error,
-    summarize_body,
+from airflow_provider_dgsentiment.chunking import DEFAULT_CHUNK_TOKENS
+from airflow_provider_dgsentiment.engine import (
+    DEFAULT_BASE_URL,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_TIMEOUT,
+    DeepgramSettings,
+    LoopThread,
+    SentimentEngine,
 )
-from airflow_provider_dgsentiment.results import SentimentResult
-from airflow_provider_dgsentiment.retry import DEFAULT_MAX_RETRIES, RetryPolicy, parse_retry_after
+from airflow_provider_dgsentiment.exceptions import DeepgramAPIError, DeepgramConfigurationError
+from airflow_provider_dgsentiment.retry import DEFAULT_MAX_RETRIES
 
 if TYPE_CHECKING:
-    import httpx
-    import requests
     from airflow.providers.common.compat.sdk import Connection
 
-DEFAULT_BASE_URL = "https://api.deepgram.com"
-DEFAULT_TIMEOUT = 60.0
-DEFAULT_MAX_CONCURRENCY = 10
+    from airflow_provider_dgsentiment.results import SentimentResult
+
 API_KEY_ENV_VAR = "DEEPGRAM_API_KEY"
-READ_PATH = "/v1/read"
-PROJECTS_PATH = "/v1/projects"
-USER_AGENT = "airflow-provider-dgsentiment"
-#: Below this part size, a TOKEN_LIMIT_EXCEEDED answer is not retried with smaller parts.
-MIN_CHUNK_TOKENS = 1000
-
-
-@dataclass(frozen=True)
-class DeepgramSettings:
-    """
-    Everything a client needs from a ``deepgram`` connection.
-
-    :param base_url: scheme and host, e.g. ``https://api.deepgram.com`` (no trailing slash).
-    :param api_key: the API key (sent as ``Authorization: Token <key>``).
-    :param timeout: seconds to wait for one response.
-    :param max_retries: retries of one request after a retryable failure.
-    :param max_concurrency: requests in flight at once.
-    """
-
-    base_url: str
-    api_key: str
-    timeout: float = DEFAULT_TIMEOUT
-    max_retries: int = DEFAULT_MAX_RETRIES
-    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
-
-    def __repr__(self) -> str:  # never show the key
-        return (
-            f"DeepgramSettings(base_url={self.base_url!r}, api_key='***', timeout={self.timeout}, "
-            f"max_retries={self.max_retries}, max_concurrency={self.max_concurrency})"
-        )
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {
-            "Authorization": f"Token {self.api_key}",
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            "User-Agent": USER_AGENT,
-        }
-
-    @property
-    def read_url(self) -> str:
-        return self.base_url + READ_PATH
-
-    @property
-    def projects_url(self) -> str:
-        return self.base_url + PROJECTS_PATH
+#: Texts the sync driver reads ahead of the results it hands back, per slot of the window.
+READ_AHEAD_PER_SLOT = 2
 
 
 def settings_from_connection(
@@ -105,8 +57,9 @@ def settings_from_connection(
     ``timeout``, ``max_retries``, ``max_concurrency`` and ``allow_insecure_http`` are read;
     the keyword arguments, when not None, win over the extras.
 
-    :raises DeepgramConfigurationError: no key anywhere, a bad extra, or plain http to a
-        non-loopback host without ``allow_insecure_http``.
+    :raises DeepgramConfigurationError: no key anywhere, a bad extra, a base URL with a path,
+        query, fragment or credentials, or plain http to a non-loopback host without
+        ``allow_insecure_http``.
     """
     extras: dict[str, Any] = dict(conn.extra_dejson) if conn is not None else {}
     conn_id = conn.conn_id if conn is not None else None
@@ -119,7 +72,7 @@ def settings_from_connection(
     mask_secret(api_key)
     base_url = _base_url(conn)
     allow_insecure = _as_bool(extras.get("allow_insecure_http", False), "allow_insecure_http")
-    _check_scheme(base_url, allow_insecure)
+    check_base_url(base_url, allow_insecure)
 
     values = {
         "timeout": _number(extras.get("timeout"), "timeout", float, DEFAULT_TIMEOUT, minimum=0.001),
@@ -161,13 +114,45 @@ def is_loopback_host(hostname: str | None) -> bool:
         return False
 
 
-def _check_scheme(base_url: str, allow_insecure: bool) -> None:
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise DeepgramConfigurationError(f"Deepgram base URL must be http(s)://host, got {base_url!r}")
-    if parts.scheme == "http" and not is_loopback_host(parts.hostname) and not allow_insecure:
+def check_base_url(base_url: str, allow_insecure: bool) -> None:
+    """
+    Refuse a base URL that is not just ``scheme://host[:port]``, or plain http to a remote host.
+
+    A path, query, fragment or credentials (``https://KEY@host``, ``...?key=...``) are
+    refused; the message names which part is wrong and shows only ``scheme://host``,
+    never the secret parts.
+
+    :raises DeepgramConfigurationError: what is wrong with the URL.
+    """
+    try:
+        parts = urlsplit(base_url)
+        hostname = parts.hostname
+        port = parts.port
+    except ValueError:
         raise DeepgramConfigurationError(
-            f"Refusing plain http to {parts.hostname}: the API key would travel unencrypted. "
+            "Deepgram base URL is not a valid URL; it must be http(s)://host[:port]"
+        ) from None
+    shown = f"{parts.scheme}://{hostname or ''}" + (f":{port}" if port else "")
+    if parts.scheme not in ("http", "https") or not hostname:
+        raise DeepgramConfigurationError(f"Deepgram base URL must be http(s)://host[:port], got {shown}")
+    wrong = [
+        name
+        for name, present in (
+            ("credentials (user:password@)", parts.username is not None or parts.password is not None),
+            ("a path", parts.path not in ("", "/")),
+            ("a query", bool(parts.query)),
+            ("a fragment", bool(parts.fragment)),
+        )
+        if present
+    ]
+    if wrong:
+        raise DeepgramConfigurationError(
+            f"Deepgram base URL {shown} must be scheme://host[:port] only, but it has {' and '.join(wrong)} "
+            "(not shown here); set only the host, the key goes in the API Key field"
+        )
+    if parts.scheme == "http" and not is_loopback_host(hostname) and not allow_insecure:
+        raise DeepgramConfigurationError(
+            f"Refusing plain http to {hostname}: the API key would travel unencrypted. "
             "Use https, or set extra allow_insecure_http=true on the connection."
         )
 
@@ -194,52 +179,19 @@ def _number(value: Any, name: str, kind: type, default: Any, *, minimum: float) 
     return number
 
 
-def build_read_params(language: str) -> dict[str, str]:
-    """Query parameters of a sentiment request."""
-    return {"sentiment": "true", "language": language}
-
-
-def parse_success(status: int, body_text: str, request_id: str | None) -> SentimentResult:
-    """Decode a 2xx body into a :class:`SentimentResult` or raise :class:`DeepgramResponseError`."""
-    try:
-        data = json.loads(body_text)
-    except ValueError:
-        raise DeepgramResponseError(
-            f"the body is not JSON ({summarize_body(body_text)})",
-            status=status,
-            request_id=request_id,
-        ) from None
-    return SentimentResult.from_response(data, request_id=request_id)
-
-
-def parse_error(
-    status: int, body_text: str, request_id: str | None, retry_after_header: str | None
-) -> DeepgramAPIError:
-    """Decode an error response into the typed :class:`DeepgramAPIError`."""
-    try:
-        body = json.loads(body_text) if body_text else None
-    except ValueError:
-        body = None
-    return make_api_error(
-        status,
-        body,
-        request_id=request_id,
-        retry_after=parse_retry_after(retry_after_header),
-        body_text=None if isinstance(body, dict) else body_text,
-    )
-
-
 class DeepgramSentimentHook(BaseHook):
     """
     Score text with Deepgram's Sentiment Analysis.
 
-    One pooled HTTP session per hook, retries with exponential backoff and jitter
-    (honouring ``Retry-After``) on 429, 408, 5xx and connection errors, typed
-    :class:`~airflow_provider_dgsentiment.exceptions.DeepgramAPIError` on failure,
-    and texts over the token limit scored in parts and merged.
+    Every request goes through one async engine
+    (:class:`~airflow_provider_dgsentiment.engine.SentimentEngine`): one aiohttp session,
+    the adaptive window (AIMD), retries with exponential backoff and jitter (honouring
+    ``Retry-After``) on 429, 408, 5xx and connection errors, typed
+    :class:`~airflow_provider_dgsentiment.exceptions.DeepgramAPIError` on failure, texts
+    over the token limit scored in parts and merged, redirects never followed.
 
     :param deepgram_conn_id: the ``deepgram`` connection; its password is the API key.
-    :param timeout: seconds per response; overrides the connection's ``timeout`` extra.
+    :param timeout: seconds for one whole response; overrides the connection's ``timeout`` extra.
     :param max_retries: retries per request; overrides the ``max_retries`` extra.
     :param max_concurrency: requests in flight in ``analyze_many``; overrides the extra.
     :param max_chunk_tokens: texts with more estimated tokens are split before sending.
@@ -266,11 +218,12 @@ class DeepgramSentimentHook(BaseHook):
         self.max_retries = max_retries
         self.max_concurrency = max_concurrency
         self.max_chunk_tokens = max_chunk_tokens
-        #: 429 answers seen by this hook (including ones that a retry then got through).
-        self.rate_limited_count = 0
-        #: Retries this hook made.
-        self.retry_count = 0
-        self._counter_lock = threading.Lock()
+        self._loop_thread: LoopThread | None = None
+        self._sync_engine: SentimentEngine | None = None
+        self._async_engine: SentimentEngine | None = None
+        self._async_streams = 0
+        self._engines_used: list[SentimentEngine] = []
+        self._finalizer: weakref.finalize | None = None
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -284,6 +237,8 @@ class DeepgramSentimentHook(BaseHook):
             "relabeling": dict(behaviour["relabeling"]),
             "placeholders": dict(behaviour["placeholders"]),
         }
+
+    # ------------------------------------------------------------------ settings
 
     @cached_property
     def settings(self) -> DeepgramSettings:
@@ -323,33 +278,59 @@ class DeepgramSentimentHook(BaseHook):
             conn, timeout=self.timeout, max_retries=self.max_retries, max_concurrency=self.max_concurrency
         )
 
-    @cached_property
-    def retry_policy(self) -> RetryPolicy:
-        return RetryPolicy(max_retries=self.settings.max_retries)
+    # ------------------------------------------------------------------ engines
 
-    @cached_property
-    def session(self) -> requests.Session:
-        """The pooled HTTP session, sized for ``max_concurrency`` connections."""
-        import requests
-        from requests.adapters import HTTPAdapter
+    def _new_engine(self, settings: DeepgramSettings) -> SentimentEngine:
+        engine = SentimentEngine(settings, max_chunk_tokens=self.max_chunk_tokens, logger=self.log)
+        self._engines_used.append(engine)
+        return engine
 
-        session = requests.Session()
-        pool = max(self.settings.max_concurrency, 1)
-        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool, max_retries=0, pool_block=False)
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        session.headers.update(self.settings.headers)
-        return session
+    def _engine_on_thread(self) -> tuple[LoopThread, SentimentEngine]:
+        """The engine of the sync methods, on the hook's private loop thread (started on first use)."""
+        if self._sync_engine is None or self._loop_thread is None:
+            engine = self._new_engine(self.settings)
+            self._loop_thread = loop_thread = LoopThread()
+            self._sync_engine = engine
+            # A hook dropped without close() still stops its thread and closes its session.
+            self._finalizer = weakref.finalize(self, loop_thread.close, engine)
+        return self._loop_thread, self._sync_engine
 
-    def get_conn(self) -> requests.Session:
-        """Return the pooled session (Airflow's hook protocol)."""
-        return self.session
+    def get_conn(self) -> SentimentEngine:
+        """Return the engine the sync methods use (Airflow's hook protocol)."""
+        return self._engine_on_thread()[1]
+
+    @property
+    def engines(self) -> list[SentimentEngine]:
+        """Every engine this hook has used (their counters outlive :meth:`close`)."""
+        return list(self._engines_used)
+
+    @property
+    def retry_count(self) -> int:
+        """Retries this hook made."""
+        return sum(engine.stats.retries for engine in self.engines)
+
+    @property
+    def rate_limited_count(self) -> int:
+        """429 answers this hook saw (including ones that a retry then got through)."""
+        return sum(engine.stats.rate_limited for engine in self.engines)
+
+    @property
+    def request_count(self) -> int:
+        """Requests this hook sent (every attempt)."""
+        return sum(engine.stats.requests for engine in self.engines)
 
     def close(self) -> None:
-        """Close the pooled session, if one was opened."""
-        session = self.__dict__.pop("session", None)
-        if session is not None:
-            session.close()
+        """Close the sync engine's session and stop the hook's loop thread, if they were started."""
+        self._loop_thread = self._sync_engine = None
+        finalizer, self._finalizer = self._finalizer, None
+        if finalizer is not None:
+            finalizer()
+
+    async def aclose(self) -> None:
+        """Close the session of the engine ``aanalyze_many`` uses (on the running loop)."""
+        engine = self._async_engine
+        if engine is not None:
+            await engine.close()
 
     def __enter__(self) -> DeepgramSentimentHook:
         return self
@@ -367,7 +348,8 @@ class DeepgramSentimentHook(BaseHook):
         :param language: the language code (Deepgram supports ``en`` only).
         :raises DeepgramAPIError: the typed error of the failed request.
         """
-        return self._analyze(text, language, window=None)
+        loop_thread, engine = self._engine_on_thread()
+        return loop_thread.run(engine.analyze(text, language))
 
     def analyze_url(self, url: str, language: str = "en") -> SentimentResult:
         """
@@ -376,7 +358,8 @@ class DeepgramSentimentHook(BaseHook):
         :param url: a public http(s) URL of a text file.
         :param language: the language code.
         """
-        return self._post({"url": url}, language)
+        loop_thread, engine = self._engine_on_thread()
+        return loop_thread.run(engine.analyze_url(url, language))
 
     def analyze_many(
         self,
@@ -384,234 +367,81 @@ class DeepgramSentimentHook(BaseHook):
         *,
         language: str = "en",
         max_concurrency: int | None = None,
+        tags: Iterable[str] | None = None,
+        max_input_tokens: int | None = None,
+        used_input_tokens: int = 0,
     ) -> Iterator[tuple[int, SentimentResult | DeepgramAPIError]]:
         """
         Score many texts concurrently, yielding ``(index, result_or_error)`` as each completes.
 
-        At most ``max_concurrency`` requests are in flight, fewer after a 429 (the window
-        halves, then grows back by about one slot per window of successes). ``texts`` is
-        consumed lazily, so only the texts in flight are held in memory. A failed text
-        yields its :class:`DeepgramAPIError` instead of a result. After a systemic error
-        (bad key, no credit, unsupported language) no further texts are sent: the generator
-        ends once the requests in flight complete.
+        At most ``max_concurrency`` requests are in flight, fewer after a 429 (the hook's
+        window shrinks, then grows back). ``texts`` is read lazily in the calling thread,
+        a few texts ahead of the results, so only those are held in memory. A failed text
+        yields its :class:`DeepgramAPIError`. After a systemic error (bad key, no credit,
+        unsupported language, unreachable endpoint, token budget) nothing more is sent:
+        the generator ends once the requests in flight complete. Closing the generator
+        early cancels the requests in flight.
 
         :param texts: the texts, e.g. a generator reading documents one by one.
         :param language: the language code.
         :param max_concurrency: the upper bound of requests in flight; default from the connection.
+        :param tags: Deepgram ``tag`` query parameters sent with every request (usage by pipeline).
+        :param max_input_tokens: stop before a request would take the run's input tokens past this.
+        :param used_input_tokens: input tokens already spent by this run (e.g. before a task retry).
         """
-        bound = max_concurrency or self.settings.max_concurrency
-        window = AdaptiveConcurrency(bound)
-        iterator = iter(enumerate(texts))
-        in_flight: dict[Future, int] = {}
-        stop_sending = False
-        executor = ThreadPoolExecutor(max_workers=bound, thread_name_prefix="deepgram")
-        try:
-            while True:
-                while not stop_sending and len(in_flight) < window.limit:
-                    item = next(iterator, None)
-                    if item is None:
-                        stop_sending = True
-                        break
-                    index, text = item
-                    in_flight[executor.submit(self._analyze_in_window, text, language, window)] = index
-                if not in_flight:
-                    return
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                for future in done:
-                    index = in_flight.pop(future)
-                    try:
-                        outcome: SentimentResult | DeepgramAPIError = future.result()
-                    except DeepgramAPIError as error:
-                        outcome = error
-                        if error.systemic:
-                            stop_sending = True
-                    yield index, outcome
-        finally:
-            executor.shutdown(wait=True, cancel_futures=True)
+        loop_thread, engine = self._engine_on_thread()
+        bound = max_concurrency or engine.settings.max_concurrency
 
-    def _analyze_in_window(self, text: str, language: str, window: AdaptiveConcurrency) -> SentimentResult:
-        result = self._analyze(text, language, window=window)
-        window.on_success()
-        return result
-
-    def _analyze(self, text: str, language: str, window: AdaptiveConcurrency | None) -> SentimentResult:
-        parts = chunk_text(text, self.max_chunk_tokens)
-        if len(parts) > 1:
-            self.log.info(
-                "Text of %d characters is over the token limit; scoring it in %d parts", len(text), len(parts)
+        def make_stream(feed: AsyncIterable[str]) -> AsyncIterator[tuple[int, SentimentResult | DeepgramAPIError]]:
+            return engine.stream(
+                feed,
+                language=language,
+                max_concurrency=max_concurrency,
+                tags=tags,
+                max_input_tokens=max_input_tokens,
+                used_input_tokens=used_input_tokens,
             )
-        try:
-            results = [self._post({"text": part}, language, window) for part in parts]
-        except DeepgramTokenLimitError:
-            if self.max_chunk_tokens <= MIN_CHUNK_TOKENS:
-                raise
-            # Deepgram counted more tokens than our estimate: split finer and try once more.
-            parts = chunk_text(text, self.max_chunk_tokens // 4)
-            self.log.info("Deepgram counted more tokens than estimated; scoring the text in %d parts", len(parts))
-            results = [self._post({"text": part}, language, window) for part in parts]
-        return merge_results(results, parts)
 
-    # ------------------------------------------------------------------ HTTP
-
-    def _post(self, body: dict[str, str], language: str, window: AdaptiveConcurrency | None = None) -> SentimentResult:
-        """Send one sentiment request with retries; return its result or raise its typed error."""
-        policy = self.retry_policy
-        attempt = 0
-        while True:
-            try:
-                return self._send_once(body, language)
-            except DeepgramAPIError as error:
-                if not self._count_failure(error, attempt, window):
-                    raise
-                delay = policy.delay(attempt, error.retry_after)
-                attempt += 1
-                self._log_retry(error, attempt, delay)
-                time.sleep(delay)
-
-    def _count_failure(self, error: DeepgramAPIError, attempt: int, window: AdaptiveConcurrency | None) -> bool:
-        """Record a failed attempt (429s shrink the window); return True when it should be retried."""
-        rate_limited = isinstance(error, DeepgramRateLimitError)
-        if rate_limited and window is not None:
-            window.on_rate_limited()
-        retry = self.retry_policy.should_retry(attempt, retryable=error.retryable)
-        with self._counter_lock:
-            self.rate_limited_count += rate_limited
-            self.retry_count += retry
-        return retry
-
-    def _log_retry(self, error: DeepgramAPIError, attempt: int, delay: float) -> None:
-        self.log.warning("%s; retry %d/%d in %.2fs", error, attempt, self.retry_policy.max_retries, delay)
-
-    def _send_once(self, body: dict[str, str], language: str) -> SentimentResult:
-        import requests
-
-        settings = self.settings
-        try:
-            response = self.session.post(
-                settings.read_url,
-                params=build_read_params(language),
-                json=body,
-                timeout=settings.timeout,
-            )
-        except requests.Timeout as exc:
-            raise DeepgramTimeoutError(
-                0, "CLIENT_TIMEOUT", f"no response within {settings.timeout}s: {type(exc).__name__}"
-            ) from None
-        except requests.RequestException as exc:
-            raise DeepgramConnectionError(0, "CONNECTION_ERROR", f"{type(exc).__name__}: {exc}") from None
-        request_id = response.headers.get("dg-request-id")
-        text = response.text
-        if response.status_code >= 400:
-            raise parse_error(response.status_code, text, request_id, response.headers.get("Retry-After"))
-        return parse_success(response.status_code, text, request_id)
-
-    # ------------------------------------------------------------------ async (triggers)
+        yield from loop_thread.iterate(make_stream, texts, ahead=READ_AHEAD_PER_SLOT * bound)
 
     async def aanalyze_many(
         self,
-        texts: Iterable[str],
+        texts: Iterable[str] | AsyncIterable[str],
         *,
         language: str = "en",
         max_concurrency: int | None = None,
+        tags: Iterable[str] | None = None,
+        max_input_tokens: int | None = None,
+        used_input_tokens: int = 0,
     ) -> AsyncIterator[tuple[int, SentimentResult | DeepgramAPIError]]:
         """
-        Async twin of :meth:`analyze_many` on one ``httpx.AsyncClient``, for the triggerer.
+        Async :meth:`analyze_many` on the running loop, for the triggerer: same arguments and yields.
 
-        Same window, retries, errors and chunking; waits with ``asyncio.sleep``, never blocks.
+        ``texts`` may be a plain or an async iterable; it is consumed lazily. The engine
+        (session, window) is the hook's for this loop; its session closes when the last
+        ``aanalyze_many`` of the hook ends (or at :meth:`aclose`).
         """
-        import httpx
-
         settings = await self.aget_settings()
-        bound = max_concurrency or settings.max_concurrency
-        window = AdaptiveConcurrency(bound)
-        source = texts.__aiter__() if hasattr(texts, "__aiter__") else None
-        plain = None if source is not None else iter(texts)
-        counter = 0
-
-        async def next_item() -> tuple[int, str] | None:
-            nonlocal counter
-            try:
-                text = await source.__anext__() if source is not None else next(plain)
-            except (StopIteration, StopAsyncIteration):
-                return None
-            counter += 1
-            return counter - 1, text
-
-        tasks: dict[asyncio.Task, int] = {}
-        stop_sending = False
-        limits = httpx.Limits(max_connections=bound, max_keepalive_connections=bound)
-        async with httpx.AsyncClient(headers=settings.headers, timeout=settings.timeout, limits=limits) as client:
-            try:
-                while True:
-                    while not stop_sending and len(tasks) < window.limit:
-                        item = await next_item()
-                        if item is None:
-                            stop_sending = True
-                            break
-                        index, text = item
-                        tasks[asyncio.ensure_future(self._aanalyze(client, text, language, window))] = index
-                    if not tasks:
-                        return
-                    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                    for task in done:
-                        index = tasks.pop(task)
-                        try:
-                            outcome: SentimentResult | DeepgramAPIError = task.result()
-                            window.on_success()
-                        except DeepgramAPIError as error:
-                            outcome = error
-                            if error.systemic:
-                                stop_sending = True
-                        yield index, outcome
-            finally:
-                for task in tasks:
-                    task.cancel()
-
-    async def _aanalyze(
-        self, client: httpx.AsyncClient, text: str, language: str, window: AdaptiveConcurrency
-    ) -> SentimentResult:
-        parts = chunk_text(text, self.max_chunk_tokens)
+        if self._async_engine is None:
+            self._async_engine = self._new_engine(settings)
+        engine = self._async_engine
+        self._async_streams += 1
         try:
-            results = [await self._apost(client, {"text": part}, language, window) for part in parts]
-        except DeepgramTokenLimitError:
-            if self.max_chunk_tokens <= MIN_CHUNK_TOKENS:
-                raise
-            parts = chunk_text(text, self.max_chunk_tokens // 4)
-            results = [await self._apost(client, {"text": part}, language, window) for part in parts]
-        return merge_results(results, parts)
-
-    async def _apost(
-        self, client: httpx.AsyncClient, body: dict[str, str], language: str, window: AdaptiveConcurrency
-    ) -> SentimentResult:
-        policy = self.retry_policy
-        attempt = 0
-        while True:
-            try:
-                return await self._asend_once(client, body, language)
-            except DeepgramAPIError as error:
-                if not self._count_failure(error, attempt, window):
-                    raise
-                delay = policy.delay(attempt, error.retry_after)
-                attempt += 1
-                self._log_retry(error, attempt, delay)
-                await asyncio.sleep(delay)
-
-    async def _asend_once(self, client: httpx.AsyncClient, body: dict[str, str], language: str) -> SentimentResult:
-        import httpx
-
-        settings = self.settings
-        try:
-            response = await client.post(settings.read_url, params=build_read_params(language), json=body)
-        except httpx.TimeoutException as exc:
-            raise DeepgramTimeoutError(
-                0, "CLIENT_TIMEOUT", f"no response within {settings.timeout}s: {type(exc).__name__}"
-            ) from None
-        except httpx.TransportError as exc:
-            raise DeepgramConnectionError(0, "CONNECTION_ERROR", f"{type(exc).__name__}: {exc}") from None
-        request_id = response.headers.get("dg-request-id")
-        if response.status_code >= 400:
-            raise parse_error(response.status_code, response.text, request_id, response.headers.get("Retry-After"))
-        return parse_success(response.status_code, response.text, request_id)
+            stream = engine.stream(
+                texts,
+                language=language,
+                max_concurrency=max_concurrency,
+                tags=tags,
+                max_input_tokens=max_input_tokens,
+                used_input_tokens=used_input_tokens,
+            )
+            async with aclosing(stream):
+                async for item in stream:
+                    yield item
+        finally:
+            self._async_streams -= 1
+            if not self._async_streams:
+                await engine.close()
 
     def test_connection(self) -> tuple[bool, str]:
         """
@@ -619,22 +449,15 @@ class DeepgramSentimentHook(BaseHook):
 
         :return: ``(True, message)`` when the key works, else ``(False, reason)``.
         """
-        import requests
-
         try:
-            settings = self.settings
-            response = self.session.get(settings.projects_url, timeout=min(settings.timeout, 30.0))
-        except DeepgramConfigurationError as exc:
+            loop_thread, engine = self._engine_on_thread()
+            projects = loop_thread.run(engine.get_projects())
+        except (DeepgramConfigurationError, AirflowNotFoundException) as exc:
             return False, str(exc)
-        except AirflowNotFoundException as exc:
+        except DeepgramAPIError as exc:
+            if exc.status == 0:
+                return False, f"Could not reach Deepgram: {exc.err_msg}"
             return False, str(exc)
-        except requests.RequestException as exc:
-            return False, f"Could not reach Deepgram: {type(exc).__name__}"
-        if response.status_code == 200:
-            try:
-                projects = response.json().get("projects", [])
-            except ValueError:
-                return False, "Deepgram answered, but not with JSON: is the Base URL right?"
-            return True, f"Connection to Deepgram works: the key sees {len(projects)} project(s)."
-        error = parse_error(response.status_code, response.text, response.headers.get("dg-request-id"), None)
-        return False, str(error)
+        except Exception as exc:
+            return False, f"Could not check the connection: {type(exc).__name__}"
+        return True, f"Connection to Deepgram works: the key sees {len(projects)} project(s)."

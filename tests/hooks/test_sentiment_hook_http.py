@@ -1,11 +1,10 @@
-"""DeepgramSentimentHook against requests_mock: retries, Retry-After, error shapes, settings."""
+"""DeepgramSentimentHook against a scripted loopback stand-in: retries, Retry-After, error shapes, settings."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-import requests
 
 from airflow_provider_dgsentiment.exceptions import (
     DeepgramAPIError,
@@ -22,9 +21,9 @@ from airflow_provider_dgsentiment.exceptions import (
     DeepgramUnsupportedLanguageError,
 )
 from airflow_provider_dgsentiment.hooks.sentiment import DeepgramSentimentHook
+from tests.hooks.stand_in import Answer
 
 BASE = "https://api.deepgram.test"
-READ_URL = f"{BASE}/v1/read"
 KEY = "dg-secret-key-0123456789"
 
 
@@ -58,62 +57,77 @@ def error_body(code, msg, request_id="req-err"):
     return {"err_code": code, "err_msg": msg, "request_id": request_id}
 
 
-@pytest.fixture
-def conn(monkeypatch):
+def set_conn(monkeypatch, host, **extra):
+    extra.setdefault("max_retries", 3)
     monkeypatch.setenv(
         "AIRFLOW_CONN_DEEPGRAM_DEFAULT",
-        json.dumps({"conn_type": "deepgram", "host": BASE, "password": KEY, "extra": {"max_retries": 3}}),
+        json.dumps({"conn_type": "deepgram", "host": host, "password": KEY, "extra": extra}),
     )
 
 
 @pytest.fixture
-def sleeps(monkeypatch):
-    """Record retry delays instead of sleeping."""
-    recorded: list[float] = []
-    monkeypatch.setattr("airflow_provider_dgsentiment.hooks.sentiment.time.sleep", recorded.append)
-    return recorded
+def conn(monkeypatch, stand_in):
+    """``deepgram_default`` pointed at the stand-in (plain http is allowed on loopback)."""
+    set_conn(monkeypatch, stand_in.url)
+    return stand_in
 
 
-def test_analyze_sends_documented_request(conn, requests_mock):
-    requests_mock.post(READ_URL, json=ok_body(), headers={"dg-request-id": "req-ok"})
-    result = DeepgramSentimentHook().analyze("Hello there.")
-    request = requests_mock.last_request
+@pytest.fixture
+def hook():
+    with DeepgramSentimentHook() as made:
+        yield made
+
+
+def test_analyze_sends_documented_request(conn, hook):
+    conn.answer(Answer(json=ok_body(), headers={"dg-request-id": "req-ok"}))
+    result = hook.analyze("Hello there.")
+    request = conn.last_request
+    assert (request.method, request.path) == ("POST", "/v1/read")
     assert request.qs == {"sentiment": ["true"], "language": ["en"]}
     assert request.headers["Authorization"] == f"Token {KEY}"
+    assert request.headers["Content-Type"] == "application/json"
     assert request.json() == {"text": "Hello there."}
     assert result.request_id == "req-ok"
     assert result.average.sentiment == "positive"
     assert result.to_dict() == ok_body()
 
 
-def test_analyze_url_sends_url_body(conn, requests_mock):
-    requests_mock.post(READ_URL, json=ok_body())
-    DeepgramSentimentHook().analyze_url("https://example.test/a.txt")
-    assert requests_mock.last_request.json() == {"url": "https://example.test/a.txt"}
+def test_analyze_url_sends_url_body(conn, hook):
+    conn.answer(Answer(json=ok_body()))
+    hook.analyze_url("https://example.test/a.txt")
+    assert conn.last_request.json() == {"url": "https://example.test/a.txt"}
 
 
 @pytest.mark.parametrize(
     ("first", "error_class"),
     [
-        ({"status_code": 429, "json": error_body("TOO_MANY_REQUESTS", "slow down")}, DeepgramRateLimitError),
-        ({"status_code": 408, "json": error_body("TIMEOUT", "request timeout")}, DeepgramTimeoutError),
-        ({"status_code": 500, "json": error_body("INTERNAL", "boom")}, DeepgramServerError),
-        ({"status_code": 502, "text": "<html><title>502 Bad Gateway</title></html>"}, DeepgramServerError),
-        ({"status_code": 503, "json": error_body("UNAVAILABLE", "later")}, DeepgramServerError),
-        ({"exc": requests.ConnectionError("reset by peer")}, DeepgramConnectionError),
-        ({"exc": requests.ReadTimeout("read timed out")}, DeepgramTimeoutError),
+        (Answer(429, json=error_body("TOO_MANY_REQUESTS", "slow down")), DeepgramRateLimitError),
+        (Answer(408, json=error_body("TIMEOUT", "request timeout")), DeepgramTimeoutError),
+        (Answer(500, json=error_body("INTERNAL", "boom")), DeepgramServerError),
+        (Answer(502, text="<html><title>502 Bad Gateway</title></html>"), DeepgramServerError),
+        (Answer(503, json=error_body("UNAVAILABLE", "later")), DeepgramServerError),
+        (Answer(drop=True), DeepgramConnectionError),
+        (Answer(json=ok_body(), delay=2.0), DeepgramTimeoutError),  # past the 0.5 s timeout
     ],
 )
-def test_retryable_failure_then_success(conn, requests_mock, sleeps, first, error_class, log_text):
-    requests_mock.post(READ_URL, [first, {"json": ok_body()}])
-    hook = DeepgramSentimentHook()
-    result = hook.analyze("Hello there.")
-    assert result.request_id == "req-ok"
-    assert requests_mock.call_count == 2
-    assert len(sleeps) == 1 and 0 < sleeps[0] <= 0.5
-    assert hook.retry_count == 1
-    assert "retry 1/3" in log_text()
-    assert error_class.__name__ in log_text() or "Deepgram" in log_text()
+def test_retryable_failure_then_success(monkeypatch, stand_in, sleeps, first, error_class, log_text):
+    set_conn(monkeypatch, stand_in.url, timeout=0.5)
+    stand_in.answer(first, Answer(json=ok_body()))
+    with DeepgramSentimentHook() as hook:
+        result = hook.analyze("Hello there.")
+        assert result.request_id == "req-ok"
+        assert stand_in.call_count == 2
+        assert len(sleeps) == 1 and 0 < sleeps[0] <= 0.5
+        assert hook.retry_count == 1
+    text = log_text()
+    assert "retry 1/3" in text
+    expected = {
+        DeepgramRateLimitError: "429",
+        DeepgramTimeoutError: "408" if first.status == 408 else "CLIENT_TIMEOUT",
+        DeepgramServerError: str(first.status),
+        DeepgramConnectionError: "CONNECTION_ERROR",
+    }[error_class]
+    assert f"{expected}" in text.split("retry 1/3")[0].rsplit("\n", 1)[-1]
 
 
 @pytest.mark.parametrize(
@@ -141,12 +155,12 @@ def test_retryable_failure_then_success(conn, requests_mock, sleeps, first, erro
         (403, error_body("INSUFFICIENT_PERMISSIONS", "No permission."), DeepgramAuthenticationError),
     ],
 )
-def test_client_errors_are_not_retried(conn, requests_mock, sleeps, status, body, error_class):
-    requests_mock.post(READ_URL, status_code=status, json=body, headers={"dg-request-id": "hdr-id"})
-    with pytest.raises(error_class) as raised:
-        DeepgramSentimentHook(max_chunk_tokens=1000).analyze("Hello there.")
+def test_client_errors_are_not_retried(conn, sleeps, status, body, error_class):
+    conn.answer(Answer(status, json=body, headers={"dg-request-id": "hdr-id"}))
+    with pytest.raises(error_class) as raised, DeepgramSentimentHook(max_chunk_tokens=1000) as hook:
+        hook.analyze("Hello there.")
     error = raised.value
-    assert requests_mock.call_count == 1
+    assert conn.call_count == 1
     assert sleeps == []
     assert (error.status, error.err_code, error.err_msg, error.request_id) == (
         status,
@@ -157,49 +171,42 @@ def test_client_errors_are_not_retried(conn, requests_mock, sleeps, status, body
     assert body["err_msg"] in str(error) and "req-err" in str(error)
 
 
-def test_retry_after_seconds_is_honoured(conn, requests_mock, sleeps):
-    requests_mock.post(
-        READ_URL,
-        [
-            {"status_code": 429, "json": error_body("TOO_MANY_REQUESTS", "x"), "headers": {"Retry-After": "7"}},
-            {"json": ok_body()},
-        ],
+def test_retry_after_seconds_is_honoured(conn, hook, sleeps):
+    conn.answer(
+        Answer(429, json=error_body("TOO_MANY_REQUESTS", "x"), headers={"Retry-After": "7"}),
+        Answer(json=ok_body()),
     )
-    DeepgramSentimentHook().analyze("Hello there.")
+    hook.analyze("Hello there.")
     assert sleeps == [7.0]
 
 
-def test_retry_after_http_date_is_honoured(conn, requests_mock, sleeps):
-    requests_mock.post(
-        READ_URL,
-        [
-            {
-                "status_code": 503,
-                "json": error_body("X", "x"),
-                "headers": {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"},
-            },
-            {"json": ok_body()},
-        ],
+def test_retry_after_http_date_is_honoured(conn, hook, sleeps):
+    conn.answer(
+        Answer(503, json=error_body("X", "x"), headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}),
+        Answer(json=ok_body()),
     )
-    DeepgramSentimentHook().analyze("Hello there.")
+    hook.analyze("Hello there.")
     assert sleeps == [0.0]  # a date in the past means: retry now
 
 
-def test_retries_are_bounded_and_backoff_grows(conn, requests_mock, sleeps):
-    requests_mock.post(READ_URL, status_code=503, json=error_body("UNAVAILABLE", "down", "r-503"))
+def test_retries_are_bounded_and_backoff_grows(conn, hook, sleeps):
+    conn.answer(Answer(503, json=error_body("UNAVAILABLE", "down", "r-503")))
     with pytest.raises(DeepgramServerError) as raised:
-        DeepgramSentimentHook().analyze("Hello there.")
-    assert requests_mock.call_count == 4  # first try + max_retries=3
+        hook.analyze("Hello there.")
+    assert conn.call_count == 4  # first try + max_retries=3
     assert len(sleeps) == 3
     assert sleeps[0] <= 0.5 < sleeps[2] <= 2.0
     assert raised.value.request_id == "r-503"
 
 
-def test_html_502_from_proxy_gives_readable_error(conn, requests_mock, sleeps):
+def test_html_502_from_proxy_gives_readable_error(conn, sleeps):
     html = "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
-    requests_mock.post(READ_URL, status_code=502, text=html, headers={"Content-Type": "text/html"})
-    with pytest.raises(DeepgramServerError, match="502: non-JSON HTML response: 502 Bad Gateway"):
-        DeepgramSentimentHook(max_retries=0).analyze("Hello there.")
+    conn.answer(Answer(502, text=html, headers={"Content-Type": "text/html"}))
+    with (
+        pytest.raises(DeepgramServerError, match="502: non-JSON HTML response: 502 Bad Gateway"),
+        DeepgramSentimentHook(max_retries=0) as hook,
+    ):
+        hook.analyze("Hello there.")
 
 
 @pytest.mark.parametrize(
@@ -215,41 +222,39 @@ def test_html_502_from_proxy_gives_readable_error(conn, requests_mock, sleeps):
         (json.dumps([1, 2]), "response body should be an object"),
     ],
 )
-def test_wrong_shaped_response_raises_response_error(conn, requests_mock, body, message):
-    requests_mock.post(READ_URL, text=body)
+def test_wrong_shaped_response_raises_response_error(conn, hook, sleeps, body, message):
+    conn.answer(Answer(text=body))
     with pytest.raises(DeepgramResponseError, match=message):
-        DeepgramSentimentHook().analyze("Hello there.")
+        hook.analyze("Hello there.")
+    assert conn.call_count == 1 and sleeps == []  # not retried
 
 
-def test_token_limit_answer_splits_finer(conn, requests_mock):
+def test_token_limit_answer_splits_finer(conn):
     """When Deepgram counts more tokens than our estimate, the hook splits the text finer once."""
     sentences = " ".join(f"Sentence number {i} is fine." for i in range(600))  # ~3600 tokens
 
-    def respond(request, context):
+    def respond(request):
         text = request.json()["text"]
         if len(text.split()) > 1200:
-            context.status_code = 400
-            return error_body("TOKEN_LIMIT_EXCEEDED", "too long")
-        return ok_body(text)
+            return Answer(400, json=error_body("TOKEN_LIMIT_EXCEEDED", "too long"))
+        return Answer(json=ok_body(text))
 
-    requests_mock.post(READ_URL, json=respond)
-    result = DeepgramSentimentHook(max_chunk_tokens=4000).analyze(sentences)
+    conn.answer(respond)
+    with DeepgramSentimentHook(max_chunk_tokens=4000) as hook:
+        result = hook.analyze(sentences)
     assert result.segments[0].start_word == 0
     assert result.segments[-1].end_word == len(sentences.split()) - 1
     for previous, current in zip(result.segments, result.segments[1:]):
         assert current.start_word == previous.end_word + 1
 
 
-def test_key_never_in_errors_or_logs(conn, requests_mock, sleeps, log_text):
-    requests_mock.post(
-        READ_URL,
-        [
-            {"status_code": 500, "json": error_body("E", "boom")},
-            {"status_code": 401, "json": error_body("INVALID_AUTH", "Invalid credentials.")},
-        ],
+def test_key_never_in_errors_or_logs(conn, hook, sleeps, log_text):
+    conn.answer(
+        Answer(500, json=error_body("E", "boom")),
+        Answer(401, json=error_body("INVALID_AUTH", "Invalid credentials.")),
     )
     with pytest.raises(DeepgramAuthenticationError) as raised:
-        DeepgramSentimentHook().analyze("Hello there.")
+        hook.analyze("Hello there.")
     assert KEY not in str(raised.value) and KEY not in repr(raised.value)
     text = log_text()
     assert "retry 1/3" in text
@@ -266,7 +271,7 @@ def test_plain_http_refused_for_remote_host(monkeypatch):
         DeepgramSentimentHook().analyze("hi")
 
 
-def test_plain_http_allowed_when_connection_says_so(monkeypatch, requests_mock):
+def test_plain_http_allowed_when_connection_says_so(monkeypatch):
     monkeypatch.setenv(
         "AIRFLOW_CONN_DEEPGRAM_DEFAULT",
         json.dumps(
@@ -278,8 +283,8 @@ def test_plain_http_allowed_when_connection_says_so(monkeypatch, requests_mock):
             }
         ),
     )
-    requests_mock.post("http://proxy.internal:8080/v1/read", json=ok_body())
-    assert DeepgramSentimentHook().analyze("Hello there.").request_id == "req-ok"
+    # Settings only: the network here is loopback-only, so no request goes to proxy.internal.
+    assert DeepgramSentimentHook().settings.base_url == "http://proxy.internal:8080"
 
 
 @pytest.mark.parametrize("host", ["http://127.0.0.1:8765", "http://localhost:8765", "http://[::1]:8765"])
@@ -325,41 +330,49 @@ def test_bad_extra_is_a_clear_configuration_error(monkeypatch):
         _ = DeepgramSentimentHook().settings
 
 
-def test_test_connection_uses_projects_endpoint(conn, requests_mock):
-    requests_mock.get(f"{BASE}/v1/projects", json={"projects": [{"project_id": "p", "name": "n"}]})
-    assert DeepgramSentimentHook().test_connection() == (
+def test_test_connection_uses_projects_endpoint(conn, hook):
+    conn.answer(Answer(json={"projects": [{"project_id": "p", "name": "n"}]}))
+    assert hook.test_connection() == (
         True,
         "Connection to Deepgram works: the key sees 1 project(s).",
     )
-    assert requests_mock.last_request.headers["Authorization"] == f"Token {KEY}"
+    assert (conn.last_request.method, conn.last_request.path) == ("GET", "/v1/projects")
+    assert conn.last_request.headers["Authorization"] == f"Token {KEY}"
 
 
-def test_test_connection_reports_bad_key_without_raising(conn, requests_mock):
-    requests_mock.get(f"{BASE}/v1/projects", status_code=401, json=error_body("INVALID_AUTH", "Invalid credentials."))
-    ok, message = DeepgramSentimentHook().test_connection()
+def test_test_connection_reports_bad_key_without_raising(conn, hook):
+    conn.answer(Answer(401, json=error_body("INVALID_AUTH", "Invalid credentials.")))
+    ok, message = hook.test_connection()
     assert not ok
     assert "401 INVALID_AUTH: Invalid credentials." in message
 
 
-def test_analyze_many_yields_errors_per_document(conn, requests_mock, sleeps):
-    def respond(request, context):
+def test_test_connection_reports_unreachable_host_without_raising(monkeypatch, closed_port):
+    set_conn(monkeypatch, f"http://127.0.0.1:{closed_port}")
+    with DeepgramSentimentHook() as hook:
+        ok, message = hook.test_connection()
+    assert not ok and message.startswith("Could not reach Deepgram")
+    assert KEY not in message
+
+
+def test_analyze_many_yields_errors_per_document(conn, hook, sleeps):
+    def respond(request):
         text = request.json()["text"]
         if text == "bad":
-            context.status_code = 400
-            return error_body("INVALID_REQUEST_BODY", "bad text")
-        return ok_body(text, request_id=f"id-{text}")
+            return Answer(400, json=error_body("INVALID_REQUEST_BODY", "bad text"))
+        return Answer(json=ok_body(text, request_id=f"id-{text}"))
 
-    requests_mock.post(READ_URL, json=respond)
-    outcomes = dict(DeepgramSentimentHook().analyze_many(["a b.", "bad", "c d."], max_concurrency=2))
+    conn.answer(respond)
+    outcomes = dict(hook.analyze_many(["a b.", "bad", "c d."], max_concurrency=2))
     assert sorted(outcomes) == [0, 1, 2]
     assert outcomes[0].request_id == "id-a b."
     assert isinstance(outcomes[1], DeepgramBadRequestError)
     assert outcomes[2].request_id == "id-c d."
 
 
-def test_analyze_many_stops_sending_after_systemic_error(conn, requests_mock, sleeps):
-    requests_mock.post(READ_URL, status_code=401, json=error_body("INVALID_AUTH", "Invalid credentials."))
-    outcomes = list(DeepgramSentimentHook().analyze_many((f"text {i}." for i in range(500)), max_concurrency=2))
-    assert requests_mock.call_count <= 2
+def test_analyze_many_stops_sending_after_systemic_error(conn, hook, sleeps):
+    conn.answer(Answer(401, json=error_body("INVALID_AUTH", "Invalid credentials.")))
+    outcomes = list(hook.analyze_many((f"text {i}." for i in range(500)), max_concurrency=2))
+    assert conn.call_count <= 2
     assert all(isinstance(error, DeepgramAuthenticationError) for _, error in outcomes)
     assert isinstance(outcomes[0][1], DeepgramAPIError)

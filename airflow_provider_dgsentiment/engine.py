@@ -1,0 +1,837 @@
+"""The async request engine: one aiohttp session, the adaptive window, retries, chunking, errors.
+
+Every request the provider sends goes through one :class:`SentimentEngine`. The
+decisions live here once:
+
+- the window of requests in flight (:class:`~.concurrency.AdaptiveConcurrency`,
+  shared by every run of the engine) and the whole-engine pause a ``Retry-After``
+  on a 429 asks for;
+- retries (:class:`~.retry.RetryPolicy`: which errors, how long to wait);
+- chunking over the token limit and the finer re-split when Deepgram counts more
+  tokens than our estimate (``TOKEN_LIMIT_EXCEEDED``);
+- the systemic stop: after an error that every other request would repeat (bad key,
+  no credit, unsupported language, a redirect, an unreachable endpoint, the token
+  budget) nothing more is sent;
+- the error mapping (:func:`~.exceptions.make_api_error`) and response validation
+  (:meth:`~.results.SentimentResult.from_response`).
+
+The engine is async and bound to the event loop it first runs on: the hook drives it
+on a private loop thread for sync callers (:class:`LoopThread`), and the trigger runs
+it on the triggerer's loop. Redirects are never followed, and ``timeout`` is a
+deadline for the whole response (connect, headers and body).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+import queue
+import threading
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode, urlsplit
+
+from airflow_provider_dgsentiment.chunking import DEFAULT_CHUNK_TOKENS, chunk_text, count_tokens, merge_results
+from airflow_provider_dgsentiment.concurrency import AdaptiveConcurrency
+from airflow_provider_dgsentiment.exceptions import (
+    DeepgramAPIError,
+    DeepgramConnectionError,
+    DeepgramEndpointUnreachableError,
+    DeepgramRedirectError,
+    DeepgramResponseError,
+    DeepgramTimeoutError,
+    DeepgramTokenBudgetError,
+    DeepgramTokenLimitError,
+    make_api_error,
+    summarize_body,
+)
+from airflow_provider_dgsentiment.results import SentimentResult
+from airflow_provider_dgsentiment.retry import DEFAULT_MAX_RETRIES, RetryPolicy, parse_retry_after
+
+if TYPE_CHECKING:
+    import aiohttp
+
+DEFAULT_BASE_URL = "https://api.deepgram.com"
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_MAX_CONCURRENCY = 10
+READ_PATH = "/v1/read"
+PROJECTS_PATH = "/v1/projects"
+USER_AGENT = "airflow-provider-dgsentiment"
+#: Below this part size, a TOKEN_LIMIT_EXCEEDED answer is not retried with smaller parts.
+MIN_CHUNK_TOKENS = 1000
+#: The finer re-split after TOKEN_LIMIT_EXCEEDED cuts parts this many times smaller.
+RESPLIT_FACTOR = 4
+#: Connection attempts failing in a row (no answer of any kind in between, over the whole
+#: engine) after which the endpoint counts as unreachable and the run stops.
+MAX_CONSECUTIVE_CONNECT_FAILURES = 5
+#: Texts a run holds (in flight, or answered but not yet handed back), per slot of its bound.
+UNDELIVERED_PER_SLOT = 2
+#: Whether a 429 with ``Retry-After`` pauses every new request of the engine until the retry
+#: is due (not only the request retried, which always waits what the header says). Off: on
+#: a concurrency limit shared by several workers (Deepgram's 429), pausing a whole worker for
+#: a second per 429 left the account idle; the benchmark's shared-account rows measure both.
+PAUSE_ON_RETRY_AFTER = False
+#: Seconds ``close()`` waits for a cancelled run or the loop thread to finish.
+CLOSE_TIMEOUT = 2.0
+
+log = logging.getLogger(__name__)
+
+
+async def retry_sleep(seconds: float) -> None:
+    """Wait before a retry (a module function, so tests can shorten the waits)."""
+    await asyncio.sleep(seconds)
+
+
+@dataclass(frozen=True)
+class DeepgramSettings:
+    """
+    Everything the engine needs from a ``deepgram`` connection.
+
+    :param base_url: scheme and host, e.g. ``https://api.deepgram.com`` (no path, no trailing slash).
+    :param api_key: the API key (sent as ``Authorization: Token <key>``).
+    :param timeout: seconds for one whole response (connect, headers and body).
+    :param max_retries: retries of one request after a retryable failure.
+    :param max_concurrency: requests in flight at once.
+    """
+
+    base_url: str
+    api_key: str
+    timeout: float = DEFAULT_TIMEOUT
+    max_retries: int = DEFAULT_MAX_RETRIES
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+
+    def __repr__(self) -> str:  # never show the key
+        return (
+            f"DeepgramSettings(base_url={self.base_url!r}, api_key='***', timeout={self.timeout}, "
+            f"max_retries={self.max_retries}, max_concurrency={self.max_concurrency})"
+        )
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {
+            "Authorization": f"Token {self.api_key}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+
+    @property
+    def read_url(self) -> str:
+        return self.base_url + READ_PATH
+
+    @property
+    def projects_url(self) -> str:
+        return self.base_url + PROJECTS_PATH
+
+
+def read_query(language: str, tags: Iterable[str] | None = None) -> str:
+    """The query string of a sentiment request: ``sentiment=true&language=en&tag=a&tag=b``."""
+    pairs = [("sentiment", "true"), ("language", language)]
+    pairs.extend(("tag", str(tag)) for tag in tags or ())
+    return urlencode(pairs, quote_via=quote)
+
+
+def masked_url(url: str | None) -> str:
+    """
+    Describe a URL without its secrets: credentials dropped, every query value ``***``.
+
+    The result also goes through Airflow's secrets masker, so a registered key that
+    still shows (e.g. in the path) is redacted too.
+    """
+    if not url:
+        return "(none)"
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(unreadable URL)"
+    shown = f"{parts.scheme}://{host}{port}{parts.path}" if parts.scheme else parts.path
+    if parts.query:
+        names = [pair.split("=", 1)[0] for pair in parts.query.split("&") if pair]
+        shown += "?" + "&".join(f"{name}=***" for name in names)
+    if parts.fragment:
+        shown += "#***"
+    return redact_text(shown)
+
+
+def redact_text(text: str) -> str:
+    """Pass ``text`` through Airflow's secrets masker (registered secrets become ``***``)."""
+    try:
+        from airflow.providers.common.compat.sdk import redact
+    except ImportError:  # pragma: no cover - every supported Airflow has it
+        return text
+    return str(redact(text))
+
+
+def parse_success(status: int, body: bytes, request_id: str | None) -> SentimentResult:
+    """Decode a 2xx body into a :class:`SentimentResult` or raise :class:`DeepgramResponseError`."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise DeepgramResponseError(
+            f"the body is not JSON ({summarize_body(body.decode('utf-8', 'replace'))})",
+            status=status,
+            request_id=request_id,
+        ) from None
+    return SentimentResult.from_response(data, request_id=request_id)
+
+
+def parse_error(status: int, body: bytes, headers: Any) -> DeepgramAPIError:
+    """Decode an error (or redirect) response into the typed :class:`DeepgramAPIError`."""
+    request_id = headers.get("dg-request-id")
+    if 300 <= status < 400:
+        return DeepgramRedirectError(
+            status,
+            "REDIRECT",
+            f"the API answered with a redirect to {masked_url(headers.get('Location'))}; redirects are never "
+            "followed (check the connection's Base URL)",
+            request_id,
+        )
+    text = body.decode("utf-8", "replace")
+    try:
+        parsed = json.loads(text) if text else None
+    except ValueError:
+        parsed = None
+    return make_api_error(
+        status,
+        parsed,
+        request_id=request_id,
+        retry_after=parse_retry_after(headers.get("Retry-After")),
+        body_text=None if isinstance(parsed, dict) else text,
+    )
+
+
+@dataclass
+class EngineStats:
+    """Counters of one engine (read by the hook, the benchmark and tests)."""
+
+    #: Requests sent (every attempt).
+    requests: int = 0
+    #: Retries made.
+    retries: int = 0
+    #: 429 answers seen (including ones a retry then got through).
+    rate_limited: int = 0
+    #: Connection attempts that failed before any answer.
+    connect_failures: int = 0
+
+
+class _Run:
+    """The state of one ``stream()`` call: its query, bound, token budget and stop."""
+
+    __slots__ = ("url", "bound", "cap", "used", "reserved", "stopped", "stop_waiter")
+
+    def __init__(self, url: Any, bound: int, cap: int | None, used: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.url = url
+        self.bound = bound
+        self.cap = cap
+        #: Tokens spent: the caller's ``used_input_tokens`` plus ``input_tokens`` of answers so far.
+        self.used = used
+        #: Estimated tokens of requests in flight (counted against the cap until they answer).
+        self.reserved = 0
+        #: The systemic error that stopped the run, once there is one.
+        self.stopped: DeepgramAPIError | None = None
+        #: Done when the run stops; sleeping retries wait on it too.
+        self.stop_waiter: asyncio.Future[None] = loop.create_future()
+
+    def stop(self, error: DeepgramAPIError) -> None:
+        if self.stopped is None:
+            self.stopped = error
+            if not self.stop_waiter.done():
+                self.stop_waiter.set_result(None)
+
+
+class _Failure:
+    """An exception that is not a per-document outcome (the input iterator failed, a bug)."""
+
+    __slots__ = ("exception",)
+
+    def __init__(self, exception: BaseException) -> None:
+        self.exception = exception
+
+
+_DONE = object()
+
+
+class _NotSent(Exception):
+    """The run stopped before any part of this text was sent: it yields nothing."""
+
+
+class _Source:
+    """Hands out ``(index, text)`` from a plain or async iterable, one caller at a time."""
+
+    def __init__(self, texts: Iterable[str] | AsyncIterable[str]) -> None:
+        self.index = 0
+        self.exhausted = False
+        if hasattr(texts, "__aiter__"):
+            self._aiter: AsyncIterator[str] | None = texts.__aiter__()  # type: ignore[union-attr]
+            self._iter: Iterator[str] | None = None
+            self._lock: asyncio.Lock | None = asyncio.Lock()
+        else:
+            self._aiter = None
+            self._iter = iter(texts)  # type: ignore[arg-type]
+            self._lock = None
+
+    async def next(self) -> tuple[int, str] | None:
+        if self.exhausted:
+            return None
+        if self._iter is not None:
+            try:
+                text = next(self._iter)
+            except StopIteration:
+                self.exhausted = True
+                return None
+        else:
+            async with self._lock:  # an async generator must not be advanced twice at once
+                if self.exhausted:
+                    return None
+                try:
+                    text = await self._aiter.__anext__()
+                except StopAsyncIteration:
+                    self.exhausted = True
+                    return None
+        index = self.index
+        self.index = index + 1
+        return index, text
+
+
+class SentimentEngine:
+    """
+    Send sentiment requests: one session, one adaptive window, retries, chunking, typed errors.
+
+    Bound to the event loop its session was opened on (a closed, idle engine moves to
+    the next loop that uses it). :meth:`stream` scores many texts; the
+    single-request methods (:meth:`analyze`, :meth:`analyze_url`, :meth:`get_projects`)
+    share its window, retries and errors.
+
+    :param settings: base URL, key, timeout, retries and the default concurrency.
+    :param max_chunk_tokens: texts with more estimated tokens are split before sending.
+    :param logger: where retries and chunking are logged (the hook's ``log``).
+    """
+
+    def __init__(
+        self,
+        settings: DeepgramSettings,
+        *,
+        max_chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+        logger: logging.Logger | Any | None = None,
+    ) -> None:
+        self.settings = settings
+        self.policy = RetryPolicy(max_retries=settings.max_retries)
+        self.max_chunk_tokens = max_chunk_tokens
+        self.log = logger if logger is not None else log
+        self.window = AdaptiveConcurrency(settings.max_concurrency)
+        #: Whether a 429's ``Retry-After`` pauses the whole engine, not just the request retried.
+        self.pause_on_retry_after = PAUSE_ON_RETRY_AFTER
+        self.stats = EngineStats()
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._in_flight = 0
+        self._slot_waiters: deque[asyncio.Future[None]] = deque()
+        self._pausers = 0
+        self._unpaused: asyncio.Event | None = None
+        self._consecutive_connect_failures = 0
+        self._projects_url: Any = None
+        self._proxy: Any = None
+        self._proxy_auth: Any = None
+
+    # ------------------------------------------------------------------ session
+
+    def _ensure_session(self) -> aiohttp.ClientSession:
+        """Return the session, creating it on the running loop the first time."""
+        session = self._session
+        if session is not None and not session.closed:
+            return session
+        import aiohttp
+        import yarl
+
+        loop = asyncio.get_running_loop()
+        if self._loop is not None and self._loop is not loop and (self._in_flight or self._slot_waiters):
+            raise RuntimeError("a SentimentEngine is in use on another event loop")
+        self._loop = loop
+        self._unpaused = asyncio.Event()
+        self._unpaused.set()
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30.0)
+        self._session = session = aiohttp.ClientSession(
+            connector=connector,
+            headers=self.settings.headers,
+            # One deadline for the whole response: connect, headers and body.
+            timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
+            # trust_env would look up netrc and the proxy variables in a thread on every
+            # request: the proxy (HTTPS_PROXY / NO_PROXY, as requests honours them) is looked
+            # up once here instead, and netrc never applies (the key is in a header).
+            trust_env=False,
+            skip_auto_headers=("Accept-Encoding",),
+        )
+        self._proxy, self._proxy_auth = _env_proxy(self.settings.base_url)
+        self._projects_url = yarl.URL(self.settings.projects_url)
+        return session
+
+    async def close(self) -> None:
+        """Close the session (its connections); the engine can open a new one later."""
+        session, self._session = self._session, None
+        if session is not None and not session.closed:
+            await session.close()
+
+    # ------------------------------------------------------------------ the window
+
+    async def _acquire(self) -> None:
+        """Wait for a slot of the window (and for any whole-engine pause to end)."""
+        while True:
+            if self._pausers:
+                await self._unpaused.wait()  # type: ignore[union-attr]
+                continue
+            if self._in_flight < self.window.limit:
+                self._in_flight += 1
+                return
+            waiter = self._loop.create_future()  # type: ignore[union-attr]
+            self._slot_waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()  # pass the slot it was given on
+                raise
+
+    def _release(self) -> None:
+        self._in_flight -= 1
+        if self._slot_waiters:
+            self._wake()
+
+    def _wake(self) -> None:
+        free = self.window.limit - self._in_flight
+        waiters = self._slot_waiters
+        while free > 0 and waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                free -= 1
+
+    # ------------------------------------------------------------------ one attempt
+
+    async def _send(self, method: str, url: Any, data: bytes | None) -> tuple[int, bytes, Any]:
+        """Send one request; return ``(status, body, headers)`` or raise a connection/timeout error."""
+        import aiohttp
+
+        session = self._session or self._ensure_session()
+        self.stats.requests += 1
+        try:
+            async with session.request(
+                method, url, data=data, allow_redirects=False, proxy=self._proxy, proxy_auth=self._proxy_auth
+            ) as response:
+                body = await response.read()
+                status = response.status
+                headers = response.headers
+        except TimeoutError:
+            raise DeepgramTimeoutError(0, "CLIENT_TIMEOUT", f"no response within {self.settings.timeout}s") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise self._connect_failed(exc) from None
+        except aiohttp.ClientError as exc:
+            self._consecutive_connect_failures = 0
+            raise DeepgramConnectionError(0, "CONNECTION_ERROR", redact_text(f"{type(exc).__name__}: {exc}")) from None
+        self._consecutive_connect_failures = 0
+        return status, body, headers
+
+    def _connect_failed(self, exc: Exception) -> DeepgramConnectionError:
+        self.stats.connect_failures += 1
+        self._consecutive_connect_failures += 1
+        failures = self._consecutive_connect_failures
+        reason = redact_text(f"{type(exc).__name__}: {exc}")
+        if failures >= MAX_CONSECUTIVE_CONNECT_FAILURES:
+            return DeepgramEndpointUnreachableError(
+                0,
+                "ENDPOINT_UNREACHABLE",
+                f"{masked_url(self.settings.base_url)} is unreachable: {failures} connection attempts in a row "
+                f"failed with no answer in between (last: {reason})",
+            )
+        return DeepgramConnectionError(0, "CONNECTION_ERROR", reason)
+
+    async def _attempt_read(self, url: Any, data: bytes) -> SentimentResult:
+        await self._acquire()
+        loop = self._loop
+        sent_at = loop.time()  # type: ignore[union-attr]
+        try:
+            status, body, headers = await self._send("POST", url, data)
+        finally:
+            self._release()
+        if status < 300:
+            result = parse_success(status, body, headers.get("dg-request-id"))
+            self.window.on_success()
+            return result
+        if status == 429:
+            self.stats.rate_limited += 1
+            self.window.on_rate_limited(sent_at, loop.time())  # type: ignore[union-attr]
+        raise parse_error(status, body, headers)
+
+    # ------------------------------------------------------------------ retries
+
+    async def _with_retries(self, attempt_once: Callable[[], Coroutine[Any, Any, Any]], run: _Run | None) -> Any:
+        """Run ``attempt_once`` until it succeeds, a failure is not retryable, or the retries are spent."""
+        policy = self.policy
+        attempt = 0
+        while True:
+            try:
+                return await attempt_once()
+            except DeepgramAPIError as error:
+                if run is not None and (error.systemic or run.stopped is not None):
+                    if error.systemic:
+                        run.stop(error)
+                    raise
+                if not policy.should_retry(attempt, retryable=error.retryable):
+                    raise
+                delay = policy.delay(attempt, error.retry_after)
+                attempt += 1
+                self.stats.retries += 1
+                self.log.warning("%s; retry %d/%d in %.2fs", error, attempt, policy.max_retries, delay)
+                pause = self.pause_on_retry_after and error.retry_after is not None and error.status == 429
+                await self._wait_to_retry(delay, pause=pause, run=run)
+                if run is not None and run.stopped is not None:
+                    raise error from None
+
+    async def _wait_to_retry(self, delay: float, *, pause: bool, run: _Run | None) -> None:
+        """
+        Sleep ``delay`` before a retry; a run's stop ends the wait early.
+
+        With ``pause`` (a 429 with ``Retry-After``) the whole engine sends nothing new
+        until the wait is over: the account asked every client to hold off.
+        """
+        if pause:
+            self._pausers += 1
+            self._unpaused.clear()  # type: ignore[union-attr]
+        try:
+            if run is None:
+                await retry_sleep(delay)
+            else:
+                sleeper = asyncio.ensure_future(retry_sleep(delay))
+                try:
+                    await asyncio.wait((sleeper, run.stop_waiter), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    if not sleeper.done():
+                        sleeper.cancel()
+        finally:
+            if pause:
+                self._pausers -= 1
+                if not self._pausers:
+                    self._unpaused.set()  # type: ignore[union-attr]
+
+    # ------------------------------------------------------------------ one document
+
+    async def _score(self, text: str, run: _Run) -> SentimentResult:
+        """Score one text, in parts when it is over the token limit, with the finer re-split fallback."""
+        if run.stopped is not None:
+            raise _NotSent
+        max_tokens = self.max_chunk_tokens
+        parts = chunk_text(text, max_tokens)
+        if len(parts) > 1:
+            self.log.info(
+                "Text of %d characters is over the token limit; scoring it in %d parts", len(text), len(parts)
+            )
+        try:
+            results = [await self._score_part(part, run) for part in parts]
+        except DeepgramTokenLimitError:
+            if max_tokens <= MIN_CHUNK_TOKENS:
+                raise
+            # Deepgram counted more tokens than our estimate: split finer and try once more.
+            parts = chunk_text(text, max_tokens // RESPLIT_FACTOR)
+            self.log.info("Deepgram counted more tokens than estimated; scoring the text in %d parts", len(parts))
+            results = [await self._score_part(part, run) for part in parts]
+        return merge_results(results, parts)
+
+    async def _score_part(self, text: str, run: _Run) -> SentimentResult:
+        if run.stopped is not None:
+            raise run.stopped
+        data = json.dumps({"text": text}).encode()
+        if run.cap is None:
+            return await self._with_retries(lambda: self._attempt_read(run.url, data), run)
+        needed = count_tokens(text)
+        committed = run.used + run.reserved
+        if committed + needed > run.cap:
+            error = DeepgramTokenBudgetError.for_budget(run.cap, committed, needed)
+            run.stop(error)
+            raise error
+        run.reserved += needed
+        try:
+            result = await self._with_retries(lambda: self._attempt_read(run.url, data), run)
+        finally:
+            run.reserved -= needed
+        run.used += result.input_tokens
+        return result
+
+    # ------------------------------------------------------------------ runs
+
+    def _new_run(
+        self, language: str, max_concurrency: int | None, tags: Iterable[str] | None, cap: int | None, used: int
+    ) -> _Run:
+        import yarl
+
+        self._ensure_session()
+        bound = max_concurrency or self.settings.max_concurrency
+        if bound < 1:
+            raise ValueError(f"max_concurrency must be at least 1, got {bound}")
+        if cap is not None and cap < 0:
+            raise ValueError(f"max_input_tokens must not be negative, got {cap}")
+        self.window.raise_maximum(bound)
+        url = yarl.URL(f"{self.settings.read_url}?{read_query(language, tags)}", encoded=True)
+        return _Run(url, bound, cap, int(used or 0), self._loop)  # type: ignore[arg-type]
+
+    async def stream(
+        self,
+        texts: Iterable[str] | AsyncIterable[str],
+        *,
+        language: str = "en",
+        max_concurrency: int | None = None,
+        tags: Iterable[str] | None = None,
+        max_input_tokens: int | None = None,
+        used_input_tokens: int = 0,
+    ) -> AsyncIterator[tuple[int, SentimentResult | DeepgramAPIError]]:
+        """
+        Score many texts, yielding ``(index, result_or_error)`` as each completes.
+
+        ``texts`` (plain or async iterable) is consumed lazily, one text per free worker,
+        so only the texts in flight are held. After a systemic error nothing more is sent
+        and the stream ends once the requests in flight answer. Closing the stream
+        (``aclose()``) cancels the requests in flight at once.
+        """
+        run = self._new_run(language, max_concurrency, tags, max_input_tokens, used_input_tokens)
+        source = _Source(texts)
+        results: asyncio.Queue[Any] = asyncio.Queue()
+        # Texts taken but not yet handed back (in flight or finished): at most this many.
+        undelivered = asyncio.Semaphore(UNDELIVERED_PER_SLOT * run.bound)
+        workers_left = run.bound
+
+        async def work() -> None:
+            nonlocal workers_left
+            try:
+                while run.stopped is None:
+                    await undelivered.acquire()
+                    item = await source.next()
+                    if item is None or run.stopped is not None:
+                        return
+                    index, text = item
+                    try:
+                        outcome: SentimentResult | DeepgramAPIError = await self._score(text, run)
+                    except _NotSent:
+                        return
+                    except DeepgramAPIError as error:
+                        if error.systemic:
+                            run.stop(error)
+                        outcome = error
+                    results.put_nowait((index, outcome))
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # the input iterator failed, or a bug: the stream raises it
+                run.stop(DeepgramAPIError(0, "STOPPED", "the run stopped on an unexpected error"))
+                results.put_nowait(_Failure(exc))
+            finally:
+                workers_left -= 1
+                if not workers_left:
+                    results.put_nowait(_DONE)
+
+        loop = self._loop
+        workers = [loop.create_task(work()) for _ in range(run.bound)]  # type: ignore[union-attr]
+        try:
+            while True:
+                item = await results.get()
+                if item is _DONE:
+                    return
+                if type(item) is _Failure:
+                    raise item.exception
+                yield item
+                undelivered.release()
+        finally:
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    async def analyze(self, text: str, language: str = "en", tags: Iterable[str] | None = None) -> SentimentResult:
+        """Score one text (in parts when over the token limit); raise its typed error on failure."""
+        run = self._new_run(language, 1, tags, None, 0)
+        return await self._score(text, run)
+
+    async def analyze_url(self, url: str, language: str = "en", tags: Iterable[str] | None = None) -> SentimentResult:
+        """Score the text Deepgram fetches from ``url``."""
+        run = self._new_run(language, 1, tags, None, 0)
+        data = json.dumps({"url": url}).encode()
+        return await self._with_retries(lambda: self._attempt_read(run.url, data), run)
+
+    async def get_projects(self) -> list[Any]:
+        """``GET /v1/projects`` once, no retries: the projects the key sees (free, authenticated)."""
+        self._ensure_session()
+        status, body, headers = await self._send("GET", self._projects_url, None)
+        if status >= 300:
+            raise parse_error(status, body, headers)
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise DeepgramResponseError(
+                "GET /v1/projects did not answer with JSON: is the Base URL right?",
+                status=status,
+                request_id=headers.get("dg-request-id"),
+            ) from None
+        projects = data.get("projects") if isinstance(data, dict) else None
+        return projects if isinstance(projects, list) else []
+
+
+def _env_proxy(base_url: str) -> tuple[Any, Any]:
+    """The proxy the environment names for ``base_url`` (``HTTPS_PROXY``, ``NO_PROXY``...), or None."""
+    import yarl
+    from aiohttp.helpers import get_env_proxy_for_url
+
+    try:
+        return get_env_proxy_for_url(yarl.URL(base_url))
+    except LookupError:
+        return None, None
+
+
+class LoopThread:
+    """
+    A private event loop on a daemon thread, for sync callers of the async engine.
+
+    One loop per hook: the engine, its session and its window live on it for the hook's
+    lifetime, across batches.
+    """
+
+    def __init__(self, name: str = "deepgram-engine") -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
+        """Run ``coroutine`` on the loop and return its result (raise its exception) here."""
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
+
+    def iterate(
+        self,
+        make_stream: Callable[[AsyncIterable[str]], AsyncIterator[Any]],
+        texts: Iterable[str],
+        ahead: int,
+    ) -> Iterator[Any]:
+        """
+        Drive an async stream from this (caller's) thread.
+
+        The caller's thread reads ``texts`` (up to ``ahead`` texts ahead of the results
+        handed back, so reading a document overlaps with the requests in flight) and
+        feeds them to the stream on the loop; results come back through a queue.
+        Closing this generator cancels the stream and waits (briefly) for it to end.
+        """
+        feed = _ThreadFeed(self.loop)
+        results: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        finished = threading.Event()
+
+        async def pump() -> None:
+            try:
+                stream = make_stream(feed)
+                try:
+                    async for item in stream:
+                        results.put(item)
+                finally:
+                    await stream.aclose()
+            except asyncio.CancelledError:
+                pass
+            except BaseException as exc:
+                results.put(_Failure(exc))
+            finally:
+                results.put(_DONE)
+                finished.set()
+
+        future = asyncio.run_coroutine_threadsafe(pump(), self.loop)
+        iterator = iter(texts)
+        pending = 0
+        try:
+            exhausted = False
+            while True:
+                while not exhausted and pending < ahead:
+                    try:
+                        text = next(iterator)
+                    except StopIteration:
+                        exhausted = True
+                        feed.close()
+                        break
+                    feed.put(text)
+                    pending += 1
+                item = results.get()
+                if item is _DONE:
+                    return
+                if type(item) is _Failure:
+                    raise item.exception
+                pending -= 1
+                yield item
+        finally:
+            if not finished.is_set():
+                future.cancel()
+                finished.wait(CLOSE_TIMEOUT)
+
+    def close(self, engine: SentimentEngine | None = None) -> None:
+        """Close ``engine``'s session on the loop, then stop the loop and its thread."""
+        if self.loop.is_closed():
+            return
+        if threading.current_thread() is self._thread:  # dropped on its own loop: just stop it
+            self.loop.stop()
+            return
+        if self._thread.is_alive():
+            try:
+                if engine is not None:
+                    asyncio.run_coroutine_threadsafe(engine.close(), self.loop).result(CLOSE_TIMEOUT)
+                asyncio.run_coroutine_threadsafe(self.loop.shutdown_default_executor(), self.loop).result(CLOSE_TIMEOUT)
+            except (concurrent.futures.TimeoutError, RuntimeError):
+                pass
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(CLOSE_TIMEOUT)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+
+class _ThreadFeed:
+    """An async iterable of texts that another thread fills (``put``, then ``close``)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._items: deque[str] = deque()
+        self._closed = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._lock = threading.Lock()
+
+    def put(self, text: str) -> None:
+        with self._lock:
+            self._items.append(text)
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            self._loop.call_soon_threadsafe(_set_result, waiter)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            self._loop.call_soon_threadsafe(_set_result, waiter)
+
+    def __aiter__(self) -> _ThreadFeed:
+        return self
+
+    async def __anext__(self) -> str:
+        while True:
+            with self._lock:
+                if self._items:
+                    return self._items.popleft()
+                if self._closed:
+                    raise StopAsyncIteration
+                waiter = self._waiter = self._loop.create_future()
+            await waiter
+
+
+def _set_result(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
