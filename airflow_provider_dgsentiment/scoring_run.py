@@ -372,7 +372,7 @@ class ScoringRun:
     def _write(self, documents: list[ScoredDocument], lines: list[dict[str, Any]]) -> None:
         """Store one batch (storage thread); after a failed write, refuse to write more."""
         if self._write_failed:
-            raise DeepgramError("not stored: an earlier write failed")
+            raise _WriteRefused("not stored: an earlier write failed")
         try:
             if self.writer is not None and documents:
                 self.writer.write(documents)
@@ -387,12 +387,10 @@ class ScoringRun:
         if not self._write_failed:
             await self._flush(outcome, storage)
         while self._pending:
-            if self._write_failed:
-                # The failure that stopped writing is raised where it happened; the writes handed
-                # over after it refuse to run and are only collected here.
-                future, _ = self._pending.pop(0)
-                await asyncio.wait({future})
-                future.exception()
+            future, _ = self._pending[0]
+            await asyncio.wait({future})
+            if isinstance(future.exception(), _WriteRefused):
+                self._pending.pop(0)  # handed over after the failure that stopped writing: nothing to say
                 continue
             await self._settle_oldest_write(outcome)
 
@@ -408,6 +406,10 @@ class ScoringRun:
         finally:
             if self.writer is not None:
                 await self._loop.run_in_executor(storage, self.writer.close)
+
+
+class _WriteRefused(DeepgramError):
+    """A write handed over after an earlier write failed, refused (the earlier failure is the one raised)."""
 
 
 async def _cancelled(task: asyncio.Future) -> None:

@@ -164,11 +164,11 @@ def sentiment_body(text: str, score: float = 0.5) -> dict:
 
 class StandInAPI:
     """
-    A small loopback stand-in for Deepgram's ``/v1/read``, for edge cases the emulator does not play.
+    Deepgram's ``/v1/read`` played by the loopback :class:`tests.stand_in.StandIn`, answering per text.
 
     ``answer(text)`` returns None (a valid positive result), ``(status, body)`` or
-    ``(status, body, headers)``; ``texts`` records what was sent and ``call_count`` how many
-    requests arrived. It runs an aiohttp server on its own thread and event loop.
+    ``(status, body, headers)`` (a dict body is sent as JSON, a string as it is); ``texts``
+    records what was sent and ``call_count`` how many requests arrived.
     """
 
     def __init__(self) -> None:
@@ -176,52 +176,30 @@ class StandInAPI:
 
         self.answer = lambda text: None
         self.texts: list[str] = []
-        self.call_count = 0
         self.lock = threading.Lock()
-        self.url = ""
-        self._loop = None
-        self._thread = None
-        self._runner = None
+        self.stand_in = None
 
     def start(self) -> StandInAPI:
-        import asyncio
-        import threading
+        from tests.stand_in import StandIn
 
-        started = threading.Event()
-
-        def serve() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self._start())
-            started.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=serve, name="stand-in-api", daemon=True)
-        self._thread.start()
-        if not started.wait(10):
-            raise RuntimeError("the stand-in API did not start")
+        self.stand_in = StandIn()
+        self.stand_in.answer(self._respond)
         return self
 
-    async def _start(self) -> None:
-        from aiohttp import web
+    @property
+    def url(self) -> str:
+        return self.stand_in.url
 
-        app = web.Application()
-        app.router.add_post("/v1/read", self._read)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
+    @property
+    def call_count(self) -> int:
+        return self.stand_in.call_count
 
-    async def _read(self, request):
-        import json
+    def _respond(self, recorded):
+        from tests.stand_in import Answer
 
-        from aiohttp import web
-
-        text = (await request.json()).get("text", "")
+        text = recorded.json().get("text", "")
         with self.lock:
             self.texts.append(text)
-            self.call_count += 1
         answer = self.answer(text)
         if answer is None:
             answer = (200, sentiment_body(text))
@@ -230,17 +208,12 @@ class StandInAPI:
         if isinstance(body, dict):
             request_id = body.get("request_id") or body.get("metadata", {}).get("request_id", "rid")
             headers.setdefault("dg-request-id", str(request_id))
-            return web.Response(status=status, text=json.dumps(body), content_type="application/json", headers=headers)
-        return web.Response(status=status, text=str(body), headers=headers)
+            return Answer(status, json=body, headers=headers)
+        return Answer(status, text=str(body), headers=headers)
 
     def stop(self) -> None:
-        import asyncio
-
-        if self._loop is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+        if self.stand_in is not None:
+            self.stand_in.stop()
 
 
 @pytest.fixture

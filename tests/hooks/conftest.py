@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.hooks.stand_in import StandIn
+from tests.stand_in import StandIn
 
 
 @pytest.fixture

@@ -23,8 +23,8 @@ from airflow_provider_dgsentiment.exceptions import (
     DeepgramTokenBudgetError,
 )
 from airflow_provider_dgsentiment.hooks.sentiment import DeepgramSentimentHook
-from tests.hooks.stand_in import Answer
 from tests.hooks.test_sentiment_hook_http import KEY, ok_body, set_conn
+from tests.stand_in import Answer
 
 
 @pytest.fixture

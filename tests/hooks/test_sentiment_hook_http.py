@@ -21,7 +21,7 @@ from airflow_provider_dgsentiment.exceptions import (
     DeepgramUnsupportedLanguageError,
 )
 from airflow_provider_dgsentiment.hooks.sentiment import DeepgramSentimentHook
-from tests.hooks.stand_in import Answer
+from tests.stand_in import Answer
 
 BASE = "https://api.deepgram.test"
 KEY = "dg-secret-key-0123456789"
