@@ -7,6 +7,7 @@
 #
 #   bash scripts/deployment.sh install     # redis-server (apt, as root) + the celery provider (pip -c)
 #   bash scripts/deployment.sh start       # install, fresh DBs, start everything, wait until healthy
+#   bash scripts/deployment.sh test        # start, run tests/deployment against it, stop (make test-deployment)
 #   bash scripts/deployment.sh stop        # stop every process this script started, by PID
 #   bash scripts/deployment.sh status
 #   bash scripts/deployment.sh kill NAME [SIGNAL]   # signal one component's process group (faults)
@@ -19,11 +20,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO="$PWD"
-VENV="${VENV:-.venv}"
-PY="$REPO/$VENV/bin/python"
-[ -x "$PY" ] || PY="$VENV/bin/python"
-CONSTRAINTS="${CONSTRAINTS:-constraints/airflow-3.txt}"
 STATE="$REPO/.ci-state/deployment"
+# kill/restart (called by the tests) reuse the venv the deployment was started with.
+if [ -z "${VENV:-}" ] && [ -f "$STATE/venv" ]; then VENV="$(cat "$STATE/venv")"; fi
+VENV="${VENV:-.venv}"
+VENV="$(cd "$VENV" 2>/dev/null && pwd || echo "$VENV")"
+PY="$VENV/bin/python"
+CONSTRAINTS="${CONSTRAINTS:-constraints/airflow-3.txt}"
 PIDS="$STATE/pids"
 LOGS="$STATE/logs"
 ENV_FILE="$STATE/deployment.env"
@@ -231,6 +234,7 @@ start() {
   stop_all quiet
   rm -rf "$STATE"
   mkdir -p "$PIDS" "$LOGS"
+  echo "$VENV" >"$STATE/venv"
   write_config
   fresh_databases
   load_env
@@ -244,15 +248,40 @@ start() {
   log "up in $((SECONDS - t0))s: api $DGS_DEPLOY_API_URL, emulator $DGS_DEPLOY_EMULATOR_URL, env $ENV_FILE"
 }
 
+descendants() {
+  # Every process below PID (children, grandchildren, ...), found through their parent ids.
+  local pid="$1" child
+  for child in $(ps -o pid= --ppid "$pid" 2>/dev/null); do
+    echo "$child"
+    descendants "$child"
+  done
+}
+
+signal_tree() {
+  # signal_tree NAME SIGNAL: the component's process group and every descendant of it. Airflow's
+  # task supervisor puts each task runner in a process group of its own, so the group alone
+  # would leave a killed worker's tasks running as orphans.
+  local name="$1" sig="$2" pid tree
+  pid="$(cat "$PIDS/$name.pid")"
+  tree="$(descendants "$pid")"
+  kill "-$sig" -- "-$pid" 2>/dev/null || true
+  # shellcheck disable=SC2086
+  [ -z "$tree" ] || kill "-$sig" $tree 2>/dev/null || true
+}
+
 stop_one() {
   local name="$1" pid
   [ -f "$PIDS/$name.pid" ] || return 0
   pid="$(cat "$PIDS/$name.pid")"
+  local tree
   if kill -0 "$pid" 2>/dev/null; then
+    tree="$(descendants "$pid")"
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    # Whatever is left of what it had forked: SIGKILL, by PID.
+    # shellcheck disable=SC2086
+    [ -z "$tree" ] || kill -KILL $tree 2>/dev/null || true
   fi
-  # Whatever of the group is left (the component or the children it forked): SIGKILL.
   kill -KILL -- "-$pid" 2>/dev/null || true
   rm -f "$PIDS/$name.pid"
 }
@@ -271,22 +300,46 @@ status() {
   done
 }
 
+test_deployment() {
+  # Start, run tests/deployment against it, stop (also when a step fails); print the durations.
+  local t0=$SECONDS rc=0 t_up
+  trap 'stop_all' EXIT
+  ( start )
+  t_up=$((SECONDS - t0))
+  (
+    set -a; . "$ENV_FILE"; set +a
+    VENV="$VENV" bash scripts/test.sh tests/deployment -m deployment -p no:cacheprovider "$@"
+  ) || rc=$?
+  if [ "$rc" != 0 ]; then
+    local c
+    for c in scheduler worker1 worker2 triggerer; do
+      log "last lines of $c.log:"; tail -n 15 "$LOGS/$c.log" >&2 || true
+    done
+  fi
+  log "test-deployment: ${t_up}s to install and start, $((SECONDS - t0 - t_up))s of tests, $((SECONDS - t0))s in all (rc $rc)"
+  return "$rc"
+}
+
 case "${1:-start}" in
   install) install ;;
-  start) start ;;
+  start)
+    # A start that fails half-way stops what it had started.
+    trap 'rc=$?; [ "$rc" = 0 ] || { log "start failed (rc $rc); stopping what it started"; stop_all quiet; }' EXIT
+    start
+    ;;
+  test) shift; test_deployment "$@" ;;
   stop) stop_all ;;
   status) status ;;
   kill)
     name="${2:?component}"; sig="${3:-KILL}"
     alive "$name" || { log "$name is not running"; exit 1; }
-    pid="$(cat "$PIDS/$name.pid")"
-    kill "-$sig" -- "-$pid"
-    log "sent SIG$sig to $name (process group $pid)"
+    signal_tree "$name" "$sig"
+    log "sent SIG$sig to $name (pid $(cat "$PIDS/$name.pid"), its process group and descendants)"
     ;;
   restart)
     name="${2:?component}"
     stop_one "$name"
     start_one "$name"
     ;;
-  *) echo "usage: $0 install|start|stop|status|kill NAME [SIGNAL]|restart NAME" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start|test [PYTEST ARGS]|stop|status|kill NAME [SIGNAL]|restart NAME" >&2; exit 2 ;;
 esac
