@@ -137,7 +137,9 @@ class Deployment:
             return None
         missing = [var for var in cls.ENV.values() if not os.environ.get(var)]
         if missing:
-            raise RuntimeError(f"deployment env incomplete, missing {missing}: source .ci-state/deployment/deployment.env")
+            raise RuntimeError(
+                f"deployment env incomplete, missing {missing}: source .ci-state/deployment/deployment.env"
+            )
         return cls(**{name: os.environ[var] for name, var in cls.ENV.items()})
 
     def api(self) -> AirflowAPI:

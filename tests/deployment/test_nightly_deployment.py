@@ -111,7 +111,9 @@ def assert_report_ran(deployment: Deployment, airflow: AirflowAPI, watch: RunWat
     found: dict[str, Any] | None = None
     while time.monotonic() < deadline:
         for run in airflow.dag_runs(NIGHTLY.report_dag_id, run_type="asset_triggered"):
-            consumed = {event["id"] for event in airflow.upstream_asset_events(NIGHTLY.report_dag_id, run["dag_run_id"])}
+            consumed = {
+                event["id"] for event in airflow.upstream_asset_events(NIGHTLY.report_dag_id, run["dag_run_id"])
+            }
             if consumed & event_ids:
                 found = run
         if found and found["state"] in ("success", "failed"):
