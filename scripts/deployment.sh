@@ -17,6 +17,7 @@
 # Each component runs in its own session (setsid), so its PID is also its process-group id:
 # kill/stop signal exactly that group, which holds the component and the children it forked.
 # Connection details for the tests go to .ci-state/deployment/deployment.env.
+# DGS_DEPLOY_DAGS_FOLDER=DIR serves another DAGs folder (default example_dags/), e.g. a DAG under review.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO="$PWD"
@@ -107,7 +108,7 @@ EOF
 AIRFLOW_HOME=$STATE/airflow-home
 PYTHONPATH=$REPO
 AIRFLOW__CORE__EXECUTOR=CeleryExecutor
-AIRFLOW__CORE__DAGS_FOLDER=$REPO/example_dags
+AIRFLOW__CORE__DAGS_FOLDER=${DGS_DEPLOY_DAGS_FOLDER:-$REPO/example_dags}
 AIRFLOW__CORE__LOAD_EXAMPLES=False
 AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=True
 AIRFLOW__CORE__FERNET_KEY=$fernet

@@ -41,8 +41,10 @@ from tests.deployment.pipeline import (
 pytestmark = [pytest.mark.deployment, pytest.mark.timeout(1800)]
 
 DOCUMENTS = 5000
-#: Rows stored before a fault is injected: the fault lands mid-scoring, not before or after.
+#: Rows stored (worker mode) or requests sent (deferrable mode) before a fault is injected:
+#: the fault lands mid-scoring, not before or after.
 FAULT_AFTER_ROWS = 300
+FAULT_AFTER_REQUESTS = 1000
 RUN_TIMEOUT = 900
 WORKERS = ("worker1", "worker2")
 
@@ -74,6 +76,10 @@ def run_scenario(
     watch = run_nightly(deployment, airflow, conf, timeout=RUN_TIMEOUT, on_poll=fault)
     WATCHES[scenario] = watch
     return watch, expected
+
+
+def sizes(watch: RunWatch) -> str:
+    return ", ".join(f"{what} {size} B at {where}" for what, (size, where) in sorted(watch.largest.items()))
 
 
 def assert_exactly_once(deployment: Deployment, scenario: str, expected: set[str], say) -> None:
@@ -142,7 +148,7 @@ def test_worker_mode_survives_a_killed_celery_worker(deployment, airflow, say):
             worker = ti.get("pid") and deployment.component_of(ti["pid"], WORKERS)
             if worker:
                 deployment.control("kill", worker, "KILL")
-                killed.update(worker=worker, map_index=ti["map_index"], at=watch.elapsed())
+                killed.update(worker=worker, map_index=ti["map_index"], at=round(watch.elapsed()))
                 return
 
     try:
@@ -150,7 +156,7 @@ def test_worker_mode_survives_a_killed_celery_worker(deployment, airflow, say):
     finally:
         if killed:
             deployment.control("restart", killed["worker"])
-    say(f"worker: {summary(watch)}; killed {killed or 'nothing'}")
+    say(f"worker: {summary(watch)}; killed {killed or 'nothing'}; largest {sizes(watch)}")
     assert killed, "no scoring task was seen running on a worker with rows stored: no fault injected"
     assert watch.run["state"] == "success", summary(watch)
     tries = airflow.task_tries(NIGHTLY.dag_id, watch.run_id, task_id, killed["map_index"])
@@ -176,16 +182,18 @@ def test_deferrable_mode_survives_a_triggerer_restart(deployment, airflow, say):
             return
         if not deferred_since:
             deferred_since.append(watch.elapsed())
-        # The trigger stores rows as it scores; if it stores them only at the end, restart after 5 s.
-        if scoring_rows(deployment, "deferred") < FAULT_AFTER_ROWS and watch.elapsed() - deferred_since[0] < 5:
+        # Mid-scoring: the triggers have sent a good share of the requests (they may store rows
+        # only when the task resumes, so rows are no signal here); at the latest after 60 s.
+        sent = emulator_stats(deployment).requests
+        if sent < FAULT_AFTER_REQUESTS and watch.elapsed() - deferred_since[0] < 60:
             return
         deployment.control("kill", "triggerer", "KILL")
         time.sleep(2)
         deployment.control("restart", "triggerer")
-        restarted.update(at=watch.elapsed(), rows=scoring_rows(deployment, "deferred"), deferred=len(deferred))
+        restarted.update(at=round(watch.elapsed()), requests_sent=sent, deferred=len(deferred))
 
     watch, expected = run_scenario(deployment, airflow, "deferred", deferrable=True, fault=restart_the_triggerer)
-    say(f"deferred: {summary(watch)}; triggerer restarted {restarted or 'never'}")
+    say(f"deferred: {summary(watch)}; triggerer restarted {restarted or 'never'}; largest {sizes(watch)}")
     assert "deferred" in watch.states_seen.get(task_id, set()), "no scoring task deferred"
     assert restarted, "the triggerer was not restarted while a scoring task was deferred"
     assert watch.run["state"] == "success", summary(watch)
@@ -198,7 +206,7 @@ def test_nothing_above_64_kb_through_the_metadata_db(airflow, say):
     if not WATCHES:
         pytest.skip("no scenario ran")
     for scenario, watch in WATCHES.items():
-        say(f"{scenario}: largest {', '.join(f'{k} {v[0]} B {v[1]}' for k, v in sorted(watch.largest.items()))}")
+        say(f"{scenario}: largest {sizes(watch)}")
     if moves_uri_lists_through_xcom(dag_params(airflow, NIGHTLY.dag_id)):
         pytest.xfail(f"{NIGHTLY.dag_id} in this tree returns every URI through XCom (the rewrite shards instead)")
     for scenario, watch in WATCHES.items():
