@@ -3,13 +3,16 @@
 #   make test   - starts PostgreSQL and an S3-compatible server, installs Chromium for the
 #                 connection-form test, checks the built wheel, runs the unit and DAG tests on
 #                 Airflow 2.11 (.venv-af2), then the whole test suite on Airflow 3
+#   make test-deployment - a distributed Airflow 3 on loopback (PostgreSQL, Redis, api-server,
+#                 scheduler, dag-processor, triggerer, two Celery workers, S3, emulator) and the
+#                 nightly pipeline through its REST API, with a killed worker and a restarted triggerer
 SHELL := bash
 .SHELLFLAGS := -eo pipefail -c
 VENV ?= .venv
 PYTHON ?= python3
 CONSTRAINTS ?= constraints/airflow-3.txt
 
-.PHONY: demo test lint services services-stop browser-deps benchmark benchmark-scale venv clean
+.PHONY: demo test test-deployment lint services services-stop browser-deps benchmark benchmark-scale benchmark-deployment venv clean
 
 venv: $(VENV)/.installed
 
@@ -40,6 +43,10 @@ test: services browser-deps lint
 	bash scripts/test-airflow2.sh
 	bash scripts/test.sh
 
+# Starts and stops its own deployment; needs the servers of `make services` (started when missing).
+test-deployment: venv
+	VENV=$(VENV) bash scripts/deployment.sh test
+
 benchmark: venv
 	$(VENV)/bin/python benchmarks/throughput.py
 	$(MAKE) benchmark-scale
@@ -49,6 +56,13 @@ benchmark: venv
 benchmark-scale: venv
 	$(VENV)/bin/python benchmarks/scale.py $(BENCHMARK_SCALE_ARGS)
 
+benchmark-deployment: venv
+	VENV=$(VENV) bash scripts/deployment.sh start
+	set -a; . .ci-state/deployment/deployment.env; set +a; \
+		rc=0; $(VENV)/bin/python benchmarks/deployment.py || rc=$$?; \
+		VENV=$(VENV) bash scripts/deployment.sh stop; exit $$rc
+
 clean:
+	bash scripts/deployment.sh stop || true
 	bash scripts/services.sh stop || true
 	rm -rf $(VENV) .venv-af2 .airflow-home .demo .ci-state dist build
