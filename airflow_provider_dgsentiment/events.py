@@ -18,14 +18,7 @@ from typing import Any
 
 from airflow.providers.common.compat.sdk import AirflowNotFoundException
 
-from airflow_provider_dgsentiment import exceptions
-from airflow_provider_dgsentiment.exceptions import (
-    DeepgramAPIError,
-    DeepgramConfigurationError,
-    DeepgramError,
-    DeepgramResponseError,
-    make_api_error,
-)
+from airflow_provider_dgsentiment.exceptions import DeepgramAPIError, DeepgramConfigurationError, DeepgramError
 
 SUCCESS = "success"
 ERROR = "error"
@@ -76,30 +69,9 @@ def error_from_event(event: dict[str, Any], what: str) -> Exception:
     message = str(event.get("message") or "no message")
     error = event.get("error")
     if isinstance(error, dict):
-        return api_error_from_dict(error)
+        return DeepgramAPIError.from_dict(error)
     error_class = event.get("error_class")
     plain = _PLAIN_ERRORS.get(str(error_class))
     if plain is not None:
         return plain(message)
     return DeepgramError(f"{what} failed in the triggerer: {f'{error_class}: ' if error_class else ''}{message}")
-
-
-def api_error_from_dict(data: dict[str, Any]) -> DeepgramAPIError:
-    """
-    Rebuild the typed error that :meth:`DeepgramAPIError.to_dict` described.
-
-    The class is looked up by name among the provider's own error classes only; an
-    unknown name falls back to the class :func:`make_api_error` picks for the status.
-
-    :param data: ``{"error_class", "status", "err_code", "err_msg", "request_id"}``.
-    """
-    status = int(data.get("status") or 0)
-    err_code = data.get("err_code")
-    err_msg = data.get("err_msg")
-    request_id = data.get("request_id")
-    cls = getattr(exceptions, str(data.get("error_class")), None)
-    if not (isinstance(cls, type) and issubclass(cls, DeepgramAPIError)):
-        return make_api_error(status, {"err_code": err_code, "err_msg": err_msg}, request_id=request_id)
-    if issubclass(cls, DeepgramResponseError):
-        return cls(err_msg or "", status=status, request_id=request_id)
-    return cls(status, err_code, err_msg, request_id)

@@ -66,15 +66,6 @@ class DeepgramAPIError(DeepgramError):
         described = self._describe()
         return f"{described} -- {self.context}" if self.context else described
 
-    def with_context(self, context: str) -> DeepgramAPIError:
-        """Return a copy of this error whose message ends with `` -- <context>`` (this one is left as it is)."""
-        copy = self.__reduce__()
-        error = copy[0](*copy[1])
-        error.context = context
-        error.args = (f"{self} -- {context}",)
-        error.__cause__ = self
-        return error
-
     def _describe(self) -> str:
         parts = [f"Deepgram API error {self.status}" if self.status else "Deepgram request failed"]
         if self.err_code:

@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_dgsentiment.events import api_error_from_dict
 from airflow_provider_dgsentiment.exceptions import DeepgramAPIError, DeepgramError
 from airflow_provider_dgsentiment.sources import SKIP_EMPTY
 
@@ -235,7 +234,7 @@ class ScoringOutcome:
                 empty_count=int(state["empty_count"]),
                 results_uris=[str(uri) for uri in state["results_uris"]],
                 inputs=[(str(namespace), str(name)) for namespace, name in state["inputs"]],
-                systemic_error=api_error_from_dict(systemic) if isinstance(systemic, dict) else None,
+                systemic_error=DeepgramAPIError.from_dict(systemic) if isinstance(systemic, dict) else None,
                 stopped=state.get("stopped"),
             )
         except (KeyError, TypeError, ValueError) as exc:

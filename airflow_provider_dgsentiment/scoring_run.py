@@ -59,6 +59,9 @@ class ScoringOptions:
     :param fail_on_empty_source: a ``source`` matching nothing fails the run; False succeeds with zero documents.
     :param max_documents: refuse a run of more documents than this (None: no bound).
     :param progress_interval: seconds between progress log lines.
+    :param tags: Deepgram ``tag`` query parameters of every request.
+    :param max_input_tokens: stop before a request would pass this many input tokens for the
+        task run (tokens its rows already stored in the tables count, so a retry keeps to it).
     """
 
     language: str = "en"
@@ -67,9 +70,13 @@ class ScoringOptions:
     fail_on_empty_source: bool = True
     max_documents: int | None = None
     progress_interval: float = DEFAULT_PROGRESS_INTERVAL
+    tags: tuple[str, ...] = ()
+    max_input_tokens: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "tags": list(self.tags),
+            "max_input_tokens": self.max_input_tokens,
             "language": self.language,
             "max_concurrency": self.max_concurrency,
             "skip_scored": self.skip_scored,
@@ -80,7 +87,9 @@ class ScoringOptions:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ScoringOptions:
-        return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data})
+        values = {key: data[key] for key in cls.__dataclass_fields__ if key in data}
+        values["tags"] = tuple(values.get("tags") or ())
+        return cls(**values)
 
 
 class ScoringRun:
@@ -124,6 +133,8 @@ class ScoringRun:
         self._pending: list[tuple[asyncio.Future, int]] = []
         #: A write failed: the database (or storage) is broken, so nothing more is written.
         self._write_failed = False
+        #: Input tokens this task run already stored (an earlier try), counted against ``max_input_tokens``.
+        self._used_input_tokens = 0
 
     # ------------------------------------------------------------------ control
 
@@ -198,6 +209,14 @@ class ScoringRun:
         """Check the tables and clear earlier result files, before the first request (storage thread)."""
         if self.writer is not None:
             self.writer.check_tables()
+            if self.options.max_input_tokens is not None:
+                self._used_input_tokens = self.writer.stored_input_tokens()
+                if self._used_input_tokens:
+                    self.log.info(
+                        "%d input tokens already stored by this task run count against max_input_tokens=%d",
+                        self._used_input_tokens,
+                        self.options.max_input_tokens,
+                    )
         if self.result_files is not None:
             deleted = self.result_files.begin()
             if deleted:
@@ -271,7 +290,12 @@ class ScoringRun:
                 progress.update(outcome)
 
         results = self.hook.aanalyze_many(
-            texts(), language=self.options.language, max_concurrency=self.options.max_concurrency
+            texts(),
+            language=self.options.language,
+            max_concurrency=self.options.max_concurrency,
+            tags=self.options.tags,
+            max_input_tokens=self.options.max_input_tokens,
+            used_input_tokens=self._used_input_tokens,
         )
         try:
             async with aclosing(results):

@@ -427,6 +427,29 @@ class WarehouseWriter:
             self.connection.rollback()
         return found
 
+    def stored_input_tokens(self) -> int:
+        """
+        Return the input tokens of the rows this writer's task run stored already (0 without rows).
+
+        A retried task counts them against ``max_input_tokens``. Rows are matched by
+        ``dag_id``, ``task_id`` and ``run_id``: for a mapped task, by all its mapped instances.
+        """
+        run = self.run
+        cursor = self.connection.cursor()
+        try:
+            if not self._table_exists(cursor, self.averages_table):
+                return 0
+            marks = self.placeholder
+            cursor.execute(
+                f"SELECT COALESCE(SUM(input_tokens), 0) FROM {self.averages_table} "
+                f"WHERE dag_id = {marks} AND task_id = {marks} AND run_id = {marks}",
+                (run.dag_id, run.task_id, run.run_id),
+            )
+            return int(cursor.fetchone()[0] or 0)
+        finally:
+            cursor.close()
+            self.connection.rollback()
+
     def known_sources(self, sources: Iterable[str]) -> set[str]:
         """Return those of ``sources`` that have a row in the averages table (whatever their content)."""
         return set(self.stored_fingerprints(sources))

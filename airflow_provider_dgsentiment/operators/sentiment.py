@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 ON_ERROR_MODES = ("fail", "skip")
 #: Documents a deferred run may carry back in its event at most (per-document XCom, or no SQL/results_path).
 MAX_DEFERRED_DOCUMENTS = 1000
+#: Characters of a Deepgram ``tag`` at most.
+MAX_TAG_LENGTH = 128
 #: Why a run that was told to stop stopped.
 STOP_REASON = "the task was told to stop (on_kill: SIGTERM, 'mark failed', a timeout or an eviction)"
 
@@ -125,6 +127,13 @@ class DeepgramSentimentOperator(BaseOperator):
         ``.jsonl``/``.ndjson``, ``.csv``, ``.tsv``, ``.parquet``, each optionally ``.gz``, are
         record files; anything else is one text document), ``"text"``, ``"jsonl"``, ``"csv"``
         or ``"parquet"``. (templated)
+    :param tags: Deepgram ``tag`` query parameters sent with every request, so usage can be
+        broken down by pipeline; default ``["airflow", <dag_id>, <task_id>]`` (each cut to 128
+        characters, Deepgram's limit). ``[]`` sends none. (templated)
+    :param max_input_tokens: stop before a request would pass this many input tokens in the
+        task run: a ``DeepgramTokenBudgetError`` names the cap, what was scored is stored. With
+        ``sql_conn_id``, tokens already stored by the same task in the same DAG run (an earlier
+        try; for a mapped task, any of its instances) count too.
     :param xcom_output: ``"full"``, ``"summary"``, ``"manifest"`` or ``"none"`` (see above).
     :param on_error: ``"fail"`` or ``"skip"`` (see above).
     :param max_concurrency: requests in flight at most; default the connection's
@@ -163,6 +172,7 @@ class DeepgramSentimentOperator(BaseOperator):
         "text_field",
         "id_field",
         "format",
+        "tags",
         "language",
     )
     template_fields_renderers = {"text": "py", "source": "py", "sql": "sql"}
@@ -187,6 +197,8 @@ class DeepgramSentimentOperator(BaseOperator):
         text_field: str = "text",
         id_field: str | None = None,
         format: str = "auto",
+        tags: list[str] | None = None,
+        max_input_tokens: int | None = None,
         xcom_output: str = "full",
         on_error: str = "fail",
         max_concurrency: int | None = None,
@@ -213,6 +225,8 @@ class DeepgramSentimentOperator(BaseOperator):
         self.text_field = text_field
         self.id_field = id_field
         self.format = format
+        self.tags = tags
+        self.max_input_tokens = max_input_tokens
         self.xcom_output = xcom_output
         self.on_error = on_error
         self.max_concurrency = max_concurrency
@@ -427,7 +441,10 @@ class DeepgramSentimentOperator(BaseOperator):
     # ------------------------------------------------------------------ set-up
 
     def _options(self, *, max_documents: int | None = None) -> ScoringOptions:
+        tags = ["airflow", self.dag_id, self.task_id] if self.tags is None else list(self.tags)
         return ScoringOptions(
+            tags=tuple(str(tag)[:MAX_TAG_LENGTH] for tag in tags if tag),
+            max_input_tokens=self.max_input_tokens,
             language=self.language,
             max_concurrency=self.max_concurrency,
             skip_scored=bool(self.skip_scored),
@@ -486,6 +503,18 @@ class DeepgramSentimentOperator(BaseOperator):
                 raise DeepgramConfigurationError(f"sql must be a SELECT statement, got {self.sql!r}")
             if not (self.sql_source_conn_id or self.sql_conn_id):
                 raise DeepgramConfigurationError("sql needs sql_source_conn_id (or sql_conn_id) to run on")
+        if self.tags is not None and (
+            not isinstance(self.tags, (list, tuple)) or not all(isinstance(tag, str) for tag in self.tags)
+        ):
+            raise DeepgramConfigurationError(f"tags must be a list of strings, got {self.tags!r}")
+        if self.max_input_tokens is not None and (
+            isinstance(self.max_input_tokens, bool)
+            or not isinstance(self.max_input_tokens, int)
+            or self.max_input_tokens < 1
+        ):
+            raise DeepgramConfigurationError(
+                f"max_input_tokens must be a whole number of at least 1, got {self.max_input_tokens!r}"
+            )
         if self.format not in FORMATS:
             raise DeepgramConfigurationError(
                 f"format must be one of {', '.join(map(repr, FORMATS))}, got {self.format!r}"

@@ -1,14 +1,15 @@
 """Fixtures for the deployment tests: the loopback Airflow 3 deployment of scripts/deployment.sh.
 
 ``make test-deployment`` starts it and exports its addresses (``.ci-state/deployment/deployment.env``);
-without ``DGS_DEPLOY_API_URL`` these tests skip, so the ordinary suite never runs them. Once it
-is set they run, in CI too, and an unreachable deployment is a failure.
+the ordinary suite deselects them (``-m "not deployment"`` in pyproject.toml). Without
+``DGS_DEPLOY_API_URL`` they skip outside CI and fail in CI; an unreachable deployment is a failure.
 """
 
 from __future__ import annotations
 
 import pytest
 
+from tests.conftest import IN_CI
 from tests.deployment.api import AirflowAPI
 from tests.deployment.pipeline import Deployment, set_up_airflow
 
@@ -17,7 +18,10 @@ from tests.deployment.pipeline import Deployment, set_up_airflow
 def deployment() -> Deployment:
     found = Deployment.from_env()
     if found is None:
-        pytest.skip("no deployment: DGS_DEPLOY_API_URL is not set (run `make test-deployment`)")
+        message = "no deployment: DGS_DEPLOY_API_URL is not set (run `make test-deployment`)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
     return found
 
 

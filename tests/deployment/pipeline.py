@@ -394,11 +394,11 @@ class MetadataDB:
 
     def asset_events(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         rows = self._conn.execute(
-            "SELECT id, source_task_id, source_map_index, extra FROM asset_event "
-            "WHERE source_dag_id = %s AND source_run_id = %s ORDER BY id",
+            "SELECT e.id, e.source_task_id, e.source_map_index, e.extra, a.uri FROM asset_event e "
+            "JOIN asset a ON a.id = e.asset_id WHERE e.source_dag_id = %s AND e.source_run_id = %s ORDER BY e.id",
             (dag_id, run_id),
         ).fetchall()
-        return [{"id": r[0], "task_id": r[1], "map_index": r[2], "extra": r[3]} for r in rows]
+        return [{"id": r[0], "task_id": r[1], "map_index": r[2], "extra": r[3], "uri": r[4]} for r in rows]
 
 
 # --- The warehouse and the emulator -----------------------------------------------------------

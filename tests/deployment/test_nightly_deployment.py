@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -127,6 +128,15 @@ def assert_report_ran(deployment: Deployment, airflow: AirflowAPI, watch: RunWat
     assert found is not None, f"no {NIGHTLY.report_dag_id} run consumed asset events {sorted(event_ids)}"
     say(f"report run {found['dag_run_id']} ({found['run_type']}) {found['state']}; extras {events[0]['extra']}")
     assert found["state"] == "success"
+    # Each scoring task attached its run statistics to its asset event (SPEC 13).
+    statistics = ("documents", "scored", "skipped", "failed", "input_tokens", "output_tokens", "sentiment_counts")
+    for event in events:
+        assert set(event["extra"]) >= set(statistics), event["extra"]
+    assert sum(event["extra"]["scored"] for event in events) >= 1
+    # The asset is the averages table as OpenLineage names the operator's output table.
+    results = urlsplit(deployment.results_uri)
+    expected = f"postgres://{results.hostname}:{results.port}{results.path}/public/deepgram_sentiment_averages"
+    assert {event["uri"] for event in events} == {expected}
 
 
 def test_worker_mode_survives_a_killed_celery_worker(deployment, airflow, say):
@@ -163,8 +173,7 @@ def test_worker_mode_survives_a_killed_celery_worker(deployment, airflow, say):
 
 
 def test_deferrable_mode_survives_a_triggerer_restart(deployment, airflow, say):
-    if not supports_deferrable(dag_params(airflow, NIGHTLY.dag_id)):
-        pytest.xfail(f"{NIGHTLY.dag_id} in this tree has no 'deferrable' parameter (the rewrite adds it)")
+    assert supports_deferrable(dag_params(airflow, NIGHTLY.dag_id)), f"{NIGHTLY.dag_id} has no 'deferrable' parameter"
     task_id = score_task_id(airflow)
     restarted: dict[str, Any] = {}
     deferred_since: list[float] = []
@@ -202,8 +211,7 @@ def test_nothing_above_64_kb_through_the_metadata_db(airflow, say):
         pytest.skip("no scenario ran")
     for scenario, watch in WATCHES.items():
         say(f"{scenario}: largest {sizes(watch)}")
-    if moves_uri_lists_through_xcom(dag_params(airflow, NIGHTLY.dag_id)):
-        pytest.xfail(f"{NIGHTLY.dag_id} in this tree returns every URI through XCom (the rewrite shards instead)")
+    assert not moves_uri_lists_through_xcom(dag_params(airflow, NIGHTLY.dag_id)), "the nightly DAG moves URI lists"
     for scenario, watch in WATCHES.items():
         for what, (size, where) in watch.largest.items():
             assert size <= PAYLOAD_LIMIT, f"{scenario}: {what} of {size} bytes at {where}"

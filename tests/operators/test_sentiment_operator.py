@@ -87,6 +87,7 @@ def test_template_fields_are_a_tuple_of_the_documented_names():
         "text_field",
         "id_field",
         "format",
+        "tags",
         "language",
     )
     assert set(DeepgramSentimentOperator.template_fields_renderers) == {"text", "source", "sql"}
@@ -655,3 +656,42 @@ def test_progress_lines_with_rate_and_eta(deepgram_conn, log_text):
     logs = log_text()
     assert "Processed 4/4 documents (scored 3, failed 0, skipped 1)" in logs
     assert "docs/s, ETA" in logs
+
+
+# ---------------------------------------------------------------------- tags and the token cap
+
+
+def test_every_request_carries_the_pipeline_tags(deepgram_conn, inbox):
+    deepgram_conn.reset_stats()
+    run(make_operator(source=f"file://{inbox}/*.txt", xcom_output="none"))
+    tags = deepgram_conn.stats()["tags"]
+    assert (tags["airflow"], tags["test_sentiment_operator"], tags["score"]) == (3, 3, 3)
+    deepgram_conn.reset_stats()
+    run(make_operator(source=f"file://{inbox}/a.txt", tags=["nightly", "x" * 300], xcom_output="none"))
+    assert deepgram_conn.stats()["tags"] == {"nightly": 1, "x" * 128: 1}  # cut to Deepgram's 128 characters
+
+
+def test_max_input_tokens_stops_before_the_cap_and_a_retry_counts_what_is_stored(deepgram_conn, tmp_path, sqlite_db):
+    from airflow_provider_dgsentiment.exceptions import DeepgramTokenBudgetError
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for index in range(20):
+        (folder / f"{index:02}.txt").write_text(f"Document {index} was pleasant and arrived on time.")
+    kwargs = {"source": f"file://{folder}/*.txt", "sql_conn_id": SQL_CONN_ID, "max_concurrency": 1}
+    before = deepgram_conn.stats()["requests"]
+    with pytest.raises(DeepgramTokenBudgetError) as raised:
+        run(make_operator(max_input_tokens=60, **kwargs))
+    sent = deepgram_conn.stats()["requests"] - before
+    message = str(raised.value)
+    assert "max_input_tokens=60 would be passed" in message and "stopped the run" in message
+    stored = table_count(sqlite_db, "deepgram_sentiment_averages")
+    assert 1 <= stored == sent < 20  # what was scored is stored; nothing past the cap was sent
+    with sqlite3.connect(sqlite_db) as connection:
+        assert connection.execute("SELECT SUM(input_tokens) FROM deepgram_sentiment_averages").fetchone()[0] <= 60
+
+    # The retry (same task, same run) counts the tokens stored by the first try: it sends nothing more.
+    before = deepgram_conn.stats()["requests"]
+    with pytest.raises(DeepgramTokenBudgetError):
+        run(make_operator(max_input_tokens=60, **kwargs))
+    assert deepgram_conn.stats()["requests"] - before == 0

@@ -140,6 +140,8 @@ def test_execute_defers_with_plain_json_kwargs_no_key_no_text(deepgram_conn, inb
         },
         "xcom_output": "full",
         "options": {
+            "tags": ["airflow", "test_sentiment_operator", "score"],
+            "max_input_tokens": None,
             "language": "en",
             "max_concurrency": 3,
             "skip_scored": True,

@@ -13,20 +13,8 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_dgsentiment import sources as sources_module
-from airflow_provider_dgsentiment.events import api_error_from_dict
 from airflow_provider_dgsentiment.exceptions import (
     DeepgramAPIError,
-    DeepgramAuthenticationError,
-    DeepgramConnectionError,
-    DeepgramNotFoundError,
-    DeepgramPaymentRequiredError,
-    DeepgramRateLimitError,
-    DeepgramResponseError,
-    DeepgramServerError,
-    DeepgramTimeoutError,
-    DeepgramTokenLimitError,
-    DeepgramUnsupportedLanguageError,
-    make_api_error,
 )
 from airflow_provider_dgsentiment.triggers.sentiment import DeepgramObjectsTrigger, DeepgramSentimentTrigger
 from tests.conftest import NEGATIVE, POSITIVE, SQL_CONN_ID, airflow_serde
@@ -235,7 +223,7 @@ def test_wrong_key_gives_a_systemic_401_and_stops_sending(deepgram_conn, monkeyp
     assert outcome["failed"] == sent and outcome["scored"] == 0
     assert len([item for item in items(event) if item is not None]) == sent  # the rest were never sent
     assert "wrong-key-0000" not in json.dumps(event)
-    assert event["message"].endswith(f"stopped after: {api_error_from_dict(systemic)}")
+    assert event["message"].endswith(f"stopped after: {DeepgramAPIError.from_dict(systemic)}")
 
 
 def test_timeouts_are_reported_per_document(deepgram_emulator_factory, monkeypatch, inbox):
@@ -307,65 +295,6 @@ def test_connection_without_key_is_a_configuration_error_event(monkeypatch, deep
     assert event["status"] == "error"
     assert event["error_class"] == "DeepgramConfigurationError"
     assert event["message"].startswith("No Deepgram API key")
-
-
-# ---------------------------------------------------------------------- errors to dicts and back
-
-
-@pytest.mark.parametrize(
-    "error",
-    [
-        make_api_error(400, {"err_code": "TOKEN_LIMIT_EXCEEDED", "err_msg": "Too many tokens."}, request_id="r1"),
-        make_api_error(
-            400, {"err_code": "INVALID_QUERY_PARAMETER", "err_msg": "Request specified unsupported language: xx"}
-        ),
-        make_api_error(400, {"err_code": "BAD_REQUEST", "err_msg": "no"}),
-        make_api_error(401, {"err_code": "INVALID_AUTH", "err_msg": "Invalid credentials."}, request_id="r2"),
-        make_api_error(402, {"err_code": "ASR_PAYMENT_REQUIRED", "err_msg": "No credit."}),
-        make_api_error(404, None, body_text="<html><title>Not Found</title></html>"),
-        make_api_error(429, {"err_code": "TOO_MANY_REQUESTS", "err_msg": "Slow down."}, retry_after=2),
-        make_api_error(503, None, body_text="upstream down"),
-        DeepgramResponseError("results.sentiments is missing", status=200, request_id="r3"),
-        DeepgramTimeoutError(0, "CLIENT_TIMEOUT", "no response within 0.2s: ReadTimeout"),
-        DeepgramConnectionError(0, "CONNECTION_ERROR", "ConnectError: refused"),
-    ],
-)
-def test_api_errors_survive_the_trip_through_an_event(error):
-    data = json.loads(json.dumps(error.to_dict()))
-    rebuilt = api_error_from_dict(data)
-    assert type(rebuilt) is type(error)
-    assert str(rebuilt) == str(error)
-    assert (rebuilt.status, rebuilt.err_code, rebuilt.err_msg, rebuilt.request_id) == (
-        error.status,
-        error.err_code,
-        error.err_msg,
-        error.request_id,
-    )
-    assert (rebuilt.systemic, rebuilt.retryable) == (error.systemic, error.retryable)
-
-
-def test_error_classes_cover_the_whole_family():
-    expected = {
-        DeepgramAuthenticationError,
-        DeepgramPaymentRequiredError,
-        DeepgramNotFoundError,
-        DeepgramRateLimitError,
-        DeepgramServerError,
-        DeepgramTokenLimitError,
-        DeepgramUnsupportedLanguageError,
-    }
-    for cls in expected:
-        data = {"error_class": cls.__name__, "status": 418, "err_code": "X", "err_msg": "m", "request_id": None}
-        assert type(api_error_from_dict(data)) is cls
-
-
-def test_unknown_error_class_falls_back_to_the_status_mapping():
-    rebuilt = api_error_from_dict(
-        {"error_class": "os.system", "status": 401, "err_code": "INVALID_AUTH", "err_msg": "Invalid credentials."}
-    )
-    assert type(rebuilt) is DeepgramAuthenticationError
-    assert isinstance(api_error_from_dict({"status": 500}), DeepgramServerError)
-    assert isinstance(api_error_from_dict({}), DeepgramAPIError)
 
 
 # ---------------------------------------------------------------------- waiting for objects
