@@ -1,11 +1,12 @@
 # Two entry points, both usable on a fresh machine (Python 3.11, root, package registries only):
 #   make demo   - emulator + example DAGs + SQLite, prints the stored scores
 #   make test   - starts PostgreSQL and an S3-compatible server, installs Chromium for the
-#                 connection-form test, checks the built wheel, runs the unit and DAG tests on
-#                 Airflow 2.11 (.venv-af2), then the whole test suite on Airflow 3
-#   make test-deployment - a distributed Airflow 3 on loopback (PostgreSQL, Redis, api-server,
-#                 scheduler, dag-processor, triggerer, two Celery workers, S3, emulator) and the
-#                 nightly pipeline through its REST API, with a killed worker and a restarted triggerer
+#                 connection-form test, lints, checks the built wheel, runs the unit and DAG tests
+#                 on Airflow 2.11 (.venv-af2), the whole test suite on Airflow 3, then
+#                 test-deployment: a distributed Airflow 3 on loopback (PostgreSQL, Redis,
+#                 api-server, scheduler, dag-processor, triggerer, two Celery workers, S3, emulator)
+#                 and the nightly pipeline through its REST API, with a killed worker and a
+#                 restarted triggerer
 SHELL := bash
 .SHELLFLAGS := -eo pipefail -c
 VENV ?= .venv
@@ -42,6 +43,7 @@ test: services browser-deps lint
 	bash scripts/check-package.sh
 	bash scripts/test-airflow2.sh
 	bash scripts/test.sh
+	$(MAKE) test-deployment
 
 # Starts and stops its own deployment; needs the servers of `make services` (started when missing).
 test-deployment: venv
