@@ -89,6 +89,10 @@ def record_next_kwargs(monkeypatch, airflow_home: Path) -> dict[str, list[int]]:
     return seen
 
 
+@pytest.mark.skipif(
+    int(__import__("airflow").__version__.split(".")[0]) < 3,
+    reason="measures next_kwargs through Airflow 3's in-process task runner (dag.test() on 2.11 has none)",
+)
 def test_a_3000_document_dag_run_keeps_the_metadata_db_small(
     airflow_db, mock_deepgram, tmp_path, monkeypatch, capsys, log_text
 ):

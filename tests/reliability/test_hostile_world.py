@@ -82,7 +82,9 @@ def test_sigterm_stops_sending_stores_what_was_scored_and_fails_the_try(
     assert took < 20, f"took {took:.1f}s to exit"  # the task fails within a second; the CLI's own teardown is the rest
     assert sent_after <= 30  # the requests in flight, and not the ~1,300 left
     assert stored <= len(rows) < len(documents)
-    assert "Stopped before the end: the task was told to stop" in text
+    # Airflow 3's task runner calls on_kill and lets the run end itself; Airflow 2's raises its own
+    # AirflowTaskTerminated after on_kill. Either way sending stops and what was scored is stored.
+    assert "Stopped before the end: the task was told to stop" in text or "Task received SIGTERM signal" in text
     with sqlite3.connect(db) as connection:  # every stored document is complete
         incomplete = connection.execute(
             f"SELECT a.source FROM {AVERAGES} a LEFT JOIN {SEGMENTS} s ON s.source = a.source "
