@@ -25,6 +25,7 @@ EXAMPLE_DAG_IDS = {
     "deepgram_sentiment_files_to_sql",
     "deepgram_sentiment_nightly",
     "deepgram_sentiment_quickstart",
+    "deepgram_sentiment_records_to_sql",
     "deepgram_sentiment_report",
 }
 SAMPLE_TEXTS = sorted((EXAMPLE_DAGS / "sample_texts").glob("*.txt"))
@@ -155,6 +156,24 @@ def test_files_to_sql_runs_with_airflow_dags_test(dags_test_env):
     assert sources == [f"file://{path}" for path in SAMPLE_TEXTS]
     (segments,) = sqlite_rows(dags_test_env, "SELECT COUNT(*) FROM deepgram_sentiment_segments")[0]
     assert segments >= len(SAMPLE_TEXTS)
+
+
+def test_records_to_sql_runs_with_airflow_dags_test(dags_test_env, deepgram_emulator):
+    before = deepgram_emulator.stats()["requests"]
+    airflow_dags_test("deepgram_sentiment_records_to_sql", dags_test_env)
+    assert deepgram_emulator.stats()["requests"] - before == 6 + 3  # six exported tickets, three table rows
+    rows = sqlite_rows(dags_test_env, "SELECT source, sentiment FROM deepgram_sentiment_averages ORDER BY source")
+    export = f"file://{EXAMPLE_DAGS.resolve()}/sample_exports/tickets.jsonl.gz"
+    assert [source for source, _ in rows] == sorted(
+        [f"{export}#T-100{index}" for index in range(1, 7)]
+        + [f"sql://dgsentiment_sqlite/ticket_id#S-{index}" for index in (1, 2, 3)]
+    )
+    assert {sentiment for _, sentiment in rows} <= {"positive", "neutral", "negative"}
+    # Run again: every record is stored with the same content, so nothing is sent.
+    before = deepgram_emulator.stats()["requests"]
+    airflow_dags_test("deepgram_sentiment_records_to_sql", dags_test_env)
+    assert deepgram_emulator.stats()["requests"] - before == 0
+    assert len(sqlite_rows(dags_test_env, "SELECT source FROM deepgram_sentiment_averages")) == 9
 
 
 def test_nightly_then_report_run_with_airflow_dags_test(dags_test_env, deepgram_emulator):
