@@ -39,16 +39,26 @@ def object_location(uri: str) -> tuple[str, str]:
 
 
 def input_locations(uris: Iterable[str]) -> list[tuple[str, str]]:
-    """The ``(namespace, name)`` of each object, collapsed to the common folder above ``MAX_LINEAGE_INPUTS``."""
-    names_by_namespace: dict[str, dict[str, None]] = {}
+    """
+    The ``(namespace, name)`` of each object, collapsed to the common folder above ``MAX_LINEAGE_INPUTS``.
+
+    Keeps at most ``MAX_LINEAGE_INPUTS + 1`` names and one running common folder per namespace,
+    so it costs the same at 100 objects and at a million.
+    """
+    kept: dict[str, dict[str, None]] = {}
+    common: dict[str, str] = {}
     for uri in uris:
         namespace, name = object_location(uri)
-        names_by_namespace.setdefault(namespace, {})[name] = None
+        common[namespace] = posixpath.commonpath([common[namespace], name]) if namespace in common else name
+        names = kept.setdefault(namespace, {})
+        if len(names) <= MAX_LINEAGE_INPUTS:
+            names[name] = None
     locations = []
-    for namespace, names in names_by_namespace.items():
+    for namespace, names in kept.items():
         if len(names) > MAX_LINEAGE_INPUTS:
-            names = {posixpath.commonpath(list(names)) or "/": None}
-        locations.extend((namespace, name) for name in names)
+            locations.append((namespace, common[namespace] or "/"))
+        else:
+            locations.extend((namespace, name) for name in names)
     return locations
 
 
