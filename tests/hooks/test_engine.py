@@ -23,20 +23,8 @@ from airflow_provider_dgsentiment.exceptions import (
     DeepgramTokenBudgetError,
 )
 from airflow_provider_dgsentiment.hooks.sentiment import DeepgramSentimentHook
-from tests.hooks.test_sentiment_hook_http import KEY, ok_body, set_conn
+from tests.hooks.conftest import KEY, ok_body, set_conn
 from tests.stand_in import Answer
-
-
-@pytest.fixture
-def conn(monkeypatch, stand_in):
-    set_conn(monkeypatch, stand_in.url)
-    return stand_in
-
-
-@pytest.fixture
-def hook():
-    with DeepgramSentimentHook() as made:
-        yield made
 
 
 def scored(text: str, tokens: int = 3) -> Answer:
