@@ -40,6 +40,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from emulator_process import EmulatorProcess  # benchmarks/ is on sys.path when a benchmark runs as a script
+
 API_KEY = "scale-benchmark-key"
 MAX_CONCURRENCY = 50
 LATENCY = 0.05
@@ -195,48 +197,7 @@ def child(case: str, count: int, cache: Path, result_file: Path) -> None:
 # ---------------------------------------------------------------------- the parent
 
 
-class Emulator:
-    """The emulator CLI in its own process on a free loopback port; stopped by its PID."""
-
-    def __enter__(self) -> Emulator:
-        command = [
-            sys.executable,
-            "-m",
-            "airflow_provider_dgsentiment.emulator",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--api-key",
-            API_KEY,
-            "--max-concurrency",
-            str(MAX_CONCURRENCY),
-            "--latency",
-            str(LATENCY),
-        ]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-        for line in self.process.stdout:
-            if "listening on " in line:
-                self.url = line.rsplit("listening on ", 1)[1].strip()
-                return self
-        raise RuntimeError(f"the emulator exited with status {self.process.wait()} before listening")
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def stats(self) -> dict[str, Any]:
-        import urllib.request
-
-        with urllib.request.urlopen(f"{self.url}/_emulator/stats", timeout=10) as response:
-            return json.load(response)
-
-
-def run_case(emulator: Emulator, case: str, count: int, cache: Path) -> dict[str, Any]:
+def run_case(emulator: EmulatorProcess, case: str, count: int, cache: Path) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="dgs-scale-result-") as scratch:
         result_file = Path(scratch) / "result.json"
         connection = {"conn_type": "deepgram", "host": emulator.url, "password": API_KEY}
@@ -331,7 +292,7 @@ def main() -> None:
         flush=True,
     )
     results = []
-    with Emulator() as emulator:
+    with EmulatorProcess(api_key=API_KEY, max_concurrency=MAX_CONCURRENCY, latency=LATENCY) as emulator:
         for case, n in plan:
             result = run_case(emulator, case, n, args.cache)
             results.append(result)

@@ -48,10 +48,11 @@ import resource
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from emulator_process import EmulatorProcess  # benchmarks/ is on sys.path when a benchmark runs as a script
 
 API_KEY = "benchmark-key"
 LATENCY = 0.05
@@ -123,59 +124,6 @@ def iter_documents(count: int, offset: int = 0) -> Iterator[str]:
 
 
 # ---------------------------------------------------------------------------- emulator process
-
-
-class EmulatorProcess:
-    """The emulator CLI in a child process on a free loopback port."""
-
-    def __init__(self, *, max_concurrency: int, latency: float = LATENCY) -> None:
-        self.command = [
-            sys.executable,
-            "-m",
-            "airflow_provider_dgsentiment.emulator",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--api-key",
-            API_KEY,
-            "--latency",
-            str(latency),
-            "--latency-jitter",
-            str(JITTER),
-            "--max-concurrency",
-            str(max_concurrency),
-            "--seed",
-            str(EMULATOR_SEED),
-        ]
-        self.process: subprocess.Popen[str] | None = None
-        self.url = ""
-
-    def __enter__(self) -> EmulatorProcess:
-        self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, text=True)
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            if "listening on " in line:
-                self.url = line.rsplit("listening on ", 1)[1].strip()
-                break
-        if not self.url:
-            self.__exit__()
-            raise RuntimeError("the emulator did not start")
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def stats(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"{self.url}/_emulator/stats", timeout=10) as response:
-            return json.loads(response.read())
 
 
 # ---------------------------------------------------------------------------- worker mode (one child)
@@ -316,7 +264,9 @@ def part_one(in_flights: list[int], seconds: float, with_requests: bool) -> list
     for in_flight in in_flights:
         bound = in_flight / LATENCY
         count = int(bound * seconds)
-        with EmulatorProcess(max_concurrency=in_flight) as emulator:
+        with EmulatorProcess(
+            api_key=API_KEY, max_concurrency=in_flight, latency=LATENCY, jitter=JITTER, seed=EMULATOR_SEED
+        ) as emulator:
             # Warm the emulator (its first requests load the lexicon) before measuring.
             collect(spawn_worker("plain", emulator.url, min(200, count), min(in_flight, 10), offset=10**6))
             paths = ["plain", "hook", "trigger"] + (
@@ -339,7 +289,9 @@ def _split_share(worker: int) -> int:
 def part_two(variants: list[str]) -> list[dict[str, Any]]:
     rows = []
     for variant in variants:
-        with EmulatorProcess(max_concurrency=SHARED_LIMIT) as emulator:
+        with EmulatorProcess(
+            api_key=API_KEY, max_concurrency=SHARED_LIMIT, latency=LATENCY, jitter=JITTER, seed=EMULATOR_SEED
+        ) as emulator:
             collect(spawn_worker("plain", emulator.url, 100, 5, offset=10**6))
             before = emulator.stats()
             name, _, aimd = variant.partition("@")
