@@ -173,8 +173,8 @@ def run_worker(
     _connection_env(url)
     import aiohttp  # noqa: F401  (imported before the clock starts, like the provider's own imports)
 
-    from airflow_provider_dgsentiment import concurrency
-    from airflow_provider_dgsentiment import engine as engine_module
+    from airflow_provider_dgsentiment.client import concurrency
+    from airflow_provider_dgsentiment.client import engine as engine_module
     from airflow_provider_dgsentiment.hooks.sentiment import DeepgramSentimentHook
 
     if pause:

@@ -49,9 +49,9 @@ except ImportError:  # Airflow 2
     from airflow.models.param import Param
 
 
-from airflow_provider_dgsentiment.lineage import table_asset
 from airflow_provider_dgsentiment.operators.sentiment import DeepgramSentimentOperator
 from airflow_provider_dgsentiment.sensors.sentiment import DeepgramSentimentSensor
+from airflow_provider_dgsentiment.storage.lineage import table_asset
 
 #: The pool every scoring task runs in (create it: ``airflow pools set deepgram 2 "..." --include-deferred``).
 POOL = "deepgram"

@@ -58,7 +58,7 @@ with DAG(
     @task
     def seed_tickets(**context) -> int:
         """Create the sample ``support_tickets`` table when it is missing (offline runs only)."""
-        from airflow_provider_dgsentiment.warehouse import sql_hook
+        from airflow_provider_dgsentiment.storage.warehouse import sql_hook
 
         params = context["params"]
         if not params["seed_sample_table"]:

@@ -24,7 +24,7 @@ except ImportError:  # Airflow 2
     from airflow.decorators import task
     from airflow.models.param import Param
 
-from airflow_provider_dgsentiment.lineage import table_asset
+from airflow_provider_dgsentiment.storage.lineage import table_asset
 
 DEFAULT_SQL_CONN_ID = os.environ.get("DGSENTIMENT_EXAMPLE_SQL_CONN_ID", "dgsentiment_sqlite")
 AVERAGES_TABLE = "deepgram_sentiment_averages"
@@ -78,7 +78,7 @@ with DAG(
         from airflow.providers.common.compat.sdk import BaseHook
         from airflow.providers.common.sql.hooks.sql import DbApiHook
 
-        from airflow_provider_dgsentiment.warehouse import validate_table_name
+        from airflow_provider_dgsentiment.storage.warehouse import validate_table_name
 
         params = context["params"]
         table = validate_table_name(params["averages_table"], "averages_table")

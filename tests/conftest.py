@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.support.stand_in import KEY, StandIn, set_conn  # noqa: F401  (KEY: the stand-in connection's key)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("AIRFLOW_HOME", str(REPO_ROOT / ".airflow-home" / "tests"))
@@ -99,7 +102,7 @@ def sleeps_fast(monkeypatch):
         asked.append(seconds)
         await asyncio.sleep(min(seconds, 0.01))
 
-    monkeypatch.setattr("airflow_provider_dgsentiment.engine.retry_sleep", short_sleep)
+    monkeypatch.setattr("airflow_provider_dgsentiment.client.engine.retry_sleep", short_sleep)
     return asked
 
 
@@ -164,7 +167,7 @@ def sentiment_body(text: str, score: float = 0.5) -> dict:
 
 class StandInAPI:
     """
-    Deepgram's ``/v1/read`` played by the loopback :class:`tests.stand_in.StandIn`, answering per text.
+    Deepgram's ``/v1/read`` played by the loopback :class:`tests.support.stand_in.StandIn`, answering per text.
 
     ``answer(text)`` returns None (a valid positive result), ``(status, body)`` or
     ``(status, body, headers)`` (a dict body is sent as JSON, a string as it is); ``texts``
@@ -180,7 +183,7 @@ class StandInAPI:
         self.stand_in = None
 
     def start(self) -> StandInAPI:
-        from tests.stand_in import StandIn
+        from tests.support.stand_in import StandIn
 
         self.stand_in = StandIn()
         self.stand_in.answer(self._respond)
@@ -195,7 +198,7 @@ class StandInAPI:
         return self.stand_in.call_count
 
     def _respond(self, recorded):
-        from tests.stand_in import Answer
+        from tests.support.stand_in import Answer
 
         text = recorded.json().get("text", "")
         with self.lock:
@@ -244,3 +247,60 @@ def airflow_serde():
     except ImportError:  # Airflow 2
         from airflow.serialization.serde import deserialize, serialize
     return serialize, deserialize
+
+
+# ---- the hook and engine tests: the scripted loopback stand-in, recorded retry sleeps, a closed port
+
+
+@pytest.fixture
+def stand_in() -> Iterator[StandIn]:
+    """A scripted loopback server; point the connection at ``stand_in.url``."""
+    server = StandIn()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def conn(monkeypatch, stand_in):
+    """``deepgram_default`` pointed at the stand-in (plain http is allowed on loopback)."""
+    set_conn(monkeypatch, stand_in.url)
+    return stand_in
+
+
+@pytest.fixture
+def hook():
+    """A hook on ``deepgram_default``, closed after the test."""
+    from airflow_provider_dgsentiment.hooks.sentiment import DeepgramSentimentHook
+
+    with DeepgramSentimentHook() as made:
+        yield made
+
+
+@pytest.fixture
+def sleeps(monkeypatch):
+    """Record the engine's retry delays instead of sleeping them."""
+    recorded: list[float] = []
+
+    async def record(seconds: float) -> None:
+        recorded.append(seconds)
+
+    monkeypatch.setattr("airflow_provider_dgsentiment.client.engine.retry_sleep", record)
+    return recorded
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port nothing listens on (connections to it are refused)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests (``@pytest.mark.anyio``) run on asyncio, like the triggerer."""
+    return "asyncio"

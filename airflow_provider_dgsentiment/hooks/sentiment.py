@@ -1,7 +1,7 @@
 """DeepgramSentimentHook: Deepgram's ``POST /v1/read?sentiment=true`` over the one async request engine.
 
 The hook reads the ``deepgram`` connection and hands every request to a
-:class:`~airflow_provider_dgsentiment.engine.SentimentEngine`: sync callers
+:class:`~airflow_provider_dgsentiment.client.engine.SentimentEngine`: sync callers
 (``analyze``, ``analyze_many``, ``test_connection``) drive it on a private event-loop
 thread owned by the hook (one loop, one session, one window for the hook's life);
 ``aanalyze_many`` runs it on the caller's loop (the triggerer). Windows, retries,
@@ -21,22 +21,22 @@ from urllib.parse import urlsplit
 
 from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook, mask_secret
 
-from airflow_provider_dgsentiment.chunking import DEFAULT_CHUNK_TOKENS
-from airflow_provider_dgsentiment.engine import (
+from airflow_provider_dgsentiment.client.chunking import DEFAULT_CHUNK_TOKENS
+from airflow_provider_dgsentiment.client.engine import SentimentEngine
+from airflow_provider_dgsentiment.client.loop_bridge import LoopThread
+from airflow_provider_dgsentiment.client.retry import DEFAULT_MAX_RETRIES
+from airflow_provider_dgsentiment.client.transport import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_TIMEOUT,
     DeepgramSettings,
-    LoopThread,
-    SentimentEngine,
 )
 from airflow_provider_dgsentiment.exceptions import DeepgramAPIError, DeepgramConfigurationError
-from airflow_provider_dgsentiment.retry import DEFAULT_MAX_RETRIES
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Connection
 
-    from airflow_provider_dgsentiment.results import SentimentResult
+    from airflow_provider_dgsentiment.client.results import SentimentResult
 
 API_KEY_ENV_VAR = "DEEPGRAM_API_KEY"
 #: Texts the sync driver reads ahead of the results it hands back, per slot of the window.
@@ -184,7 +184,7 @@ class DeepgramSentimentHook(BaseHook):
     Score text with Deepgram's Sentiment Analysis.
 
     Every request goes through one async engine
-    (:class:`~airflow_provider_dgsentiment.engine.SentimentEngine`): one aiohttp session,
+    (:class:`~airflow_provider_dgsentiment.client.engine.SentimentEngine`): one aiohttp session,
     the adaptive window (AIMD), retries with exponential backoff and jitter (honouring
     ``Retry-After``) on 429, 408, 5xx and connection errors, typed
     :class:`~airflow_provider_dgsentiment.exceptions.DeepgramAPIError` on failure, texts

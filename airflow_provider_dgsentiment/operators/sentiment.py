@@ -9,28 +9,33 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowException, BaseOperator, conf
 
-from airflow_provider_dgsentiment import lineage
-from airflow_provider_dgsentiment.events import OUTCOME_KEY, check_event
 from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError, DeepgramError
 from airflow_provider_dgsentiment.hooks.sentiment import DeepgramSentimentHook
-from airflow_provider_dgsentiment.outcome import PER_DOCUMENT_OUTPUTS, XCOM_ITEMS_WARNING, XCOM_OUTPUTS, ScoringOutcome
-from airflow_provider_dgsentiment.records import FORMATS
-from airflow_provider_dgsentiment.result_files import ResultFiles
-from airflow_provider_dgsentiment.scoring_run import (
+from airflow_provider_dgsentiment.run.events import OUTCOME_KEY, check_event
+from airflow_provider_dgsentiment.run.outcome import (
+    PER_DOCUMENT_OUTPUTS,
+    XCOM_ITEMS_WARNING,
+    XCOM_OUTPUTS,
+    ScoringOutcome,
+)
+from airflow_provider_dgsentiment.run.scoring import (
     DEFAULT_PROGRESS_INTERVAL,
     WRITE_BATCH_SIZE,
     ScoringOptions,
     ScoringRun,
 )
-from airflow_provider_dgsentiment.sources import DocumentSource, conn_id_in_uris, parse_shard, source_entries
-from airflow_provider_dgsentiment.triggers.sentiment import DeepgramSentimentTrigger
-from airflow_provider_dgsentiment.warehouse import (
+from airflow_provider_dgsentiment.storage import lineage
+from airflow_provider_dgsentiment.storage.records import FORMATS
+from airflow_provider_dgsentiment.storage.result_files import ResultFiles
+from airflow_provider_dgsentiment.storage.sources import DocumentSource, conn_id_in_uris, parse_shard, source_entries
+from airflow_provider_dgsentiment.storage.warehouse import (
     DEFAULT_AVERAGES_TABLE,
     DEFAULT_SEGMENTS_TABLE,
     RunIdentity,
     WarehouseWriter,
     validate_table_name,
 )
+from airflow_provider_dgsentiment.triggers.sentiment import DeepgramSentimentTrigger
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -359,7 +364,7 @@ class DeepgramSentimentOperator(BaseOperator):
 
         Inline ``text`` has no inputs; more than ``MAX_LINEAGE_INPUTS`` objects in one
         namespace are reported as their common folder. Outputs follow the SQL operators'
-        naming (:mod:`airflow_provider_dgsentiment.lineage`). Returns None without the
+        naming (:mod:`airflow_provider_dgsentiment.storage.lineage`). Returns None without the
         OpenLineage provider.
 
         :param task_instance: the finished task instance (unused).

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 from airflow.exceptions import AirflowProviderDeprecationWarning
 from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue, conf
 
-from airflow_provider_dgsentiment.events import check_event
 from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError
-from airflow_provider_dgsentiment.sources import SensedObjects, describe_entries, find_objects, source_entries
+from airflow_provider_dgsentiment.run.events import check_event
+from airflow_provider_dgsentiment.storage.sources import SensedObjects, describe_entries, find_objects, source_entries
+from airflow_provider_dgsentiment.storage.warehouse import DEFAULT_AVERAGES_TABLE, validate_table_name
 from airflow_provider_dgsentiment.triggers.sentiment import DeepgramObjectsTrigger
-from airflow_provider_dgsentiment.warehouse import DEFAULT_AVERAGES_TABLE, validate_table_name
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context

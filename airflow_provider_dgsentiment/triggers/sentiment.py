@@ -2,7 +2,7 @@
 
 Both triggers take plain JSON keyword arguments (connection ids, URIs, options; never
 the API key, never document text) and yield exactly one terminal event (the contract
-lives in :mod:`airflow_provider_dgsentiment.events`). They never raise out of ``run()``:
+lives in :mod:`airflow_provider_dgsentiment.run.events`). They never raise out of ``run()``:
 an unexpected failure becomes an ``"error"`` event that says what went wrong.
 """
 
@@ -14,12 +14,12 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_dgsentiment.events import OUTCOME_KEY, error_event, success_event
 from airflow_provider_dgsentiment.hooks.sentiment import DeepgramSentimentHook
-from airflow_provider_dgsentiment.result_files import ResultFiles
-from airflow_provider_dgsentiment.scoring_run import ScoringOptions, ScoringRun
-from airflow_provider_dgsentiment.sources import DocumentSource, find_objects
-from airflow_provider_dgsentiment.warehouse import DEFAULT_AVERAGES_TABLE, RunIdentity, WarehouseWriter
+from airflow_provider_dgsentiment.run.events import OUTCOME_KEY, error_event, success_event
+from airflow_provider_dgsentiment.run.scoring import ScoringOptions, ScoringRun
+from airflow_provider_dgsentiment.storage.result_files import ResultFiles
+from airflow_provider_dgsentiment.storage.sources import DocumentSource, find_objects
+from airflow_provider_dgsentiment.storage.warehouse import DEFAULT_AVERAGES_TABLE, RunIdentity, WarehouseWriter
 
 #: Default seconds between two looks at the storage in :class:`DeepgramObjectsTrigger`.
 DEFAULT_POKE_INTERVAL = 60.0
@@ -30,7 +30,7 @@ class DeepgramSentimentTrigger(BaseTrigger):
     List, read, score and store a task's documents with async I/O, in the triggerer.
 
     Used by ``DeepgramSentimentOperator(deferrable=True)``: the same
-    :class:`~airflow_provider_dgsentiment.scoring_run.ScoringRun` as in the worker, so
+    :class:`~airflow_provider_dgsentiment.run.scoring.ScoringRun` as in the worker, so
     each document is read once (here) and the results go to SQL and ``results_path``
     from here. The one event is ``{"status": "success", "message", "outcome"}`` where
     ``outcome`` is ``ScoringOutcome.to_state()``: counts, token totals, the first
@@ -132,7 +132,7 @@ class DeepgramObjectsTrigger(BaseTrigger):
 
     Every ``poke_interval`` seconds it looks at the storage (and, with ``sql_conn_id``,
     the averages table) once, in a thread, with the same
-    :func:`~airflow_provider_dgsentiment.sources.find_objects` as the sensor. The one
+    :func:`~airflow_provider_dgsentiment.storage.sources.find_objects` as the sensor. The one
     event is ``{"status": "success", "message", "uris", "matched", "scored"}`` when enough
     objects count (``uris`` sorted, without connection id; omitted when ``return_uris`` is
     False), or an ``"error"`` event when looking fails. It keeps waiting otherwise; the

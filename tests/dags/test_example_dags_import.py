@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.dags.test_quickstart_dag import EXAMPLE_DAGS, load_dag
+from tests.support.dags import EXAMPLE_DAGS, load_dag
 
 EXAMPLE_DAG_IDS = {
     "deepgram_sentiment_files_to_sql",

@@ -10,15 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_service
-from tests.dags.test_quickstart_dag import load_dag, xcom_values
+from tests.support.dags import DOCUMENTS, SQLITE_CONN_ID, load_dag, xcom_values
 
-SQLITE_CONN_ID = "dgsentiment_sqlite"
 POSTGRES_CONN_ID = "dgs_test_postgres"
-DOCUMENTS = {
-    "review-1.txt": "Fantastic hotel. The staff were friendly and the room was spotless!",
-    "review-2.txt": "The room was dirty and the staff were rude. Never again.",
-    "memo-3.txt": "The quarterly report is attached. The meeting starts at nine.",
-}
 
 
 @pytest.fixture

@@ -21,8 +21,7 @@ from airflow_provider_dgsentiment.exceptions import (
     DeepgramUnsupportedLanguageError,
 )
 from airflow_provider_dgsentiment.hooks.sentiment import DeepgramSentimentHook
-from tests.hooks.conftest import KEY, ok_body, set_conn
-from tests.stand_in import Answer
+from tests.support.stand_in import KEY, Answer, ok_body, set_conn
 
 BASE = "https://api.deepgram.test"
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.dags.test_quickstart_dag import load_dag, xcom_values
 from tests.integration.conftest import Bucket, PostgresTables
+from tests.support.dags import load_dag, xcom_values
 
 pytestmark = pytest.mark.integration
 
@@ -194,8 +194,8 @@ def test_operator_alone_reads_an_s3_glob_and_writes_postgres(deepgram_conn, s3_b
 
 def test_sensor_on_s3_counts_only_objects_missing_from_postgres(s3_bucket, postgres_tables):
     from airflow_provider_dgsentiment.sensors.sentiment import DeepgramSentimentSensor
-    from airflow_provider_dgsentiment.warehouse import WarehouseWriter
-    from tests.sensors.test_sentiment_sensor import scored_document
+    from airflow_provider_dgsentiment.storage.warehouse import WarehouseWriter
+    from tests.support.sensor_runs import scored_document
 
     uploaded = sorted(upload(s3_bucket, 0, 3))
     sensor = DeepgramSentimentSensor(

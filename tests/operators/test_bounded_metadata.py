@@ -17,8 +17,7 @@ import pytest
 
 from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError
 from tests.conftest import SQL_CONN_ID
-from tests.operators.test_sentiment_operator import make_operator, run, table_count
-from tests.operators.test_sentiment_operator_deferrable import defer, trigger_event
+from tests.support.operator_runs import defer, make_operator, run, table_count, trigger_event
 
 DOCUMENTS = 3000
 #: The bound SPEC section 12 sets for anything a run puts through the metadata database.
@@ -97,8 +96,7 @@ def test_a_3000_document_dag_run_keeps_the_metadata_db_small(
     airflow_db, mock_deepgram, tmp_path, monkeypatch, capsys, log_text
 ):
     """Worker and deferrable: every XCom value, trigger kwargs and next_kwargs of the run < 64 KB."""
-    from tests.dags.test_files_to_sql_dag import SQLITE_CONN_ID
-    from tests.dags.test_quickstart_dag import load_dag, xcom_values
+    from tests.support.dags import SQLITE_CONN_ID, load_dag, xcom_values
 
     # One in ten has text: 300 requests a mode keep the test short on a shared machine; the other
     # 2,700 are documents all the same (counted, listed, read, fingerprinted; skipped as blank).
@@ -189,7 +187,7 @@ def test_deferring_more_than_1000_documents_with_full_xcom_is_refused(mock_deepg
     assert mock_deepgram.call_count <= 1000  # objects: refused before any request
     if kind == "objects":
         assert mock_deepgram.call_count == 0
-    from tests.operators.test_sentiment_operator_deferrable import resume
+    from tests.support.operator_runs import resume
 
     with pytest.raises(DeepgramConfigurationError, match="xcom_output='manifest'"):
         resume(deferred, event, source=source, sql_conn_id=SQL_CONN_ID, xcom_output="full", deferrable=True)

@@ -17,11 +17,10 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_dgsentiment.exceptions import DeepgramError
-from airflow_provider_dgsentiment.records import RecordFileError
+from airflow_provider_dgsentiment.storage.records import RecordFileError
 from tests.conftest import NEGATIVE, NEUTRAL, POSITIVE, SQL_CONN_ID
 from tests.integration.conftest import POSTGRES_CONN_ID, postgres_tables, s3_bucket  # noqa: F401  (fixtures)
-from tests.operators.test_sentiment_operator import make_operator, run, table_count, table_rows
-from tests.operators.test_sentiment_operator_deferrable import run_deferred, without_run_specifics
+from tests.support.operator_runs import make_operator, run, run_deferred, table_count, table_rows, without_run_specifics
 
 AVERAGES = "deepgram_sentiment_averages"
 SEGMENTS = "deepgram_sentiment_segments"
@@ -363,9 +362,9 @@ def seed_tables(path: Path, rows: list[dict]) -> None:
     A real first run of 10,000 requests takes over a minute on a shared 2-core machine; the test
     checks that the seed is what the operator writes by re-running on the same file (0 requests).
     """
-    from airflow_provider_dgsentiment.results import SentimentResult
-    from airflow_provider_dgsentiment.sources import fingerprint
-    from airflow_provider_dgsentiment.warehouse import RunIdentity, ScoredDocument, WarehouseWriter
+    from airflow_provider_dgsentiment.client.results import SentimentResult
+    from airflow_provider_dgsentiment.storage.sources import fingerprint
+    from airflow_provider_dgsentiment.storage.warehouse import RunIdentity, ScoredDocument, WarehouseWriter
     from tests.conftest import sentiment_body
 
     with WarehouseWriter(SQL_CONN_ID, run=RunIdentity("seed", "seed", "seed"), write_batch_size=2000) as writer:
@@ -493,7 +492,7 @@ def test_xcom_output_shapes_with_records(deepgram_conn, tmp_path):
 
 def test_enrich_in_place_on_sqlite_with_more_rows_than_one_fetch(mock_deepgram, sqlite_db):
     """The reader's open SELECT on the file must not lock out the writer (rows > one fetch of the reader)."""
-    from airflow_provider_dgsentiment.sources import READ_BATCH_ROWS
+    from airflow_provider_dgsentiment.storage.sources import READ_BATCH_ROWS
 
     count = READ_BATCH_ROWS * 2 + 500
     make_sqlite_table(sqlite_db, "tickets", [(i, f"Ticket {i} is fine.") for i in range(count)])

@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_dgsentiment.exceptions import DeepgramError
-from airflow_provider_dgsentiment.result_files import ResultFiles
+from airflow_provider_dgsentiment.storage.result_files import ResultFiles
 from tests.conftest import SQL_CONN_ID
 from tests.integration.conftest import s3_bucket  # noqa: F401  (a fixture)
-from tests.operators.test_sentiment_operator import RUN_ID, make_operator, run
-from tests.operators.test_sentiment_operator_deferrable import run_deferred, without_run_specifics
+from tests.support.operator_runs import RUN_ID, make_operator, run, run_deferred, without_run_specifics
 
 DAG_ID = "test_sentiment_operator"
 SCORED_KEYS = {"source", "status", "fingerprint", "metadata", "results"}

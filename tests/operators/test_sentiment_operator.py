@@ -9,7 +9,6 @@ import sqlite3
 import threading
 import uuid
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from airflow.providers.common.compat.sdk import DAG, AirflowException, AirflowFailException
@@ -21,43 +20,16 @@ from airflow_provider_dgsentiment.exceptions import (
     DeepgramPaymentRequiredError,
 )
 from airflow_provider_dgsentiment.operators.sentiment import DeepgramSentimentOperator
-from airflow_provider_dgsentiment.outcome import ScoringOutcome
-from airflow_provider_dgsentiment.warehouse import WarehouseWriter, validate_table_name
+from airflow_provider_dgsentiment.run.outcome import ScoringOutcome
+from airflow_provider_dgsentiment.storage.warehouse import WarehouseWriter, validate_table_name
 from tests.conftest import NEGATIVE, NEUTRAL, POSITIVE, SQL_CONN_ID, require_service
-
-RUN_ID = "manual__2024-05-01T00:00:00+00:00"
-
+from tests.support.operator_runs import RUN_ID, make_operator, run, table_count, table_rows
 
 # ---------------------------------------------------------------------- helpers
 
 
-def make_operator(**kwargs) -> DeepgramSentimentOperator:
-    """Build the operator inside a DAG, as users do."""
-    kwargs.setdefault("task_id", "score")
-    with DAG(dag_id="test_sentiment_operator", schedule=None):
-        return DeepgramSentimentOperator(**kwargs)
-
-
-def run(operator: DeepgramSentimentOperator, *, params: dict | None = None, map_index: int = -1):
-    """Render the templated fields and call execute, the way the task runner does."""
-    context = {"run_id": RUN_ID, "ti": SimpleNamespace(map_index=map_index), "params": params or {}}
-    operator.render_template_fields(context)
-    return operator.execute(context)
-
-
 def requests_sent(emulator, before: dict) -> int:
     return emulator.stats()["requests"] - before["requests"]
-
-
-def table_rows(db: Path, table: str, order: str = "source") -> list[dict]:
-    with sqlite3.connect(db) as connection:
-        connection.row_factory = sqlite3.Row
-        return [dict(row) for row in connection.execute(f"SELECT * FROM {table} ORDER BY {order}")]
-
-
-def table_count(db: Path, table: str) -> int:
-    with sqlite3.connect(db) as connection:
-        return connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
 
 
 def table_names(db: Path) -> set[str]:

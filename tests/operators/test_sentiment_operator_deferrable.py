@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import sqlite3
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
-from airflow.providers.common.compat.sdk import AirflowFailException, AirflowNotFoundException, TaskDeferred
+from airflow.providers.common.compat.sdk import AirflowFailException, AirflowNotFoundException
 
 from airflow_provider_dgsentiment.exceptions import (
     DeepgramAuthenticationError,
@@ -20,8 +18,19 @@ from airflow_provider_dgsentiment.exceptions import (
     make_api_error,
 )
 from airflow_provider_dgsentiment.triggers.sentiment import DeepgramSentimentTrigger
-from tests.conftest import NEGATIVE, NEUTRAL, POSITIVE, SQL_CONN_ID, airflow_serde
-from tests.operators.test_sentiment_operator import RUN_ID, make_operator, run, table_rows
+from tests.conftest import NEGATIVE, NEUTRAL, POSITIVE, SQL_CONN_ID
+from tests.support.operator_runs import (
+    RUN_ID,
+    context,
+    defer,
+    make_operator,
+    resume,
+    run,
+    run_deferred,
+    table_rows,
+    trigger_event,
+    without_run_specifics,
+)
 
 OTHER_SQL_CONN_ID = "dgs_test_sqlite_deferred"
 #: Columns that differ between two runs on the same input by nature: when, which run, which request.
@@ -31,56 +40,6 @@ TABLES = (("deepgram_sentiment_averages", "source"), ("deepgram_sentiment_segmen
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def context(map_index: int = -1) -> dict:
-    return {"run_id": RUN_ID, "ti": SimpleNamespace(map_index=map_index), "params": {}}
-
-
-def defer(operator) -> TaskDeferred:
-    """Run ``execute`` and return the ``TaskDeferred`` it raises."""
-    with pytest.raises(TaskDeferred) as excinfo:
-        run(operator)
-    return excinfo.value
-
-
-def trigger_event(deferred: TaskDeferred) -> dict:
-    """Rebuild the trigger from its stored form (as the triggerer does), run it, return its one event."""
-    from airflow.providers.common.compat.module_loading import import_string
-
-    serialize, deserialize = airflow_serde()
-
-    classpath, kwargs = deferred.trigger.serialize()
-    trigger = import_string(classpath)(**deserialize(serialize(kwargs)))
-
-    async def events() -> list:
-        return [event async for event in trigger.run()]
-
-    fired = asyncio.run(events())
-    assert len(fired) == 1
-    return json.loads(json.dumps(fired[0].payload))
-
-
-def resume(deferred: TaskDeferred, event: dict, **operator_kwargs):
-    """Call the resume method on a fresh operator, as a worker does after the trigger fired."""
-    operator = make_operator(**operator_kwargs)
-    operator.render_template_fields(context())
-    return getattr(operator, deferred.method_name)(context(), event=event, **(deferred.kwargs or {}))
-
-
-def run_deferred(**operator_kwargs):
-    """execute -> TaskDeferred -> trigger -> execute_complete; return the XCom value."""
-    deferred = defer(make_operator(deferrable=True, **operator_kwargs))
-    return resume(deferred, trigger_event(deferred), deferrable=True, **operator_kwargs)
-
-
-def without_run_specifics(value):
-    """Drop what differs between two runs on the same input (request ids, creation times)."""
-    if isinstance(value, dict):
-        return {key: without_run_specifics(item) for key, item in value.items() if key not in ("request_id", "created")}
-    if isinstance(value, list):
-        return [without_run_specifics(item) for item in value]
-    return value
 
 
 def comparable_rows(db: Path, table: str, order: str) -> list[dict]:
@@ -350,8 +309,7 @@ def test_dag_test_runs_the_trigger_inline_and_writes_the_same_rows(
     ``example_dags/`` here), so the example DAG is used with its scoring task switched to
     ``deferrable=True`` on the loaded object.
     """
-    from tests.dags.test_files_to_sql_dag import DOCUMENTS, SQLITE_CONN_ID
-    from tests.dags.test_quickstart_dag import load_dag, xcom_values
+    from tests.support.dags import DOCUMENTS, SQLITE_CONN_ID, load_dag, xcom_values
 
     folder = tmp_path / "in"
     folder.mkdir()

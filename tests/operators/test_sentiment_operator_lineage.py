@@ -8,10 +8,9 @@ import sys
 import pytest
 
 from airflow_provider_dgsentiment.exceptions import DeepgramError
-from airflow_provider_dgsentiment.lineage import MAX_LINEAGE_INPUTS, object_location
+from airflow_provider_dgsentiment.storage.lineage import MAX_LINEAGE_INPUTS, object_location
 from tests.conftest import POSITIVE, SQL_CONN_ID
-from tests.operators.test_sentiment_operator import make_operator, run
-from tests.operators.test_sentiment_operator_deferrable import context, defer, trigger_event
+from tests.support.operator_runs import context, defer, make_operator, run, trigger_event
 
 SEGMENTS = "deepgram_sentiment_segments"
 AVERAGES = "deepgram_sentiment_averages"

@@ -126,7 +126,7 @@ def test_kill_9_mid_run_then_retry(batch, monkeypatch, deepgram_emulator_factory
 
 def test_database_failure_on_second_batch_then_retry(batch, monkeypatch, deepgram_conn):
     documents, glob, db = batch
-    from airflow_provider_dgsentiment.warehouse import WarehouseWriter
+    from airflow_provider_dgsentiment.storage.warehouse import WarehouseWriter
 
     real_write = WarehouseWriter.write
     calls = []

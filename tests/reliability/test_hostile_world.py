@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError, DeepgramError
-from tests.operators.test_sentiment_operator import make_operator, run
 from tests.reliability.helpers import AVERAGES, SEGMENTS, deepgram_conn_json, sqlite_conn_json, write_documents
+from tests.support.operator_runs import make_operator, run
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -172,7 +172,7 @@ def test_a_document_emptied_between_runs_keeps_its_rows_and_the_log_says_so(deep
 
 def test_the_nightly_example_never_runs_two_scoring_runs_over_the_same_objects():
     """Two concurrent runs over the same files would both score everything: the example allows one run at a time."""
-    from tests.dags.test_quickstart_dag import load_dag
+    from tests.support.dags import load_dag
 
     dag = load_dag("deepgram_sentiment_nightly.py")
     assert dag.max_active_runs == 1

@@ -11,8 +11,8 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from airflow_provider_dgsentiment.client.results import SENTIMENT_LABELS, Average, Segment, SentimentResult
 from airflow_provider_dgsentiment.hooks.sentiment import DeepgramSentimentHook
-from airflow_provider_dgsentiment.results import SENTIMENT_LABELS, Average, Segment, SentimentResult
 
 EXAMPLES = 50
 

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from airflow.providers.common.compat.sdk import DAG, ObjectStoragePath, PokeReturnValue
 
-from airflow_provider_dgsentiment import sources as sources_module
 from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError, DeepgramError
-from airflow_provider_dgsentiment.results import SentimentResult
 from airflow_provider_dgsentiment.sensors.sentiment import DeepgramSentimentSensor
-from airflow_provider_dgsentiment.sources import SensedObjects, find_objects
-from airflow_provider_dgsentiment.warehouse import LOOKUP_BATCH_SIZE, ScoredDocument, WarehouseWriter
+from airflow_provider_dgsentiment.storage import sources as sources_module
+from airflow_provider_dgsentiment.storage.sources import SensedObjects, find_objects
+from airflow_provider_dgsentiment.storage.warehouse import LOOKUP_BATCH_SIZE, WarehouseWriter
+from tests.support.sensor_runs import scored_document
 
 SQL_CONN_ID = "dgs_sensor_sqlite"
 
@@ -33,29 +32,6 @@ def poke(sensor: DeepgramSentimentSensor, params: dict | None = None) -> PokeRet
     context = {"params": params or {}, "run_id": "manual__test"}
     sensor.render_template_fields(context)
     return sensor.poke(context)
-
-
-def scored_document(source: str, score: float = 0.5) -> ScoredDocument:
-    """A one-segment scored document named ``source``, ready for ``WarehouseWriter.write``."""
-    text = f"document {source}"
-    label = "positive" if score > 0.333 else "negative" if score < -0.333 else "neutral"
-    body = {
-        "metadata": {
-            "request_id": str(uuid.uuid4()),
-            "created": "2024-05-01T00:00:00.000Z",
-            "language": "en",
-            "sentiment_info": {"model_uuid": "test-model", "input_tokens": 2, "output_tokens": 2},
-        },
-        "results": {
-            "sentiments": {
-                "segments": [
-                    {"text": text, "start_word": 0, "end_word": 1, "sentiment": label, "sentiment_score": score}
-                ],
-                "average": {"sentiment": label, "sentiment_score": score},
-            }
-        },
-    }
-    return ScoredDocument(source, uuid.uuid4().hex * 2, SentimentResult.from_response(body), "en")
 
 
 def store_scored(sources: list[str], averages_table: str = "deepgram_sentiment_averages") -> None:

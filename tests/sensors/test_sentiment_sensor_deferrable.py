@@ -67,7 +67,7 @@ def test_nightly_dag_with_deferrable_sensor_and_operator_writes_the_same_rows(
     airflow_db, deepgram_conn, tmp_path, monkeypatch, log_text
 ):
     """The nightly example through dag.test(): sensor and mapped operator deferrable vs in the worker."""
-    from tests.dags.test_quickstart_dag import load_dag
+    from tests.support.dags import load_dag
 
     folder = tmp_path / "in"
     folder.mkdir()

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_dgsentiment import sources as sources_module
 from airflow_provider_dgsentiment.exceptions import (
     DeepgramAPIError,
 )
+from airflow_provider_dgsentiment.storage import sources as sources_module
 from airflow_provider_dgsentiment.triggers.sentiment import DeepgramObjectsTrigger, DeepgramSentimentTrigger
 from tests.conftest import NEGATIVE, POSITIVE, SQL_CONN_ID, airflow_serde
 

@@ -3,8 +3,8 @@
 :class:`ScoringRun` lists the documents, reads each one once, settles those that need no
 request (unreadable, empty, already stored with the same content), scores the rest on the
 hook's async engine, and stores results as they complete: SQL rows through the
-:class:`~airflow_provider_dgsentiment.warehouse.WarehouseWriter` and JSONL lines through
-:class:`~airflow_provider_dgsentiment.result_files.ResultFiles`, a few hundred documents at
+:class:`~airflow_provider_dgsentiment.storage.warehouse.WarehouseWriter` and JSONL lines through
+:class:`~airflow_provider_dgsentiment.storage.result_files.ResultFiles`, a few hundred documents at
 a time, so a crash loses at most one batch and memory stays flat at any size.
 
 Blocking work never runs on the event loop: listing and reading happen in a reader
@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_dgsentiment.exceptions import DeepgramAPIError, DeepgramConfigurationError, DeepgramError
-from airflow_provider_dgsentiment.lineage import input_locations
-from airflow_provider_dgsentiment.outcome import SKIP_ALREADY_SCORED, ProgressLog, ScoringOutcome
-from airflow_provider_dgsentiment.result_files import ResultFiles, failed_line, scored_line, skipped_line
-from airflow_provider_dgsentiment.sources import SKIP_EMPTY, Document, DocumentSource, fingerprint
-from airflow_provider_dgsentiment.warehouse import ScoredDocument, WarehouseWriter, batched
+from airflow_provider_dgsentiment.run.outcome import SKIP_ALREADY_SCORED, ProgressLog, ScoringOutcome
+from airflow_provider_dgsentiment.storage.lineage import input_locations
+from airflow_provider_dgsentiment.storage.result_files import ResultFiles, failed_line, scored_line, skipped_line
+from airflow_provider_dgsentiment.storage.sources import SKIP_EMPTY, Document, DocumentSource, fingerprint
+from airflow_provider_dgsentiment.storage.warehouse import ScoredDocument, WarehouseWriter, batched
 
 if TYPE_CHECKING:
     from logging import Logger

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
+from airflow_provider_dgsentiment.client.retry import RetryPolicy, parse_retry_after
 from airflow_provider_dgsentiment.exceptions import make_api_error
-from airflow_provider_dgsentiment.retry import RetryPolicy, parse_retry_after
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_dgsentiment.concurrency import (
+from airflow_provider_dgsentiment.client.concurrency import (
     ADDITIVE_INCREASE,
     DECREASE_FACTOR,
     SLOW_START_WINDOW,

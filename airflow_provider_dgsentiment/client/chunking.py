@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from airflow_provider_dgsentiment.results import Segment, SentimentResult, average_of
+from airflow_provider_dgsentiment.client.results import Segment, SentimentResult, average_of
 
 #: The API's per-request limit.
 API_TOKEN_LIMIT = 150_000

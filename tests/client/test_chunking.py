@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_dgsentiment.chunking import chunk_text, count_tokens, merge_results
-from airflow_provider_dgsentiment.results import Average, Segment, SentimentResult, label_for_score
+from airflow_provider_dgsentiment.client.chunking import chunk_text, count_tokens, merge_results
+from airflow_provider_dgsentiment.client.results import Average, Segment, SentimentResult, label_for_score
 
 REFERENCE_TEXT = (
     "Hi. Thank you for calling from premier phone services. "

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_dgsentiment.sources import document_name, storage_path
+from airflow_provider_dgsentiment.storage.sources import document_name, storage_path
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import ObjectStoragePath

@@ -10,9 +10,9 @@ import uuid
 
 import pytest
 
+from airflow_provider_dgsentiment.client.results import Average, Segment, SentimentResult
 from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError, DeepgramError
-from airflow_provider_dgsentiment.results import Average, Segment, SentimentResult
-from airflow_provider_dgsentiment.warehouse import (
+from airflow_provider_dgsentiment.storage.warehouse import (
     AVERAGE_COLUMNS,
     DEFAULT_AVERAGES_TABLE,
     DEFAULT_SEGMENTS_TABLE,
@@ -206,7 +206,7 @@ def test_check_tables_on_a_read_only_database_with_the_tables(db):
 
 
 def test_check_tables_on_a_read_only_database_without_the_tables(db, monkeypatch):
-    monkeypatch.setattr("airflow_provider_dgsentiment.warehouse.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("airflow_provider_dgsentiment.storage.warehouse.time.sleep", lambda seconds: None)
     with WarehouseWriter(READ_ONLY_CONN_ID) as writer, pytest.raises(DeepgramConfigurationError) as caught:
         writer.check_tables()
     assert str(caught.value) == (

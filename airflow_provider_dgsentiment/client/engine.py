@@ -16,7 +16,7 @@ decisions live here once:
   (:meth:`~.results.SentimentResult.from_response`).
 
 The engine is async and bound to the event loop it first runs on: the hook drives it
-on a private loop thread for sync callers (:class:`LoopThread`), and the trigger runs
+on a private loop thread for sync callers (:class:`~.loop_bridge.LoopThread`), and the trigger runs
 it on the triggerer's loop. Redirects are never followed, and ``timeout`` is a
 deadline for the whole response (connect, headers and body).
 """
@@ -24,43 +24,39 @@ deadline for the whole response (connect, headers and body).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
 import logging
-import queue
-import threading
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode, urlsplit
 
-from airflow_provider_dgsentiment.chunking import DEFAULT_CHUNK_TOKENS, chunk_text, count_tokens, merge_results
-from airflow_provider_dgsentiment.concurrency import AdaptiveConcurrency
+from airflow_provider_dgsentiment.client.chunking import DEFAULT_CHUNK_TOKENS, chunk_text, count_tokens, merge_results
+from airflow_provider_dgsentiment.client.concurrency import AdaptiveConcurrency
+from airflow_provider_dgsentiment.client.results import SentimentResult
+from airflow_provider_dgsentiment.client.retry import RetryPolicy
+from airflow_provider_dgsentiment.client.transport import (
+    DeepgramSettings,
+    env_proxy,
+    masked_url,
+    parse_error,
+    parse_success,
+    read_query,
+    redact_text,
+)
 from airflow_provider_dgsentiment.exceptions import (
     DeepgramAPIError,
     DeepgramConnectionError,
     DeepgramEndpointUnreachableError,
-    DeepgramRedirectError,
     DeepgramResponseError,
     DeepgramTimeoutError,
     DeepgramTokenBudgetError,
     DeepgramTokenLimitError,
-    make_api_error,
-    summarize_body,
 )
-from airflow_provider_dgsentiment.results import SentimentResult
-from airflow_provider_dgsentiment.retry import DEFAULT_MAX_RETRIES, RetryPolicy, parse_retry_after
 
 if TYPE_CHECKING:
     import aiohttp
 
-DEFAULT_BASE_URL = "https://api.deepgram.com"
-DEFAULT_TIMEOUT = 60.0
-DEFAULT_MAX_CONCURRENCY = 10
-READ_PATH = "/v1/read"
-PROJECTS_PATH = "/v1/projects"
-USER_AGENT = "airflow-provider-dgsentiment"
 #: Below this part size, a TOKEN_LIMIT_EXCEEDED answer is not retried with smaller parts.
 MIN_CHUNK_TOKENS = 1000
 #: The finer re-split after TOKEN_LIMIT_EXCEEDED cuts parts this many times smaller.
@@ -75,135 +71,12 @@ UNDELIVERED_PER_SLOT = 2
 #: a concurrency limit shared by several workers (Deepgram's 429), pausing a whole worker for
 #: a second per 429 left the account idle; the benchmark's shared-account rows measure both.
 PAUSE_ON_RETRY_AFTER = False
-#: Seconds ``close()`` waits for a cancelled run or the loop thread to finish.
-CLOSE_TIMEOUT = 2.0
-
 log = logging.getLogger(__name__)
 
 
 async def retry_sleep(seconds: float) -> None:
     """Wait before a retry (a module function, so tests can shorten the waits)."""
     await asyncio.sleep(seconds)
-
-
-@dataclass(frozen=True)
-class DeepgramSettings:
-    """
-    Everything the engine needs from a ``deepgram`` connection.
-
-    :param base_url: scheme and host, e.g. ``https://api.deepgram.com`` (no path, no trailing slash).
-    :param api_key: the API key (sent as ``Authorization: Token <key>``).
-    :param timeout: seconds for one whole response (connect, headers and body).
-    :param max_retries: retries of one request after a retryable failure.
-    :param max_concurrency: requests in flight at once.
-    """
-
-    base_url: str
-    api_key: str
-    timeout: float = DEFAULT_TIMEOUT
-    max_retries: int = DEFAULT_MAX_RETRIES
-    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
-
-    def __repr__(self) -> str:  # never show the key
-        return (
-            f"DeepgramSettings(base_url={self.base_url!r}, api_key='***', timeout={self.timeout}, "
-            f"max_retries={self.max_retries}, max_concurrency={self.max_concurrency})"
-        )
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {
-            "Authorization": f"Token {self.api_key}",
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            "User-Agent": USER_AGENT,
-        }
-
-    @property
-    def read_url(self) -> str:
-        return self.base_url + READ_PATH
-
-    @property
-    def projects_url(self) -> str:
-        return self.base_url + PROJECTS_PATH
-
-
-def read_query(language: str, tags: Iterable[str] | None = None) -> str:
-    """The query string of a sentiment request: ``sentiment=true&language=en&tag=a&tag=b``."""
-    pairs = [("sentiment", "true"), ("language", language)]
-    pairs.extend(("tag", str(tag)) for tag in tags or ())
-    return urlencode(pairs, quote_via=quote)
-
-
-def masked_url(url: str | None) -> str:
-    """
-    Describe a URL without its secrets: credentials dropped, every query value ``***``.
-
-    The result also goes through Airflow's secrets masker, so a registered key that
-    still shows (e.g. in the path) is redacted too.
-    """
-    if not url:
-        return "(none)"
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "(unreadable URL)"
-    shown = f"{parts.scheme}://{host}{port}{parts.path}" if parts.scheme else parts.path
-    if parts.query:
-        names = [pair.split("=", 1)[0] for pair in parts.query.split("&") if pair]
-        shown += "?" + "&".join(f"{name}=***" for name in names)
-    if parts.fragment:
-        shown += "#***"
-    return redact_text(shown)
-
-
-def redact_text(text: str) -> str:
-    """Pass ``text`` through Airflow's secrets masker (registered secrets become ``***``)."""
-    try:
-        from airflow.providers.common.compat.sdk import redact
-    except ImportError:  # pragma: no cover - every supported Airflow has it
-        return text
-    return str(redact(text))
-
-
-def parse_success(status: int, body: bytes, request_id: str | None) -> SentimentResult:
-    """Decode a 2xx body into a :class:`SentimentResult` or raise :class:`DeepgramResponseError`."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        raise DeepgramResponseError(
-            f"the body is not JSON ({summarize_body(body.decode('utf-8', 'replace'))})",
-            status=status,
-            request_id=request_id,
-        ) from None
-    return SentimentResult.from_response(data, request_id=request_id)
-
-
-def parse_error(status: int, body: bytes, headers: Any) -> DeepgramAPIError:
-    """Decode an error (or redirect) response into the typed :class:`DeepgramAPIError`."""
-    request_id = headers.get("dg-request-id")
-    if 300 <= status < 400:
-        return DeepgramRedirectError(
-            status,
-            "REDIRECT",
-            f"the API answered with a redirect to {masked_url(headers.get('Location'))}; redirects are never "
-            "followed (check the connection's Base URL)",
-            request_id,
-        )
-    text = body.decode("utf-8", "replace")
-    try:
-        parsed = json.loads(text) if text else None
-    except ValueError:
-        parsed = None
-    return make_api_error(
-        status,
-        parsed,
-        request_id=request_id,
-        retry_after=parse_retry_after(headers.get("Retry-After")),
-        body_text=None if isinstance(parsed, dict) else text,
-    )
 
 
 @dataclass
@@ -367,7 +240,7 @@ class SentimentEngine:
             trust_env=False,
             skip_auto_headers=("Accept-Encoding",),
         )
-        self._proxy, self._proxy_auth = _env_proxy(self.settings.base_url)
+        self._proxy, self._proxy_auth = env_proxy(self.settings.base_url)
         self._projects_url = yarl.URL(self.settings.projects_url)
         return session
 
@@ -674,164 +547,3 @@ class SentimentEngine:
             ) from None
         projects = data.get("projects") if isinstance(data, dict) else None
         return projects if isinstance(projects, list) else []
-
-
-def _env_proxy(base_url: str) -> tuple[Any, Any]:
-    """The proxy the environment names for ``base_url`` (``HTTPS_PROXY``, ``NO_PROXY``...), or None."""
-    import yarl
-    from aiohttp.helpers import get_env_proxy_for_url
-
-    try:
-        return get_env_proxy_for_url(yarl.URL(base_url))
-    except LookupError:
-        return None, None
-
-
-class LoopThread:
-    """
-    A private event loop on a daemon thread, for sync callers of the async engine.
-
-    One loop per hook: the engine, its session and its window live on it for the hook's
-    lifetime, across batches.
-    """
-
-    def __init__(self, name: str = "deepgram-engine") -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
-
-    def run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
-        """Run ``coroutine`` on the loop and return its result (raise its exception) here."""
-        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
-        try:
-            return future.result()
-        except BaseException:
-            future.cancel()
-            raise
-
-    def iterate(
-        self,
-        make_stream: Callable[[AsyncIterable[str]], AsyncIterator[Any]],
-        texts: Iterable[str],
-        ahead: int,
-    ) -> Iterator[Any]:
-        """
-        Drive an async stream from this (caller's) thread.
-
-        The caller's thread reads ``texts`` (up to ``ahead`` texts ahead of the results
-        handed back, so reading a document overlaps with the requests in flight) and
-        feeds them to the stream on the loop; results come back through a queue.
-        Closing this generator cancels the stream and waits (briefly) for it to end.
-        """
-        feed = _ThreadFeed(self.loop)
-        results: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        finished = threading.Event()
-
-        async def pump() -> None:
-            try:
-                stream = make_stream(feed)
-                try:
-                    async for item in stream:
-                        results.put(item)
-                finally:
-                    await stream.aclose()
-            except asyncio.CancelledError:
-                pass
-            except BaseException as exc:
-                results.put(_Failure(exc))
-            finally:
-                results.put(_DONE)
-                finished.set()
-
-        future = asyncio.run_coroutine_threadsafe(pump(), self.loop)
-        iterator = iter(texts)
-        pending = 0
-        try:
-            exhausted = False
-            while True:
-                while not exhausted and pending < ahead:
-                    try:
-                        text = next(iterator)
-                    except StopIteration:
-                        exhausted = True
-                        feed.close()
-                        break
-                    feed.put(text)
-                    pending += 1
-                item = results.get()
-                if item is _DONE:
-                    return
-                if type(item) is _Failure:
-                    raise item.exception
-                pending -= 1
-                yield item
-        finally:
-            if not finished.is_set():
-                future.cancel()
-                finished.wait(CLOSE_TIMEOUT)
-
-    def close(self, engine: SentimentEngine | None = None) -> None:
-        """Close ``engine``'s session on the loop, then stop the loop and its thread."""
-        if self.loop.is_closed():
-            return
-        if threading.current_thread() is self._thread:  # dropped on its own loop: just stop it
-            self.loop.stop()
-            return
-        if self._thread.is_alive():
-            try:
-                if engine is not None:
-                    asyncio.run_coroutine_threadsafe(engine.close(), self.loop).result(CLOSE_TIMEOUT)
-                asyncio.run_coroutine_threadsafe(self.loop.shutdown_default_executor(), self.loop).result(CLOSE_TIMEOUT)
-            except (concurrent.futures.TimeoutError, RuntimeError):
-                pass
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(CLOSE_TIMEOUT)
-        if not self._thread.is_alive():
-            self.loop.close()
-
-
-class _ThreadFeed:
-    """An async iterable of texts that another thread fills (``put``, then ``close``)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._items: deque[str] = deque()
-        self._closed = False
-        self._waiter: asyncio.Future[None] | None = None
-        self._lock = threading.Lock()
-
-    def put(self, text: str) -> None:
-        with self._lock:
-            self._items.append(text)
-            waiter, self._waiter = self._waiter, None
-        if waiter is not None:
-            self._loop.call_soon_threadsafe(_set_result, waiter)
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            waiter, self._waiter = self._waiter, None
-        if waiter is not None:
-            self._loop.call_soon_threadsafe(_set_result, waiter)
-
-    def __aiter__(self) -> _ThreadFeed:
-        return self
-
-    async def __anext__(self) -> str:
-        while True:
-            with self._lock:
-                if self._items:
-                    return self._items.popleft()
-                if self._closed:
-                    raise StopAsyncIteration
-                waiter = self._waiter = self._loop.create_future()
-            await waiter
-
-
-def _set_result(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError, DeepgramError, DocumentReadError
-from airflow_provider_dgsentiment.records import detect_format, iter_file_records, iter_sql_records
-from airflow_provider_dgsentiment.warehouse import DEFAULT_AVERAGES_TABLE, WarehouseWriter, sql_hook
+from airflow_provider_dgsentiment.storage.records import detect_format, iter_file_records, iter_sql_records
+from airflow_provider_dgsentiment.storage.warehouse import DEFAULT_AVERAGES_TABLE, WarehouseWriter, sql_hook
 
 if TYPE_CHECKING:
     from logging import Logger
@@ -434,7 +434,7 @@ class DocumentSource:
 
     Objects whose name ends ``.jsonl``/``.ndjson``, ``.csv``, ``.tsv`` or ``.parquet`` (each
     optionally ``.gz``) are record files: each record is a document named
-    ``<object URI>#<record key>`` (:mod:`airflow_provider_dgsentiment.records`). SQL rows
+    ``<object URI>#<record key>`` (:mod:`airflow_provider_dgsentiment.storage.records`). SQL rows
     are named ``sql://<sql_conn_id>/<id_field>#<key>``.
 
     Plain data, so that a trigger can carry it (:meth:`to_json`); inline texts never travel.

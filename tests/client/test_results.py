@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from airflow_provider_dgsentiment.client.results import SentimentResult, average_of, label_for_score
 from airflow_provider_dgsentiment.exceptions import DeepgramResponseError
-from airflow_provider_dgsentiment.results import SentimentResult, average_of, label_for_score
 
 REFERENCE_RESPONSE = {
     "metadata": {

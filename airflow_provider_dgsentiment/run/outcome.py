@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_dgsentiment.exceptions import DeepgramAPIError, DeepgramError
-from airflow_provider_dgsentiment.sources import SKIP_EMPTY
+from airflow_provider_dgsentiment.storage.sources import SKIP_EMPTY
 
 if TYPE_CHECKING:
     from logging import Logger
 
-    from airflow_provider_dgsentiment.results import SentimentResult
+    from airflow_provider_dgsentiment.client.results import SentimentResult
 
 XCOM_OUTPUTS = ("full", "summary", "manifest", "none")
 #: Shapes that keep one item per document.

@@ -171,3 +171,41 @@ class StandIn:
         asyncio.run_coroutine_threadsafe(cleanup(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+
+
+#: The key of the connection the stand-in tests use (it must never show up anywhere).
+KEY = "dg-secret-key-0123456789"
+
+
+def ok_body(text="Hello there.", request_id="req-ok"):
+    words = text.split()
+    return {
+        "metadata": {
+            "request_id": request_id,
+            "created": "2023-12-01T15:54:39.681Z",
+            "language": "en",
+            "sentiment_info": {"model_uuid": "m-1", "input_tokens": 3, "output_tokens": 3},
+        },
+        "results": {
+            "sentiments": {
+                "segments": [
+                    {
+                        "text": text,
+                        "start_word": 0,
+                        "end_word": len(words) - 1,
+                        "sentiment": "positive",
+                        "sentiment_score": 0.5,
+                    }
+                ],
+                "average": {"sentiment": "positive", "sentiment_score": 0.5},
+            }
+        },
+    }
+
+
+def set_conn(monkeypatch, host, **extra):
+    extra.setdefault("max_retries", 3)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DEEPGRAM_DEFAULT",
+        json.dumps({"conn_type": "deepgram", "host": host, "password": KEY, "extra": extra}),
+    )

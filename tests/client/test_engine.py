@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from airflow_provider_dgsentiment.engine import MAX_CONSECUTIVE_CONNECT_FAILURES, masked_url
+from airflow_provider_dgsentiment.client.engine import MAX_CONSECUTIVE_CONNECT_FAILURES
+from airflow_provider_dgsentiment.client.transport import masked_url
 from airflow_provider_dgsentiment.exceptions import (
     TOKEN_BUDGET_EXCEEDED,
     DeepgramAPIError,
@@ -23,8 +24,7 @@ from airflow_provider_dgsentiment.exceptions import (
     DeepgramTokenBudgetError,
 )
 from airflow_provider_dgsentiment.hooks.sentiment import DeepgramSentimentHook
-from tests.hooks.conftest import KEY, ok_body, set_conn
-from tests.stand_in import Answer
+from tests.support.stand_in import KEY, Answer, ok_body, set_conn
 
 
 def scored(text: str, tokens: int = 3) -> Answer:

@@ -11,7 +11,7 @@ import pytest
 from airflow.providers.common.compat.sdk import ObjectStoragePath
 
 from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError
-from airflow_provider_dgsentiment.sources import (
+from airflow_provider_dgsentiment.storage.sources import (
     Document,
     DocumentSource,
     conn_id_in_uris,

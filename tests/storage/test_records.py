@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_dgsentiment import records
 from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError, DeepgramError
-from airflow_provider_dgsentiment.records import (
+from airflow_provider_dgsentiment.storage import records
+from airflow_provider_dgsentiment.storage.records import (
     FORMATS,
     Record,
     RecordFileError,
@@ -442,7 +442,7 @@ def test_nothing_opens_until_iterated_and_close_closes_the_object(tmp_path):
 def test_pyarrow_is_imported_only_for_parquet():
     code = (
         "import sys, pathlib, tempfile\n"
-        "from airflow_provider_dgsentiment.records import iter_file_records\n"
+        "from airflow_provider_dgsentiment.storage.records import iter_file_records\n"
         "p = pathlib.Path(tempfile.mkdtemp()) / 'x.csv'\n"
         "p.write_text('text\\nhello\\n')\n"
         "assert [r.text for r in iter_file_records(p, 'csv')] == ['hello']\n"
@@ -468,7 +468,7 @@ def test_key_index_grows_and_remembers_positions():
 RSS_CHILD = """
 import json, resource, sys
 from pathlib import Path
-from airflow_provider_dgsentiment.records import detect_format, iter_file_records
+from airflow_provider_dgsentiment.storage.records import detect_format, iter_file_records
 if sys.argv[1].endswith(".parquet"):
     import pyarrow.parquet  # the same imports in the small and the big run
 count = chars = 0

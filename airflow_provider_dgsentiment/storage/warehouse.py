@@ -38,7 +38,7 @@ from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError, 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
 
-    from airflow_provider_dgsentiment.results import SentimentResult
+    from airflow_provider_dgsentiment.client.results import SentimentResult
 
 DEFAULT_SEGMENTS_TABLE = "deepgram_sentiment_segments"
 DEFAULT_AVERAGES_TABLE = "deepgram_sentiment_averages"
@@ -643,7 +643,7 @@ def _check_finite_scores(document: ScoredDocument) -> None:
 
 def _probe_result() -> SentimentResult:
     """A one-segment result for the write check of :meth:`WarehouseWriter.check_tables`."""
-    from airflow_provider_dgsentiment.results import Average, Segment, SentimentResult
+    from airflow_provider_dgsentiment.client.results import Average, Segment, SentimentResult
 
     return SentimentResult(
         request_id="dgsentiment-write-check",
