@@ -107,7 +107,7 @@ class DeepgramSentimentOperator(BaseOperator):
     :param shard: score only the objects of one shard of ``source``: ``"i/n"`` or ``[i, n]``
         (a stable hash of each object's name modulo ``n``), for ``.expand()`` over shards of
         one listing instead of lists of URIs. (templated)
-    :param deepgram_conn_id: the ``deepgram`` connection holding the API key.
+    :param deepgram_conn_id: the ``deepgram`` connection holding the API key. (templated)
     :param language: the language code of the texts. (templated)
     :param sql_conn_id: a SQL connection (any ``DbApiHook``: SQLite, PostgreSQL, ...) to
         store results in; None stores nothing. (templated)
@@ -163,6 +163,7 @@ class DeepgramSentimentOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = (
+        "deepgram_conn_id",
         "text",
         "source",
         "source_conn_id",

@@ -45,6 +45,7 @@ def table_names(db: Path) -> set[str]:
 
 def test_template_fields_are_a_tuple_of_the_documented_names():
     assert DeepgramSentimentOperator.template_fields == (
+        "deepgram_conn_id",
         "text",
         "source",
         "source_conn_id",
@@ -63,6 +64,21 @@ def test_template_fields_are_a_tuple_of_the_documented_names():
         "language",
     )
     assert set(DeepgramSentimentOperator.template_fields_renderers) == {"text", "source", "sql"}
+
+
+def test_deepgram_conn_id_is_rendered_and_used(monkeypatch, deepgram_conn):
+    """A templated connection id (e.g. one account per environment) picks the connection it renders to."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DEEPGRAM_STAGING",
+        json.dumps({"conn_type": "deepgram", "host": deepgram_conn.url, "password": deepgram_conn.api_key}),
+    )
+    monkeypatch.delenv("AIRFLOW_CONN_DEEPGRAM_DEFAULT")
+    operator = make_operator(text=POSITIVE, deepgram_conn_id="deepgram_{{ params.env }}")
+    before = deepgram_conn.stats()
+    result = run(operator, params={"env": "staging"})
+    assert operator.deepgram_conn_id == "deepgram_staging"
+    assert result["results"]["sentiments"]["average"]["sentiment"] == "positive"
+    assert requests_sent(deepgram_conn, before) == 1
 
 
 def test_init_stores_arguments_verbatim_and_builds_no_hook():
