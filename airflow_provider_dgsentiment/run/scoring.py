@@ -4,8 +4,12 @@
 request (unreadable, empty, already stored with the same content), scores the rest on the
 hook's async engine, and stores results as they complete: SQL rows through the
 :class:`~airflow_provider_dgsentiment.storage.warehouse.WarehouseWriter` and JSONL lines through
-:class:`~airflow_provider_dgsentiment.storage.result_files.ResultFiles`, a few hundred documents at
-a time, so a crash loses at most one batch and memory stays flat at any size.
+:class:`~airflow_provider_dgsentiment.storage.result_files.ResultFiles`, every
+``WRITE_BATCH_SIZE`` documents or ``WRITE_INTERVAL`` seconds, whichever comes first, so a crash
+loses at most the requests in flight plus a few seconds of results, and memory stays flat at
+any size. A retry skips what earlier tries stored: documents in the averages table with the
+same fingerprint (``skip_scored``), and documents whose scored line is in an earlier try's
+result part (always: those parts are this task run's own).
 
 Blocking work never runs on the event loop: listing and reading happen in a reader
 thread, every SQL statement and result-file write in one storage thread (SQLite
@@ -16,6 +20,7 @@ connections belong to the thread that opened them). The worker drives a run with
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -39,8 +44,10 @@ if TYPE_CHECKING:
 READ_BATCH_SIZE = 200
 #: Read batches waiting for the scorer at most (the read-ahead of the whole run).
 QUEUED_READ_BATCHES = 4
-#: Scored documents per SQL transaction and per result-file write.
+#: Scored documents per SQL transaction and per result part at most (the count bound of a store).
 WRITE_BATCH_SIZE = 200
+#: Seconds a settled document waits for its store at most (the time bound: a slow run stores this often).
+WRITE_INTERVAL = 2.0
 #: Writes waiting for the storage thread at most before scoring waits for them.
 PENDING_WRITES = 4
 #: Seconds between two checks of a blocked hand-over from the reader thread.
@@ -131,6 +138,11 @@ class ScoringRun:
         self._to_store: list[ScoredDocument] = []
         self._lines: list[dict[str, Any]] = []
         self._pending: list[tuple[asyncio.Future, int]] = []
+        #: Loop time of the last hand-over to the storage thread.
+        self._last_store = 0.0
+        #: Every document of the source settled (not stopped, nothing raised): the result files may drop
+        #: earlier tries' lines of documents the source no longer has.
+        self._settled_all = False
         #: A write failed: the database (or storage) is broken, so nothing more is written.
         self._write_failed = False
         #: Input tokens this task run already stored (an earlier try), counted against ``max_input_tokens``.
@@ -159,6 +171,7 @@ class ScoringRun:
         """Score every document; return what happened to each (systemic errors are recorded, not raised)."""
         self._loop = asyncio.get_running_loop()
         self._stop_requested = asyncio.Event()
+        self._last_store = self._loop.time()
         if self._stop_reason is not None:
             self._stop_requested.set()
         outcome = ScoringOutcome(keep=self.keep)
@@ -181,6 +194,7 @@ class ScoringRun:
                 self.options.max_concurrency or "from connection",
                 self.options.skip_scored and self.writer is not None,
             )
+            self._settled_all = not names
             if names:
                 consume = asyncio.ensure_future(self._consume(names, outcome, progress, storage, reader))
                 stopper = asyncio.ensure_future(self._stop_requested.wait())
@@ -190,6 +204,7 @@ class ScoringRun:
                     stopper.cancel()
                 if consume.done():
                     consume.result()  # raises what went wrong
+                    self._settled_all = outcome.systemic_error is None
                 else:
                     self.log.warning("Stopping: %s", self._stop_reason)
                     outcome.stopped = self._stop_reason
@@ -218,9 +233,13 @@ class ScoringRun:
                         self.options.max_input_tokens,
                     )
         if self.result_files is not None:
-            deleted = self.result_files.begin()
-            if deleted:
-                self.log.info("Deleted %d result part(s) of an earlier try in %s", deleted, self.result_files.folder)
+            held = self.result_files.begin()
+            if held:
+                self.log.info(
+                    "Earlier tries' result parts in %s hold %d scored document(s): they are not scored again",
+                    self.result_files.folder,
+                    held,
+                )
 
     def _list_names(self) -> list[str]:
         names, unmatched = self.source.list_names(log=self.log)
@@ -251,7 +270,7 @@ class ScoringRun:
     ) -> None:
         """Feed the documents to the engine and record each result as it completes."""
         assert self._loop is not None
-        queue: asyncio.Queue[list[tuple[int, Document, str | None, str | None]] | None] = asyncio.Queue(
+        queue: asyncio.Queue[list[tuple[int, Document, str | None, str | None, str | None]] | None] = asyncio.Queue(
             QUEUED_READ_BATCHES
         )
         producing = self._loop.run_in_executor(reader, self._produce, names, queue, self._loop, storage)
@@ -265,7 +284,7 @@ class ScoringRun:
                 batch = await queue.get()
                 if batch is None:
                     return
-                for position, document, content_key, stored_key in batch:
+                for position, document, content_key, stored_key, held_key in batch:
                     if bound is not None and position >= bound:
                         raise DeepgramConfigurationError(
                             f"{self.source.describe()} holds more than the {bound} documents a deferred run may "
@@ -280,6 +299,9 @@ class ScoringRun:
                     elif content_key is None:
                         outcome.record_skipped(position, name, SKIP_EMPTY)
                         self._lines.append(skipped_line(name, SKIP_EMPTY))
+                    elif held_key == content_key:  # an earlier try's result part holds it: its line stands
+                        outcome.record_skipped(position, name, SKIP_ALREADY_SCORED)
+                        self.result_files.confirm(name)
                     elif stored_key == content_key:
                         outcome.record_skipped(position, name, SKIP_ALREADY_SCORED)
                         self._lines.append(skipped_line(name, SKIP_ALREADY_SCORED))
@@ -289,6 +311,7 @@ class ScoringRun:
                         yield document.text or ""
                 progress.update(outcome)
 
+        ticking = asyncio.ensure_future(self._store_on_time(storage))
         results = self.hook.aanalyze_many(
             texts(),
             language=self.options.language,
@@ -315,11 +338,16 @@ class ScoringRun:
                             )
                         if self.result_files is not None:
                             self._lines.append(scored_line(name, content_key, result.to_dict()))
-                    if len(self._to_store) >= WRITE_BATCH_SIZE or len(self._lines) >= WRITE_BATCH_SIZE:
+                    if (
+                        len(self._to_store) >= WRITE_BATCH_SIZE
+                        or len(self._lines) >= WRITE_BATCH_SIZE
+                        or self._loop.time() - self._last_store >= WRITE_INTERVAL
+                    ):
                         await self._flush(outcome, storage)
                     progress.update(outcome)
         finally:
             self._abandoned.set()
+            ticking.cancel()
             await asyncio.wait({producing})
         producing.result()  # a listing or reading failure that is not one document's
 
@@ -334,6 +362,7 @@ class ScoringRun:
         documents = self.source.documents(names)
         lookup = self.writer is not None and self.options.skip_scored
         prefix = self.source.stored_prefix
+        held = self.result_files.held_fingerprint if self.result_files is not None else _nothing_held
         try:
             for batch in batched(enumerate(documents), READ_BATCH_SIZE):
                 if self._abandoned.is_set():
@@ -348,7 +377,13 @@ class ScoringRun:
                     wanted = [prefix + document.source for position, document in batch if position in keys]
                     stored = storage.submit(self.writer.stored_fingerprints, wanted).result()
                 entries = [
-                    (position, document, keys.get(position), stored.get(prefix + document.source))
+                    (
+                        position,
+                        document,
+                        keys.get(position),
+                        stored.get(prefix + document.source),
+                        held(document.source),
+                    )
                     for position, document in batch
                 ]
                 if not self._hand_over(queue, loop, entries):
@@ -373,14 +408,27 @@ class ScoringRun:
 
     # ------------------------------------------------------------------ storing
 
-    async def _flush(self, outcome: ScoringOutcome, storage: ThreadPoolExecutor) -> None:
-        """Hand the scored documents and result lines so far to the storage thread."""
+    async def _store_on_time(self, storage: ThreadPoolExecutor) -> None:
+        """Every ``WRITE_INTERVAL`` seconds, hand over what waits longer (results that stop coming still get stored)."""
         assert self._loop is not None
+        while True:
+            await asyncio.sleep(WRITE_INTERVAL)
+            if self._loop.time() - self._last_store >= WRITE_INTERVAL and not self._write_failed:
+                self._hand_over_writes(storage)
+
+    def _hand_over_writes(self, storage: ThreadPoolExecutor) -> None:
+        """Give the scored documents and result lines so far to the storage thread (no await: never interleaved)."""
+        assert self._loop is not None
+        self._last_store = self._loop.time()
         documents, lines = self._to_store, self._lines
         self._to_store, self._lines = [], []
         if documents or lines:
             future = self._loop.run_in_executor(storage, self._write, documents, lines)
             self._pending.append((future, len(documents)))
+
+    async def _flush(self, outcome: ScoringOutcome, storage: ThreadPoolExecutor) -> None:
+        """Hand the scored documents and result lines so far to the storage thread; settle finished writes."""
+        self._hand_over_writes(storage)
         while self._pending and (self._pending[0][0].done() or len(self._pending) > PENDING_WRITES):
             await self._settle_oldest_write(outcome)
 
@@ -426,10 +474,18 @@ class ScoringRun:
                 await self._drain(outcome, storage)
             finally:
                 if self.result_files is not None:
-                    outcome.results_uris = await self._loop.run_in_executor(storage, self.result_files.close)
+                    complete = self._settled_all and not self._write_failed
+                    outcome.results_uris = await self._loop.run_in_executor(
+                        storage, functools.partial(self.result_files.close, complete=complete)
+                    )
         finally:
             if self.writer is not None:
                 await self._loop.run_in_executor(storage, self.writer.close)
+
+
+def _nothing_held(source: str) -> None:
+    """No result files: no earlier try's line holds any document."""
+    return None
 
 
 class _WriteRefused(DeepgramError):

@@ -4,16 +4,23 @@ Each task writes into a folder of its own, partitioned the way query engines rea
 
     <results_path>/dag_id=<dag>/run_id=<run>/task_id=<task>[/map_index=<i>]/part-00000.jsonl
 
-One line per document of the run, in the order the documents settle: the API's response
-shape plus ``source``, ``status`` (``"scored"``) and ``fingerprint``; or ``source``,
-``status`` (``"failed"``) and ``error``; or ``source``, ``status`` (``"skipped"``) and
-``reason``. A task try starts by deleting the parts already in its folder, so a retry or
-a clear replaces them and no document appears twice.
+One line per document of the run: the API's response shape plus ``source``, ``status``
+(``"scored"``) and ``fingerprint``; or ``source``, ``status`` (``"failed"``) and ``error``;
+or ``source``, ``status`` (``"skipped"``) and ``reason``.
+
+Durable across tries: every write is a part of its own (closed, so an object store holds it
+at once), and a task try starts by reading the parts earlier tries left
+(:meth:`ResultFiles.begin`). Their scored lines are kept and the run skips those documents
+(no request is paid twice); failed and skipped lines, and a scored line repeated later, are
+dropped by rewriting the parts that hold them. At the end the parts of every try hold each
+document of the run once, and :meth:`ResultFiles.close` lists them all. Parts are numbered on
+from the highest number found, so a part is never overwritten.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_dgsentiment.storage.sources import document_name, storage_path
@@ -24,6 +31,8 @@ if TYPE_CHECKING:
 #: Documents per part; a part is one object (written as a stream, never held in memory whole).
 DEFAULT_LINES_PER_PART = 10_000
 PART_PATTERN = "part-*.jsonl"
+PART_PREFIX = "part-"
+PART_SUFFIX = ".jsonl"
 
 
 def task_folder(
@@ -50,20 +59,32 @@ def _safe(value: str | None) -> str:
 
 class ResultFiles:
     """
-    Write one task's per-document result lines as JSONL parts.
+    Write one task's per-document result lines as JSONL parts, keeping what earlier tries wrote.
 
-    Blocking I/O: the scoring run calls it from its storage thread.
+    Blocking I/O: the scoring run calls it from its storage thread (:meth:`confirm` and
+    :meth:`held_fingerprint` only read or add to in-memory sets).
 
     :param folder: the task's folder (:func:`task_folder`).
-    :param lines_per_part: documents per part.
+    :param lines_per_part: documents per part at most (a write of fewer lines is a part of its own).
     """
 
     def __init__(self, folder: ObjectStoragePath, *, lines_per_part: int = DEFAULT_LINES_PER_PART) -> None:
         self.folder = folder
         self.lines_per_part = max(1, lines_per_part)
-        self.uris: list[str] = []
-        self._file: Any = None
-        self._lines_in_part = 0
+        #: The parts holding this run's lines, in order: earlier tries' kept parts, then this try's.
+        self.parts: list[ObjectStoragePath] = []
+        self._next_number = 0
+        #: Documents an earlier try scored: source -> (content fingerprint, the part holding the line).
+        self._held: dict[str, tuple[str, ObjectStoragePath]] = {}
+        #: Held documents this try skipped because their line is there (the rest are dropped at a complete end).
+        self._confirmed: set[str] = set()
+        #: Held documents this try wrote a line for again (their earlier line is dropped at the end).
+        self._replaced: set[str] = set()
+
+    @property
+    def uris(self) -> list[str]:
+        """The URIs of every part of the run so far, by part number."""
+        return [document_name(part) for part in sorted(self.parts, key=_part_number)]
 
     @classmethod
     def for_task(
@@ -83,41 +104,114 @@ class ResultFiles:
         return cls(folder)
 
     def begin(self) -> int:
-        """Delete the parts an earlier try of this task left; return how many were deleted."""
-        deleted = 0
-        if self.folder.exists():
-            for part in sorted(self.folder.glob(PART_PATTERN)):
-                part.unlink()
-                deleted += 1
-        else:
+        """
+        Read the parts earlier tries left; keep their scored lines, each document once.
+
+        A part holding lines that are not kept (failed, skipped, unreadable, or a document
+        scored again in a later part) is rewritten without them under a new number, then
+        deleted. :return: how many documents the kept parts hold.
+        """
+        if not self.folder.exists():
             self.folder.mkdir(parents=True, exist_ok=True)
-        return deleted
+            return 0
+        earlier = sorted(self.folder.glob(PART_PATTERN), key=_part_number)
+        self._next_number = max((_part_number(part) + 1 for part in earlier), default=0)
+        last: dict[str, tuple[int, int, str]] = {}  # source -> (part, line, fingerprint) of its last scored line
+        line_counts = []
+        for part_index, part in enumerate(earlier):
+            line_count = 0
+            for line_index, line in enumerate(_read_lines(part)):
+                line_count += 1
+                source = line.get("source") if isinstance(line, dict) else None
+                if not isinstance(source, str):
+                    continue
+                if line.get("status") == "scored" and isinstance(line.get("fingerprint"), str):
+                    last[source] = (part_index, line_index, line["fingerprint"])
+                else:
+                    last.pop(source, None)  # a later failure of the same document: score it again
+            line_counts.append(line_count)
+        kept_lines: list[dict[int, tuple[str, str]]] = [{} for _ in earlier]
+        for source, (part_index, line_index, content) in last.items():
+            kept_lines[part_index][line_index] = (source, content)
+        for part_index, part in enumerate(earlier):
+            kept: ObjectStoragePath | None = part
+            if len(kept_lines[part_index]) < line_counts[part_index]:
+                lines = [line for index, line in enumerate(_read_lines(part)) if index in kept_lines[part_index]]
+                kept = self._rewrite(part, lines)
+            if kept is not None:
+                self.parts.append(kept)
+                for source, content in kept_lines[part_index].values():
+                    self._held[source] = (content, kept)
+        return len(self._held)
+
+    def held_fingerprint(self, source: str) -> str | None:
+        """The content fingerprint an earlier try scored ``source`` with, or None."""
+        held = self._held.get(source)
+        return held[0] if held is not None else None
+
+    def confirm(self, source: str) -> None:
+        """``source`` is in this try's run and its earlier line stands (the run skips it)."""
+        self._confirmed.add(source)
 
     def write(self, lines: list[dict[str, Any]]) -> None:
-        """Append result lines, starting a new part every ``lines_per_part`` documents."""
-        for line in lines:
-            if self._file is None:
-                self._open_part()
-            self._file.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n")
-            self._lines_in_part += 1
-            if self._lines_in_part >= self.lines_per_part:
-                self._close_part()
+        """Write result lines as new parts of at most ``lines_per_part`` lines, each closed before returning."""
+        for start in range(0, len(lines), self.lines_per_part):
+            chunk = lines[start : start + self.lines_per_part]
+            self.parts.append(self._write_part(chunk))
+            for line in chunk:
+                if line["source"] in self._held:
+                    self._replaced.add(line["source"])
 
-    def close(self) -> list[str]:
-        """Finish the current part; return the URIs of every part written."""
-        self._close_part()
-        return list(self.uris)
+    def close(self, *, complete: bool = True) -> list[str]:
+        """
+        Drop earlier lines this try replaced (and, after a ``complete`` run, those of documents it no
+        longer has); return the URIs of every part of the run.
+        """
+        dropped = set(self._replaced)
+        if complete:
+            dropped.update(source for source in self._held if source not in self._confirmed)
+        affected = {id(self._held[source][1]): self._held[source][1] for source in dropped}
+        for old in affected.values():
+            lines = [line for line in _read_lines(old) if isinstance(line, dict) and line.get("source") not in dropped]
+            new = self._rewrite(old, lines)
+            position = self.parts.index(old)
+            if new is None:
+                del self.parts[position]
+            else:
+                self.parts[position] = new
+        for source in dropped:
+            del self._held[source]
+        self._replaced.clear()
+        return self.uris
 
-    def _open_part(self) -> None:
-        path = self.folder / f"part-{len(self.uris):05d}.jsonl"
-        self._file = path.open("wb")
-        self.uris.append(document_name(path))
-        self._lines_in_part = 0
+    def _rewrite(self, part: ObjectStoragePath, lines: list[dict[str, Any]]) -> ObjectStoragePath | None:
+        """Write ``lines`` as a new part (none when empty), then delete ``part``."""
+        new = self._write_part(lines) if lines else None
+        part.unlink()
+        return new
 
-    def _close_part(self) -> None:
-        file, self._file = self._file, None
-        if file is not None:
-            file.close()
+    def _write_part(self, lines: list[dict[str, Any]]) -> ObjectStoragePath:
+        path = self.folder / f"{PART_PREFIX}{self._next_number:05d}{PART_SUFFIX}"
+        self._next_number += 1
+        with path.open("wb") as file:
+            for line in lines:
+                file.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n")
+        return path
+
+
+def _part_number(part: ObjectStoragePath) -> int:
+    digits = part.name[len(PART_PREFIX) : -len(PART_SUFFIX)]
+    return int(digits) if digits.isdigit() else -1
+
+
+def _read_lines(part: ObjectStoragePath) -> Iterator[Any]:
+    """The lines of a part, parsed; a line cut by a crash (not JSON) reads as None."""
+    with part.open("rb") as file:
+        for raw in file:
+            try:
+                yield json.loads(raw)
+            except ValueError:
+                yield None
 
 
 def scored_line(source: str, fingerprint: str, result: dict[str, Any]) -> dict[str, Any]:

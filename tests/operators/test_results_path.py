@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_dgsentiment.exceptions import DeepgramError
+from airflow_provider_dgsentiment.run.scoring import WRITE_BATCH_SIZE
 from airflow_provider_dgsentiment.storage.result_files import ResultFiles
 from tests.conftest import SQL_CONN_ID
 from tests.integration.conftest import s3_bucket  # noqa: F401  (a fixture)
@@ -137,10 +138,14 @@ def test_record_file_gives_one_line_per_record(deepgram_conn, tmp_path):
     }
 
 
-# ---------------------------------------------------------------------- retries replace the parts
+# ---------------------------------------------------------------------- retries keep the parts
 
 
-def test_a_retry_replaces_the_parts_never_duplicating_lines(deepgram_conn, inbox, tmp_path, monkeypatch):
+def folder_lines(folder: Path) -> list[dict]:
+    return local_lines([f"file://{part}" for part in sorted(folder.glob("part-*.jsonl"))])
+
+
+def test_a_retry_keeps_earlier_parts_and_pays_only_for_what_they_lack(deepgram_conn, inbox, tmp_path, monkeypatch):
     monkeypatch.setattr(ResultFiles.__init__, "__kwdefaults__", {"lines_per_part": 2})
     for i in range(3):
         (inbox / f"more-{i}.txt").write_text(f"Extra document {i} is nice.")
@@ -153,23 +158,52 @@ def test_a_retry_replaces_the_parts_never_duplicating_lines(deepgram_conn, inbox
         "part-00001.jsonl",
         "part-00002.jsonl",
     ]
-    assert len(local_lines(first["results_uri"])) == 6
+    assert len(folder_lines(folder)) == 6
 
-    # The same task of the same run again (a retry, or a clear), now over fewer documents.
+    # The same task of the same run again (a retry, or a clear), now over fewer documents, one of them changed.
     (inbox / "more-0.txt").unlink()
     (inbox / "more-1.txt").unlink()
+    (inbox / "b.txt").write_text("This changed text is terrible.")
+    before = deepgram_conn.stats()["requests"]
     second = run(make_operator(source=f"file://{inbox}/*.txt", **kwargs))
-    assert sorted(path.name for path in folder.iterdir()) == ["part-00000.jsonl", "part-00001.jsonl"]
-    lines = local_lines([f"file://{part}" for part in sorted(folder.glob("part-*.jsonl"))])
+    assert deepgram_conn.stats()["requests"] - before == 1  # b.txt only: the others are in the earlier parts
+    assert (second["scored"], second["skipped"]) == (1, 3)
+    lines = folder_lines(folder)
     sources = [line["source"] for line in lines]
     assert len(sources) == len(set(sources)) == 4
     assert set(sources) == {f"file://{inbox}/{name}" for name in ("a.txt", "b.txt", "c.txt", "more-2.txt")}
-    assert second["results_uri"] == [f"file://{folder}/part-00000.jsonl", f"file://{folder}/part-00001.jsonl"]
+    changed = next(line for line in lines if line["source"].endswith("/b.txt"))
+    assert changed["results"]["sentiments"]["average"]["sentiment"] == "negative"
+    # Parts are numbered on (never overwritten); the manifest lists every part of every try.
+    assert second["results_uri"] == [f"file://{part}" for part in sorted(folder.glob("part-*.jsonl"))]
+    assert all(uri.rsplit("/", 1)[1] >= "part-00000.jsonl" for uri in second["results_uri"])
 
     # Another task of the same run keeps its own folder: nothing of "score" is touched.
     other = run(make_operator(task_id="score_again", source=f"file://{inbox}/a.txt", **kwargs))
     assert other["results_uri"] == [f"file://{task_folder(results, 'score_again')}/part-00000.jsonl"]
-    assert len(list(folder.glob("part-*.jsonl"))) == 2
+    assert len(folder_lines(folder)) == 4
+
+
+def test_failed_lines_and_cut_lines_of_an_earlier_try_are_scored_again(deepgram_conn, mixed_inbox, tmp_path):
+    results = tmp_path / "results"
+    kwargs = {"results_path": f"file://{results}", "xcom_output": "manifest", "on_error": "skip"}
+    run(make_operator(source=f"file://{mixed_inbox}/*.txt", **kwargs))
+    folder = task_folder(results)
+    # A crash cut the last line of a part in half.
+    (part,) = folder.glob("part-*.jsonl")
+    raw = part.read_bytes().splitlines(keepends=True)
+    cut = json.loads(raw[-1])["source"] if json.loads(raw[-1])["status"] == "scored" else None
+    part.write_bytes(b"".join(raw[:-1]) + raw[-1][:20])
+    (mixed_inbox / "latin1.txt").write_text("Fixed: now it reads well.")
+    before = deepgram_conn.stats()["requests"]
+    second = run(make_operator(source=f"file://{mixed_inbox}/*.txt", **kwargs))
+    # The fixed document and the cut one are scored; the empty one is skipped again, for free.
+    assert deepgram_conn.stats()["requests"] - before == 1 + (cut is not None)
+    assert check_line_shapes(folder_lines(folder)) == {
+        **expected_statuses(mixed_inbox),
+        f"file://{mixed_inbox}/latin1.txt": "scored",
+    }
+    assert second["failed"] == 0
 
 
 def test_already_scored_documents_are_lines_too(deepgram_conn, inbox, sqlite_db, tmp_path):
@@ -179,12 +213,17 @@ def test_already_scored_documents_are_lines_too(deepgram_conn, inbox, sqlite_db,
         "results_path": f"file://{tmp_path}/results",
         "xcom_output": "manifest",
     }
-    run(make_operator(**kwargs))
-    again = run(make_operator(**kwargs))
+    first = run(make_operator(**kwargs))
+    # Another task stored by the first in the same tables: its own parts say the documents were already scored.
+    again = run(make_operator(task_id="score_again", **kwargs))
     lines = local_lines(again["results_uri"])
     assert len(lines) == 3
     assert {line["status"] for line in lines} == {"skipped"}
     assert all(line["reason"].startswith("already scored") for line in lines)
+    # A retry of the first task keeps its scored lines (they hold the results; no new line).
+    retry = run(make_operator(**kwargs))
+    assert retry["results_uri"] == first["results_uri"]
+    assert {line["status"] for line in local_lines(retry["results_uri"])} == {"scored"}
 
 
 # ---------------------------------------------------------------------- worker = deferrable
@@ -259,7 +298,6 @@ def test_deferred_parts_on_s3_equal_the_worker_parts(deepgram_conn, mixed_inbox,
 
 
 def test_manifest_stays_under_64_kb_with_5000_documents_and_150_failures(mock_deepgram, tmp_path, monkeypatch):
-    monkeypatch.setattr(ResultFiles.__init__, "__kwdefaults__", {"lines_per_part": 1000})
     count, failing = 5000, 150
     bad = {i * 33 for i in range(failing)}
     assert len(bad) == failing
@@ -288,9 +326,12 @@ def test_manifest_stays_under_64_kb_with_5000_documents_and_150_failures(mock_de
     assert manifest["failures"][0]["error"] == "line 1: field 'text' is null"
     assert manifest["failures"][-1]["error"] == f"line {99 * 33 + 1}: field 'text' is null"  # the first 100, in order
     assert all(len(failure["source"]) == 240 and failure["source"].endswith("...") for failure in manifest["failures"])
-    # The parts: 5 of 1,000 lines, every document once.
+    # The parts: one per store (at most WRITE_BATCH_SIZE lines, fewer on a time flush), every document once.
     folder = task_folder(tmp_path / "results")
-    assert manifest["results_uri"] == [f"file://{folder}/part-{i:05d}.jsonl" for i in range(5)]
+    assert manifest["results_uri"] == [
+        f"file://{folder}/part-{i:05d}.jsonl" for i in range(len(manifest["results_uri"]))
+    ]
+    assert len(manifest["results_uri"]) >= count // WRITE_BATCH_SIZE
     lines = local_lines(manifest["results_uri"])
     assert len(lines) == len({line["source"] for line in lines}) == count
     assert sum(line["status"] == "failed" for line in lines) == failing

@@ -1,6 +1,7 @@
 """A task that dies mid-run, then is retried: nothing lost, nothing doubled, nothing scored twice.
 
-The operator commits every ``WRITE_BATCH_SIZE`` (200) scored documents. Three ways
+The operator commits every ``WRITE_BATCH_SIZE`` (200) scored documents or ``WRITE_INTERVAL``
+(2 s), whichever comes first. Three ways
 to die part-way through a 500-document run:
 
 - ``kill -9`` of the worker process once the averages table has 200 rows (no
@@ -117,7 +118,7 @@ def test_kill_9_mid_run_then_retry(batch, monkeypatch, deepgram_emulator_factory
     assert worker.returncode == -signal.SIGKILL
     assert "FINISHED" not in output
     stored = count(db, AVERAGES)
-    assert WRITE_BATCH_SIZE <= stored < DOCUMENTS and stored % WRITE_BATCH_SIZE == 0
+    assert WRITE_BATCH_SIZE <= stored < DOCUMENTS
     assert count(db, SEGMENTS) >= stored
 
     stored_before, sent = retry_and_check(deepgram_emulator_factory(), documents, glob, db, monkeypatch)
@@ -140,12 +141,13 @@ def test_database_failure_on_second_batch_then_retry(batch, monkeypatch, deepgra
     monkeypatch.setattr(WarehouseWriter, "write", failing_write)
     with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
         run_operator(make_operator(source=glob, sql_conn_id=SQL_CONN_ID, xcom_output="none"))
-    assert calls == [WRITE_BATCH_SIZE, WRITE_BATCH_SIZE]  # the failed batch was not written again on the way out
-    assert count(db, AVERAGES) == WRITE_BATCH_SIZE
+    # The failed batch was not written again on the way out (a slow machine may store the first on time, sooner).
+    assert len(calls) == 2 and 0 < calls[0] <= WRITE_BATCH_SIZE
+    assert count(db, AVERAGES) == calls[0]
 
     monkeypatch.setattr(WarehouseWriter, "write", real_write)
     stored_before, sent = retry_and_check(deepgram_conn, documents, glob, db)
-    assert (stored_before, sent) == (WRITE_BATCH_SIZE, DOCUMENTS - WRITE_BATCH_SIZE)
+    assert (stored_before, sent) == (calls[0], DOCUMENTS - calls[0])
 
 
 def test_task_interrupted_while_scoring_keeps_what_was_scored(batch, monkeypatch, deepgram_conn):
