@@ -48,6 +48,8 @@ QUEUED_READ_BATCHES = 4
 WRITE_BATCH_SIZE = 200
 #: Seconds a settled document waits for its store at most (the time bound: a slow run stores this often).
 WRITE_INTERVAL = 2.0
+#: Times per ``WRITE_INTERVAL`` the run looks for results waiting too long while none arrive.
+STORE_CHECKS_PER_INTERVAL = 4
 #: Writes waiting for the storage thread at most before scoring waits for them.
 PENDING_WRITES = 4
 #: Seconds between two checks of a blocked hand-over from the reader thread.
@@ -138,8 +140,8 @@ class ScoringRun:
         self._to_store: list[ScoredDocument] = []
         self._lines: list[dict[str, Any]] = []
         self._pending: list[tuple[asyncio.Future, int]] = []
-        #: Loop time of the last hand-over to the storage thread.
-        self._last_store = 0.0
+        #: Loop time the oldest result waiting for its store was seen at (None: nothing waits).
+        self._waiting_since: float | None = None
         #: Every document of the source settled (not stopped, nothing raised): the result files may drop
         #: earlier tries' lines of documents the source no longer has.
         self._settled_all = False
@@ -171,7 +173,6 @@ class ScoringRun:
         """Score every document; return what happened to each (systemic errors are recorded, not raised)."""
         self._loop = asyncio.get_running_loop()
         self._stop_requested = asyncio.Event()
-        self._last_store = self._loop.time()
         if self._stop_reason is not None:
             self._stop_requested.set()
         outcome = ScoringOutcome(keep=self.keep)
@@ -277,6 +278,7 @@ class ScoringRun:
         in_request: dict[int, tuple[int, str, str]] = {}
         prefix = self.source.stored_prefix
         bound = self.options.max_documents
+        looked_up = self.writer is not None and self.options.skip_scored
 
         async def texts() -> AsyncIterator[str]:
             sent = 0
@@ -299,7 +301,8 @@ class ScoringRun:
                     elif content_key is None:
                         outcome.record_skipped(position, name, SKIP_EMPTY)
                         self._lines.append(skipped_line(name, SKIP_EMPTY))
-                    elif held_key == content_key:  # an earlier try's result part holds it: its line stands
+                    elif held_key == content_key and (stored_key == content_key or not looked_up):
+                        # An earlier try's result part holds it (and the table too, when there is one): it stands.
                         outcome.record_skipped(position, name, SKIP_ALREADY_SCORED)
                         self.result_files.confirm(name)
                     elif stored_key == content_key:
@@ -338,11 +341,7 @@ class ScoringRun:
                             )
                         if self.result_files is not None:
                             self._lines.append(scored_line(name, content_key, result.to_dict()))
-                    if (
-                        len(self._to_store) >= WRITE_BATCH_SIZE
-                        or len(self._lines) >= WRITE_BATCH_SIZE
-                        or self._loop.time() - self._last_store >= WRITE_INTERVAL
-                    ):
+                    if self._store_due():
                         await self._flush(outcome, storage)
                     progress.update(outcome)
         finally:
@@ -408,18 +407,31 @@ class ScoringRun:
 
     # ------------------------------------------------------------------ storing
 
-    async def _store_on_time(self, storage: ThreadPoolExecutor) -> None:
-        """Every ``WRITE_INTERVAL`` seconds, hand over what waits longer (results that stop coming still get stored)."""
+    def _store_due(self) -> bool:
+        """``WRITE_BATCH_SIZE`` documents wait for their store, or the oldest has waited ``WRITE_INTERVAL`` seconds."""
         assert self._loop is not None
+        if not (self._to_store or self._lines):
+            return False
+        now = self._loop.time()
+        if self._waiting_since is None:
+            self._waiting_since = now
+        return (
+            len(self._to_store) >= WRITE_BATCH_SIZE
+            or len(self._lines) >= WRITE_BATCH_SIZE
+            or now - self._waiting_since >= WRITE_INTERVAL
+        )
+
+    async def _store_on_time(self, storage: ThreadPoolExecutor) -> None:
+        """Look a few times per ``WRITE_INTERVAL``: results that stop coming (a slow API, 429s) still get stored."""
         while True:
-            await asyncio.sleep(WRITE_INTERVAL)
-            if self._loop.time() - self._last_store >= WRITE_INTERVAL and not self._write_failed:
+            await asyncio.sleep(WRITE_INTERVAL / STORE_CHECKS_PER_INTERVAL)
+            if self._store_due() and not self._write_failed:
                 self._hand_over_writes(storage)
 
     def _hand_over_writes(self, storage: ThreadPoolExecutor) -> None:
         """Give the scored documents and result lines so far to the storage thread (no await: never interleaved)."""
         assert self._loop is not None
-        self._last_store = self._loop.time()
+        self._waiting_since = None
         documents, lines = self._to_store, self._lines
         self._to_store, self._lines = [], []
         if documents or lines:

@@ -256,7 +256,7 @@ def s3_lines(bucket, uris: list[str]) -> list[dict]:
     return lines
 
 
-def test_parts_on_s3_and_a_retry_replaces_them(deepgram_conn, mixed_inbox, s3_bucket, monkeypatch):  # noqa: F811
+def test_parts_on_s3_and_a_retry_keeps_them(deepgram_conn, mixed_inbox, s3_bucket, monkeypatch):  # noqa: F811
     monkeypatch.setattr(ResultFiles.__init__, "__kwdefaults__", {"lines_per_part": 2})
     kwargs = {
         "source": f"file://{mixed_inbox}/*.txt",
@@ -273,8 +273,11 @@ def test_parts_on_s3_and_a_retry_replaces_them(deepgram_conn, mixed_inbox, s3_bu
 
     (mixed_inbox / "latin1.txt").unlink()
     (mixed_inbox / "blank.txt").unlink()
+    before = deepgram_conn.stats()["requests"]
     second = run(make_operator(**kwargs))
-    assert second["results_uri"] == [f"{prefix}/part-00000.jsonl", f"{prefix}/part-00001.jsonl"]
+    assert deepgram_conn.stats()["requests"] == before  # the earlier parts hold every scored document
+    # Parts holding lines of documents gone (or failed, or skipped) are rewritten or deleted; the others stay.
+    assert all(uri.startswith(f"{prefix}/part-") for uri in second["results_uri"])
     listed = s3_bucket.client.list_objects_v2(Bucket=s3_bucket.name, Prefix="results/")["Contents"]
     keys = sorted(item["Key"] for item in listed)
     assert keys == [uri[len(f"s3://{s3_bucket.name}/") :] for uri in second["results_uri"]]
