@@ -6,7 +6,8 @@ Every trigger yields exactly one terminal event, a plain JSON dict:
   (:data:`OUTCOME_KEY` for the scoring trigger, ``"uris"``/``"matched"``/``"scored"`` for
   the objects trigger);
 - ``{"status": "error", "message": str, "error": <DeepgramAPIError.to_dict()> or None,
-  "error_class": str}`` when it could not do its work.
+  "error_class": str}`` when it could not do its work, or (``error_class``
+  ``"AirflowSensorTimeout"``) when its deadline passed.
 
 The task side calls :func:`check_event`, which returns a success payload or raises the
 typed error the worker would have raised for the same failure.
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.providers.common.compat.sdk import AirflowNotFoundException
+from airflow.providers.common.compat.sdk import AirflowNotFoundException, AirflowSensorTimeout
 
 from airflow_provider_dgsentiment.exceptions import DeepgramAPIError, DeepgramConfigurationError, DeepgramError
 
@@ -28,6 +29,7 @@ OUTCOME_KEY = "outcome"
 _PLAIN_ERRORS: dict[str, type[Exception]] = {
     DeepgramConfigurationError.__name__: DeepgramConfigurationError,
     AirflowNotFoundException.__name__: AirflowNotFoundException,
+    AirflowSensorTimeout.__name__: AirflowSensorTimeout,
 }
 
 
@@ -46,6 +48,11 @@ def error_event(exc: BaseException) -> dict[str, Any]:
         return {"status": ERROR, "message": str(exc), "error": exc.to_dict(), "error_class": type(exc).__name__}
     name = type(exc).__name__
     return {"status": ERROR, "message": str(exc) or name, "error": None, "error_class": name}
+
+
+def timeout_event(message: str) -> dict[str, Any]:
+    """The ``"error"`` event of a trigger whose deadline passed: the task side raises ``AirflowSensorTimeout``."""
+    return {"status": ERROR, "message": message, "error": None, "error_class": AirflowSensorTimeout.__name__}
 
 
 def check_event(event: Any, what: str) -> dict[str, Any]:

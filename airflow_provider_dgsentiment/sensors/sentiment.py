@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow.exceptions import AirflowProviderDeprecationWarning
@@ -61,7 +61,9 @@ class DeepgramSentimentSensor(BaseSensorOperator):
     :param xcom_output: ``"uris"`` or ``"counts"`` (see above).
     :param deferrable: after one poke in the worker, wait in the triggerer
         (:class:`~airflow_provider_dgsentiment.triggers.sentiment.DeepgramObjectsTrigger`);
-        default Airflow's ``operators.default_deferrable``.
+        default Airflow's ``operators.default_deferrable``. The trigger carries the sensor's
+        ``timeout`` as its own deadline and fails the task with ``AirflowSensorTimeout`` when it
+        passes, also under ``airflow dags test``; SIGTERM stops it.
     :param path: deprecated name of ``source``.
     :param conn_id: deprecated name of ``source_conn_id``.
     """
@@ -128,6 +130,7 @@ class DeepgramSentimentSensor(BaseSensorOperator):
                 averages_table=self.averages_table,
                 poke_interval=self.poke_interval,
                 return_uris=self.xcom_output == "uris",
+                deadline=(datetime.now(timezone.utc) + timedelta(seconds=self.timeout)).isoformat(),
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),

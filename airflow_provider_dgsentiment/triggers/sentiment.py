@@ -10,19 +10,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_dgsentiment.exceptions import DeepgramError
 from airflow_provider_dgsentiment.hooks.sentiment import DeepgramSentimentHook
-from airflow_provider_dgsentiment.run.events import OUTCOME_KEY, error_event, success_event
+from airflow_provider_dgsentiment.run.events import OUTCOME_KEY, error_event, success_event, timeout_event
 from airflow_provider_dgsentiment.run.scoring import ScoringOptions, ScoringRun
 from airflow_provider_dgsentiment.storage.result_files import ResultFiles
 from airflow_provider_dgsentiment.storage.sources import DocumentSource, find_objects
 from airflow_provider_dgsentiment.storage.warehouse import DEFAULT_AVERAGES_TABLE, RunIdentity, WarehouseWriter
+from airflow_provider_dgsentiment.triggers.termination import stopping_on_sigterm
 
 #: Default seconds between two looks at the storage in :class:`DeepgramObjectsTrigger`.
 DEFAULT_POKE_INTERVAL = 60.0
+#: Why a trigger told to stop by SIGTERM stopped.
+SIGTERM_REASON = "the process running the trigger got SIGTERM (a triggerer shutting down, or airflow dags test stopped)"
 
 
 class DeepgramSentimentTrigger(BaseTrigger):
@@ -104,7 +109,8 @@ class DeepgramSentimentTrigger(BaseTrigger):
             writer=self._writer(),
             result_files=ResultFiles.for_task(**self.results) if self.results else None,
         )
-        outcome = await run.run()
+        with stopping_on_sigterm(lambda: run.stop(SIGTERM_REASON)):
+            outcome = await run.run()
         message = (
             f"Scored {outcome.scored} of {outcome.total} document(s): {outcome.failed} failed, "
             f"{outcome.skipped} skipped, {outcome.stored} stored"
@@ -146,6 +152,10 @@ class DeepgramObjectsTrigger(BaseTrigger):
     :param averages_table: the averages table, ``name`` or ``schema.name``.
     :param poke_interval: seconds between two looks.
     :param return_uris: put the URIs in the event (False: counts only, for big listings).
+    :param deadline: an ISO-8601 UTC time (the sensor's ``timeout`` from its start): when it
+        passes, the trigger ends with an ``"error"`` event of ``error_class``
+        ``"AirflowSensorTimeout"`` by itself, wherever it runs (triggerer, ``airflow dags test``).
+        None waits without end.
     """
 
     def __init__(
@@ -158,8 +168,10 @@ class DeepgramObjectsTrigger(BaseTrigger):
         averages_table: str = DEFAULT_AVERAGES_TABLE,
         poke_interval: float = DEFAULT_POKE_INTERVAL,
         return_uris: bool = True,
+        deadline: str | None = None,
     ) -> None:
         super().__init__()
+        self.deadline = deadline
         self.source = str(source) if isinstance(source, str) else [str(entry) for entry in source]
         self.conn_id = conn_id
         self.min_objects = min_objects
@@ -180,18 +192,23 @@ class DeepgramObjectsTrigger(BaseTrigger):
                 "averages_table": self.averages_table,
                 "poke_interval": self.poke_interval,
                 "return_uris": self.return_uris,
+                "deadline": self.deadline,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        loop = asyncio.get_running_loop()
+        stopped = asyncio.Event()
         try:
-            payload = await self._wait()
+            with stopping_on_sigterm(lambda: loop.call_soon_threadsafe(stopped.set)):
+                payload = await self._wait(stopped)
         except Exception as exc:  # never raise out of run(): the one event says what went wrong
             self.log.error("Looking for objects at %s failed: %s", self.source, exc)
             payload = error_event(exc)
         yield TriggerEvent(payload)
 
-    async def _wait(self) -> dict[str, Any]:
+    async def _wait(self, stopped: asyncio.Event) -> dict[str, Any]:
+        deadline = datetime.fromisoformat(self.deadline) if self.deadline else None
         while True:
             sensed = await asyncio.to_thread(
                 find_objects,
@@ -218,7 +235,19 @@ class DeepgramObjectsTrigger(BaseTrigger):
                 self.min_objects,
                 self.poke_interval,
             )
-            await asyncio.sleep(self.poke_interval)
+            pause = self.poke_interval
+            if deadline is not None:
+                left = (deadline - datetime.now(timezone.utc)).total_seconds()
+                if left <= 0:
+                    return timeout_event(
+                        f"{self.source}: {count} object(s) to score, not {self.min_objects}, by {self.deadline}"
+                    )
+                pause = min(pause, left)
+            try:
+                await asyncio.wait_for(stopped.wait(), timeout=pause)
+            except asyncio.TimeoutError:
+                continue
+            raise DeepgramError(f"Stopped waiting for objects at {self.source}: {SIGTERM_REASON}")
 
 
 __all__ = ["DeepgramObjectsTrigger", "DeepgramSentimentTrigger"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 
 import pytest
 from airflow.providers.common.compat.sdk import TaskDeferred
@@ -108,3 +109,45 @@ def test_nightly_dag_with_deferrable_sensor_and_operator_writes_the_same_rows(
     assert rows["deferrable"] == rows["worker"]
     assert len(rows["deferrable"]["averages"]) == 3
     assert [row[2] for row in rows["deferrable"]["averages"]] == ["positive", "negative", "neutral"]
+
+
+# ---------------------------------------------------------------------- the trigger's own deadline
+
+
+def test_the_trigger_ends_with_a_timeout_event_at_the_sensors_deadline(tmp_path):
+    """The trigger carries the sensor's timeout: it ends by itself, though its poke interval is longer."""
+    from airflow.providers.common.compat.sdk import AirflowSensorTimeout
+
+    sensor = DeepgramSentimentSensor(
+        task_id="sense", source=f"file://{tmp_path}/*.txt", deferrable=True, poke_interval=600, timeout=1
+    )
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute({})
+    kwargs = deferred.value.trigger.serialize()[1]
+    assert kwargs["deadline"]
+    started = time.monotonic()
+    event = first_event(DeepgramObjectsTrigger(**kwargs), timeout=20)
+    assert time.monotonic() - started < 10
+    assert event["status"] == "error" and event["error_class"] == "AirflowSensorTimeout"
+    with pytest.raises(AirflowSensorTimeout, match="0 object\\(s\\) to score, not 1"):
+        sensor.execute_complete({}, event)
+
+
+def test_a_deferrable_sensor_times_out_under_dag_test(airflow_db, tmp_path, monkeypatch, log_text):
+    """``dag.test()`` runs the trigger in line: the sensor's timeout=2 ends it, poke_interval=600 notwithstanding."""
+    from tests.support.dags import load_dag
+
+    (tmp_path / "in").mkdir()
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DGSENTIMENT_SQLITE", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "s.db")})
+    )
+    dag = load_dag("deepgram_sentiment_nightly.py")
+    sensor = dag.get_task("wait_for_texts")
+    sensor.deferrable, sensor.poke_interval, sensor.timeout, sensor.soft_fail = True, 600, 2, False
+    started = time.monotonic()
+    dag_run = dag.test(run_conf={"source": f"file://{tmp_path}/in/*.txt"})
+    elapsed = time.monotonic() - started
+    assert dag_run.state == "failed", log_text()[-3000:]
+    assert elapsed < 90, f"the sensor waited {elapsed:.0f} s"
+    assert "AirflowSensorTimeout" in log_text()
+    print(f"\ndag.test() of a deferrable sensor with timeout=2, poke_interval=600: failed after {elapsed:.1f} s")

@@ -126,6 +126,7 @@ def test_objects_trigger_serialize_is_exact_and_round_trips():
         "averages_table": "analytics.averages",
         "poke_interval": 30.0,
         "return_uris": True,
+        "deadline": None,
     }
     assert DeepgramObjectsTrigger(**json.loads(json.dumps(kwargs))).serialize() == (classpath, kwargs)
     assert DeepgramObjectsTrigger(source="file:///x/*.txt").serialize()[1]["source"] == "file:///x/*.txt"
