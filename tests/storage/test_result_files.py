@@ -1,0 +1,126 @@
+"""JSONL result parts under results_path: one line per document, parts of bounded size."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from airflow_provider_dgsentiment.storage.result_files import ResultFiles, failed_line, scored_line, skipped_line
+
+
+def read_lines(uri: str) -> list[dict]:
+    with open(uri.removeprefix("file://"), encoding="utf-8") as file:
+        return [json.loads(line) for line in file]
+
+
+def test_lines_roll_over_into_numbered_parts(tmp_path):
+    files = ResultFiles.for_task(str(tmp_path), dag_id="d", run_id="r", task_id="t")
+    files.lines_per_part = 2
+    files.begin()
+    files.write([skipped_line(f"doc-{index}.txt", "empty") for index in range(5)])
+    uris = files.close()
+
+    assert [uri.rsplit("/", 1)[1] for uri in uris] == ["part-00000.jsonl", "part-00001.jsonl", "part-00002.jsonl"]
+    assert [len(read_lines(uri)) for uri in uris] == [2, 2, 1]
+    assert [line["source"] for uri in uris for line in read_lines(uri)] == [f"doc-{i}.txt" for i in range(5)]
+
+
+def test_each_task_writes_under_its_own_partition_folders(tmp_path):
+    files = ResultFiles.for_task(f"file://{tmp_path}/", dag_id="nightly", run_id="scheduled/2026", task_id="score")
+    files.begin()
+    files.write([failed_line("a.txt", "boom")])
+    (uri,) = files.close()
+    assert "/dag_id=nightly/run_id=scheduled_2026/task_id=score/" in uri  # a '/' in a value never adds a level
+
+
+def test_line_shapes_carry_the_source_and_status():
+    result = {"metadata": {"request_id": "r"}, "results": {"sentiments": {"segments": [], "average": {}}}}
+    assert scored_line("a.txt", "f" * 64, result) == {
+        "source": "a.txt",
+        "status": "scored",
+        "fingerprint": "f" * 64,
+        **result,
+    }
+    assert failed_line("b.txt", "boom") == {"source": "b.txt", "status": "failed", "error": "boom"}
+    assert skipped_line("c.txt", "empty") == {"source": "c.txt", "status": "skipped", "reason": "empty"}
+
+
+def test_text_is_written_as_utf8_not_escaped(tmp_path):
+    files = ResultFiles.for_task(str(tmp_path), dag_id="d", run_id="r", task_id="t")
+    files.begin()
+    files.write([failed_line("über.txt", "kaputt: ä")])
+    (uri,) = files.close()
+    raw = Path(uri.removeprefix("file://")).read_bytes()
+    assert "über.txt".encode() in raw and b"\\u00fc" not in raw
+
+
+# ---------------------------------------------------------------------- a later try keeps what earlier tries wrote
+
+
+def scored(source: str, fingerprint: str = "f") -> dict:
+    return scored_line(source, fingerprint * 64, {"metadata": {}, "results": {}})
+
+
+def folder_sources(files: ResultFiles) -> list[str]:
+    return [line["source"] for uri in files.uris for line in read_lines(uri)]
+
+
+def test_a_later_try_keeps_scored_lines_drops_the_rest_and_numbers_on(tmp_path):
+    first = ResultFiles.for_task(str(tmp_path), dag_id="d", run_id="r", task_id="t")
+    first.begin()
+    first.write([scored("a"), failed_line("b", "boom"), scored("c")])
+    first.write([scored("d"), skipped_line("e", "empty")])
+    first.write([scored("a", "g")])  # a scored again (changed) later: the later line wins
+    first.close(complete=False)  # killed: nothing is cleaned up
+    part = first.folder / "part-00001.jsonl"
+    part.write_bytes(part.read_bytes() + b'{"source": "x", "stat')  # a line cut by the kill
+
+    second = ResultFiles.for_task(str(tmp_path), dag_id="d", run_id="r", task_id="t")
+    assert second.begin() == 3
+    assert {source: second.held_fingerprint(source) for source in "abcdex"} == {
+        "a": "g" * 64,
+        "b": None,
+        "c": "f" * 64,
+        "d": "f" * 64,
+        "e": None,
+        "x": None,
+    }
+    # Parts 0 and 1 held dropped lines: rewritten as parts 3 and 4; part 2 stays.
+    assert [uri.rsplit("/", 1)[1] for uri in second.uris] == [
+        "part-00002.jsonl",
+        "part-00003.jsonl",
+        "part-00004.jsonl",
+    ]
+    assert sorted(folder_sources(second)) == ["a", "c", "d"]
+    for source in "acd":
+        second.confirm(source)
+    second.write([scored("b")])
+    assert sorted(folder_sources(second)) == ["a", "b", "c", "d"]
+    assert second.close() == second.uris
+
+
+def test_a_complete_try_drops_lines_of_documents_it_no_longer_has(tmp_path):
+    first = ResultFiles.for_task(str(tmp_path), dag_id="d", run_id="r", task_id="t")
+    first.begin()
+    first.write([scored("a"), scored("b"), scored("c")])
+    first.close()
+
+    stopped = ResultFiles.for_task(str(tmp_path), dag_id="d", run_id="r", task_id="t")
+    stopped.begin()
+    stopped.confirm("a")
+    stopped.write([scored("c", "h")])  # c changed: its new line replaces the old one even on an incomplete end
+    stopped.close(complete=False)  # b was not reached: its line stays
+    assert sorted((line["source"], line["fingerprint"][0]) for uri in stopped.uris for line in read_lines(uri)) == [
+        ("a", "f"),
+        ("b", "f"),
+        ("c", "h"),
+    ]
+
+    complete = ResultFiles.for_task(str(tmp_path), dag_id="d", run_id="r", task_id="t")
+    complete.begin()
+    complete.confirm("a")
+    complete.confirm("c")
+    assert sorted(folder_sources(complete)) == ["a", "b", "c"]
+    complete.close()  # b is no longer among the documents: dropped
+    assert sorted(folder_sources(complete)) == ["a", "c"]
+    assert sorted(path.name for path in complete.folder.iterdir()) == [uri.rsplit("/", 1)[1] for uri in complete.uris]
