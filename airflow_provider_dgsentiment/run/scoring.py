@@ -312,6 +312,7 @@ class ScoringRun:
                     elif held_key == content_key and (stored_key == content_key or not looked_up):
                         # An earlier try's result part holds it (and the table too, when there is one): it stands.
                         outcome.record_skipped(position, name, SKIP_ALREADY_SCORED)
+                        assert self.result_files is not None  # only result files hold documents
                         self.result_files.confirm(name)
                     elif stored_key == content_key:
                         outcome.record_skipped(position, name, SKIP_ALREADY_SCORED)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-_stops: set[Callable[[], None]] = set()
+_stops: set[Callable[[], object]] = set()
 _installed = False
 _lock = threading.Lock()
 
@@ -41,7 +41,7 @@ def _install() -> None:
 
 
 @contextmanager
-def stopping_on_sigterm(stop: Callable[[], None]) -> Iterator[None]:
+def stopping_on_sigterm(stop: Callable[[], object]) -> Iterator[None]:
     """
     While inside, SIGTERM to this process calls ``stop`` (signal-safe: it may only set flags or schedule work).
 
