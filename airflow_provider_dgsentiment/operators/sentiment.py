@@ -30,6 +30,7 @@ from airflow_provider_dgsentiment.storage import lineage
 from airflow_provider_dgsentiment.storage.records import FORMATS
 from airflow_provider_dgsentiment.storage.result_files import ResultFiles
 from airflow_provider_dgsentiment.storage.sources import DocumentSource, conn_id_in_uris, parse_shard, source_entries
+from airflow_provider_dgsentiment.storage.usage import DEFAULT_USAGE_TABLE, UsageRow, UsageTable
 from airflow_provider_dgsentiment.storage.warehouse import (
     DEFAULT_AVERAGES_TABLE,
     DEFAULT_SEGMENTS_TABLE,
@@ -98,7 +99,12 @@ class DeepgramSentimentOperator(BaseOperator):
 
     **Assets.** With ``outlets``, the run's statistics go into each outlet's asset event
     ``extra``: ``documents``, ``scored``, ``skipped``, ``failed``, ``input_tokens``,
-    ``output_tokens``, ``sentiment_counts``.
+    ``output_tokens``, ``sentiment_counts``, ``requests``, ``rate_limited``, ``retries``.
+
+    **Usage.** With ``sql_conn_id`` each try writes one row to ``usage_table`` with the same
+    figures (see :mod:`airflow_provider_dgsentiment.storage.usage`); Airflow's metrics get
+    ``dgsentiment.requests``, ``.rate_limited``, ``.retries``, ``.input_tokens``,
+    ``.output_tokens`` counters and a ``dgsentiment.concurrency_window`` gauge.
 
     :param text: a string or a list of strings to score. (templated)
     :param source: an object-storage URI, a glob, a folder/prefix, or a list of those
@@ -162,6 +168,9 @@ class DeepgramSentimentOperator(BaseOperator):
         warning and succeeds with zero documents.
     :param progress_interval: seconds between progress log lines (a last line is always
         logged at the end).
+    :param usage_table: with ``sql_conn_id``, the table that gets one row per task try: tags,
+        documents by outcome, input/output tokens, requests, 429s, retries, start, end and
+        outcome (:mod:`airflow_provider_dgsentiment.storage.usage`). (templated)
     """
 
     template_fields: Sequence[str] = (
@@ -182,6 +191,7 @@ class DeepgramSentimentOperator(BaseOperator):
         "format",
         "tags",
         "language",
+        "usage_table",
     )
     template_fields_renderers = {"text": "py", "source": "py", "sql": "sql"}
     ui_color = "#13ef93"
@@ -214,6 +224,7 @@ class DeepgramSentimentOperator(BaseOperator):
         skip_scored: bool = True,
         fail_on_empty_source: bool = True,
         progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
+        usage_table: str = DEFAULT_USAGE_TABLE,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -242,6 +253,7 @@ class DeepgramSentimentOperator(BaseOperator):
         self.skip_scored = skip_scored
         self.fail_on_empty_source = fail_on_empty_source
         self.progress_interval = progress_interval
+        self.usage_table = usage_table
         self._run_identity = RunIdentity()
         self._active_run: ScoringRun | None = None
         #: OpenLineage ``(namespace, name)`` of what the run read; None before it knew.
@@ -404,6 +416,7 @@ class DeepgramSentimentOperator(BaseOperator):
         if outcome.results_uris:
             self.log.info("Wrote results to %d part(s): %s", len(outcome.results_uris), ", ".join(outcome.results_uris))
         self._attach_asset_statistics(context, outcome)
+        self._record_usage(context, outcome)
 
         left = outcome.total - outcome.scored - outcome.skipped
         stored = f"; the {outcome.scored} scored were stored" if self.sql_conn_id and outcome.scored else ""
@@ -428,6 +441,37 @@ class DeepgramSentimentOperator(BaseOperator):
                 outcome.total,
             )
         return outcome.xcom_value(single_text=single_text)
+
+    def _record_usage(self, context: Context, outcome: ScoringOutcome) -> None:
+        """Write the try's row to the usage table (with ``sql_conn_id``); a failure to do so is logged, not raised."""
+        if not self.sql_conn_id:
+            return
+        if outcome.systemic_error is not None:
+            ended = "error"
+        elif outcome.stopped:
+            ended = "stopped"
+        elif outcome.failed and self.on_error == "fail":
+            ended = "failed"
+        else:
+            ended = "success"
+        ti = context.get("ti") or context.get("task_instance")
+        run = self._run_identity
+        row = UsageRow.of_try(
+            dag_id=str(run.dag_id),
+            task_id=str(run.task_id),
+            run_id=str(run.run_id),
+            map_index=map_index(context),
+            try_number=int(getattr(ti, "try_number", 1) or 1),
+            tags=self._options().tags,
+            figures=outcome.counts(),
+            started_at=outcome.started_at,
+            ended_at=outcome.ended_at,
+            outcome=ended,
+        )
+        try:
+            UsageTable(self.sql_conn_id, self.usage_table).record(row)
+        except Exception as exc:  # the results are stored; a missing usage row must not fail the try
+            self.log.error("Could not record usage in %s: %s: %s", self.usage_table, type(exc).__name__, exc)
 
     def _attach_asset_statistics(self, context: Context, outcome: ScoringOutcome) -> None:
         """Put the run's statistics into the ``extra`` of each outlet's asset event."""
@@ -455,6 +499,7 @@ class DeepgramSentimentOperator(BaseOperator):
             fail_on_empty_source=bool(self.fail_on_empty_source),
             max_documents=max_documents,
             progress_interval=float(self.progress_interval),
+            metric_tags=(("dag_id", str(self.dag_id)), ("task_id", str(self.task_id))),
         )
 
     def _warehouse_kwargs(self) -> dict[str, Any] | None:
@@ -571,6 +616,7 @@ class DeepgramSentimentOperator(BaseOperator):
         parse_shard(self.shard)
         validate_table_name(self.segments_table, "segments_table")
         validate_table_name(self.averages_table, "averages_table")
+        validate_table_name(self.usage_table, "usage_table")
 
     def _document_source(self, context: Context) -> DocumentSource:
         """What the run scores: the inline texts, or the objects ``source`` names."""

@@ -79,6 +79,13 @@ class ScoringOutcome:
     systemic_error: DeepgramAPIError | None = None
     #: Why the run stopped before the end when it was told to (``on_kill``), else None.
     stopped: str | None = None
+    #: Requests sent (every attempt, retries included), 429 answers, retries: the engine's counters for the run.
+    requests: int = 0
+    rate_limited: int = 0
+    retries: int = 0
+    #: When the run started and ended (ISO-8601 UTC).
+    started_at: str | None = None
+    ended_at: str | None = None
 
     @property
     def processed(self) -> int:
@@ -144,6 +151,9 @@ class ScoringOutcome:
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "sentiment_counts": dict(self.sentiment_counts),
+            "requests": self.requests,
+            "rate_limited": self.rate_limited,
+            "retries": self.retries,
         }
 
     def manifest(self) -> dict[str, Any]:
@@ -202,6 +212,11 @@ class ScoringOutcome:
             "inputs": [list(location) for location in self.inputs],
             "systemic_error": self.systemic_error.to_dict() if self.systemic_error is not None else None,
             "stopped": self.stopped,
+            "requests": self.requests,
+            "rate_limited": self.rate_limited,
+            "retries": self.retries,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
         }
 
     @classmethod
@@ -233,6 +248,12 @@ class ScoringOutcome:
                 inputs=[(str(namespace), str(name)) for namespace, name in state["inputs"]],
                 systemic_error=DeepgramAPIError.from_dict(systemic) if isinstance(systemic, dict) else None,
                 stopped=state.get("stopped"),
+                # 0.2's events carry no usage figures.
+                requests=int(state.get("requests", 0)),
+                rate_limited=int(state.get("rate_limited", 0)),
+                retries=int(state.get("retries", 0)),
+                started_at=state.get("started_at"),
+                ended_at=state.get("ended_at"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise DeepgramError(f"The trigger event carries no usable outcome ({type(exc).__name__}: {exc})") from None

@@ -26,9 +26,11 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_dgsentiment.exceptions import DeepgramAPIError, DeepgramConfigurationError, DeepgramError
+from airflow_provider_dgsentiment.run.metrics import RunMetrics
 from airflow_provider_dgsentiment.run.outcome import SKIP_ALREADY_SCORED, ProgressLog, ScoringOutcome
 from airflow_provider_dgsentiment.storage.lineage import input_locations
 from airflow_provider_dgsentiment.storage.result_files import ResultFiles, failed_line, scored_line, skipped_line
@@ -87,6 +89,7 @@ class ScoringOptions:
     :param tags: Deepgram ``tag`` query parameters of every request.
     :param max_input_tokens: stop before a request would pass this many input tokens for the
         task run (tokens its rows already stored in the tables count, so a retry keeps to it).
+    :param metric_tags: tags of the run's Airflow metrics (``dag_id``, ``task_id``).
     """
 
     language: str = "en"
@@ -97,9 +100,11 @@ class ScoringOptions:
     progress_interval: float = DEFAULT_PROGRESS_INTERVAL
     tags: tuple[str, ...] = ()
     max_input_tokens: int | None = None
+    metric_tags: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "metric_tags": dict(self.metric_tags),
             "tags": list(self.tags),
             "max_input_tokens": self.max_input_tokens,
             "language": self.language,
@@ -114,6 +119,7 @@ class ScoringOptions:
     def from_json(cls, data: dict[str, Any]) -> ScoringOptions:
         values = {key: data[key] for key in cls.__dataclass_fields__ if key in data}
         values["tags"] = tuple(values.get("tags") or ())
+        values["metric_tags"] = tuple(sorted(dict(values.get("metric_tags") or {}).items()))
         return cls(**values)
 
 
@@ -165,6 +171,9 @@ class ScoringRun:
         self._write_failed = False
         #: Input tokens this task run already stored (an earlier try), counted against ``max_input_tokens``.
         self._used_input_tokens = 0
+        self.metrics = RunMetrics(dict(options.metric_tags))
+        #: The hook's counters when the run started (a worker's hook may have sent requests before).
+        self._counters_at_start = (0, 0, 0)
 
     # ------------------------------------------------------------------ control
 
@@ -191,7 +200,8 @@ class ScoringRun:
         self._stop_requested = asyncio.Event()
         if self._stop_reason is not None:
             self._stop_requested.set()
-        outcome = ScoringOutcome(keep=self.keep)
+        outcome = ScoringOutcome(keep=self.keep, started_at=datetime.now(timezone.utc).isoformat())
+        self._counters_at_start = (self.hook.request_count, self.hook.rate_limited_count, self.hook.retry_count)
         progress = ProgressLog(self.log, float(self.options.progress_interval))
         storage = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deepgram-storage")
         reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deepgram-reader")
@@ -234,8 +244,19 @@ class ScoringRun:
             await self._close_storage(outcome, storage)
             storage.shutdown(wait=False)
             reader.shutdown(wait=False)
+            outcome.ended_at = datetime.now(timezone.utc).isoformat()
+            self._report_usage(outcome)
         progress.update(outcome, final=True)
         return outcome
+
+    def _report_usage(self, outcome: ScoringOutcome) -> None:
+        """Put the engine's counters for this run into ``outcome`` and report what grew to Airflow's metrics."""
+        requests, rate_limited, retries = self._counters_at_start
+        outcome.requests = self.hook.request_count - requests
+        outcome.rate_limited = self.hook.rate_limited_count - rate_limited
+        outcome.retries = self.hook.retry_count - retries
+        windows = [engine.window.limit for engine in self.hook.engines]
+        self.metrics.report(outcome.counts(), max(windows) if windows else None)
 
     def _prepare_storage(self) -> None:
         """Check the tables and clear earlier result files, before the first request (storage thread)."""
@@ -323,7 +344,7 @@ class ScoringRun:
                         yield document.text or ""
                 progress.update(outcome)
 
-        ticking = asyncio.ensure_future(self._store_on_time(storage))
+        ticking = asyncio.ensure_future(self._store_on_time(storage, outcome))
         results = self.hook.aanalyze_many(
             texts(),
             language=self.options.language,
@@ -431,12 +452,16 @@ class ScoringRun:
             or now - self._waiting_since >= WRITE_INTERVAL
         )
 
-    async def _store_on_time(self, storage: ThreadPoolExecutor) -> None:
-        """Look a few times per ``WRITE_INTERVAL``: results that stop coming (a slow API, 429s) still get stored."""
+    async def _store_on_time(self, storage: ThreadPoolExecutor, outcome: ScoringOutcome) -> None:
+        """
+        Look a few times per ``WRITE_INTERVAL``: results that stop coming (a slow API, 429s) still get
+        stored; the metrics are reported as the run goes.
+        """
         while True:
             await asyncio.sleep(WRITE_INTERVAL / STORE_CHECKS_PER_INTERVAL)
             if self._store_due() and not self._write_failed:
                 self._hand_over_writes(storage)
+            self._report_usage(outcome)
 
     def _hand_over_writes(self, storage: ThreadPoolExecutor) -> None:
         """Give the scored documents and result lines so far to the storage thread (no await: never interleaved)."""
