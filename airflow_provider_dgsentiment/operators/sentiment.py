@@ -72,7 +72,8 @@ class DeepgramSentimentOperator(BaseOperator):
       one entry per document in input order: scored documents as that dict; skipped ones
       as ``{"source", "status": "skipped", "reason"}``; failed ones (``on_error="skip"``)
       as ``{"source", "status": "failed", "error"}``. Only scored entries have ``"results"``.
-    - ``xcom_output="summary"``: ``{"documents", "scored", "skipped", "failed", "items"}``,
+    - ``xcom_output="summary"``: ``{"documents", "scored", "skipped", "failed", "unchanged",
+      "known_failed", "items"}``,
       ``items`` one per document in input order, each with ``source``, ``status``
       (``"scored"``/``"skipped"``/``"failed"``), ``sentiment``, ``sentiment_score``,
       ``segment_count``, ``request_id`` (None where they do not apply), plus ``reason``

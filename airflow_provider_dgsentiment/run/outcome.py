@@ -219,6 +219,8 @@ class ScoringOutcome:
                 "scored": self.scored,
                 "skipped": self.skipped,
                 "failed": self.failed,
+                "unchanged": self.unchanged,
+                "known_failed": self.known_failed,
                 "items": items,
             }
         return items[0] if single_text and items else items

@@ -189,9 +189,7 @@ def test_s3_prefix_with_record_files_and_text_objects(deepgram_conn, sqlite_db, 
     s3_bucket.client.put_object(Bucket=s3_bucket.name, Key="in/a.jsonl.gz", Body=gzip.compress(sample_bytes("jsonl")))
     s3_bucket.put("in/b.txt", POSITIVE)
     run(make_operator(source=s3_bucket.uri("in/"), id_field="id", sql_conn_id=SQL_CONN_ID, xcom_output="none"))
-    assert set(stored(sqlite_db)) == {f"{NS}#{key}" for key in SENTIMENTS} | {
-        f"s3://{s3_bucket.name}/in/b.txt"
-    }
+    assert set(stored(sqlite_db)) == {f"{NS}#{key}" for key in SENTIMENTS} | {f"s3://{s3_bucket.name}/in/b.txt"}
 
 
 # ---------------------------------------------------------------------- SQL rows

@@ -131,7 +131,11 @@ def test_record_file_gives_one_line_per_record(deepgram_conn, tmp_path):
     )
     lines = local_lines(manifest["results_uri"])
     namespace = "test_sentiment_operator.score"
-    assert check_line_shapes(lines) == {f"{namespace}#x": "scored", f"{namespace}#y": "failed", f"{namespace}#z": "skipped"}
+    assert check_line_shapes(lines) == {
+        f"{namespace}#x": "scored",
+        f"{namespace}#y": "failed",
+        f"{namespace}#z": "skipped",
+    }
     # Each line says which record it is and where it was read (the object and its data row).
     assert [(line["record_key"], line["location"]) for line in by_source(lines)] == [
         (key, f"file://{path}#{number}") for number, key in enumerate("xyz", start=1)
