@@ -17,7 +17,7 @@ from airflow_provider_dgsentiment.exceptions import (
 )
 from airflow_provider_dgsentiment.storage import sources as sources_module
 from airflow_provider_dgsentiment.triggers.sentiment import DeepgramObjectsTrigger, DeepgramSentimentTrigger
-from tests.conftest import NEGATIVE, POSITIVE, SQL_CONN_ID, airflow_serde
+from tests.conftest import POSITIVE, SQL_CONN_ID, airflow_serde
 
 TRIGGER_PATH = "airflow_provider_dgsentiment.triggers.sentiment.DeepgramSentimentTrigger"
 OBJECTS_TRIGGER_PATH = "airflow_provider_dgsentiment.triggers.sentiment.DeepgramObjectsTrigger"
