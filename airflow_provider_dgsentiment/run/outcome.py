@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_dgsentiment.exceptions import DeepgramAPIError, DeepgramError
+from airflow_provider_dgsentiment.client.results import SENTIMENT_LABELS
+from airflow_provider_dgsentiment.exceptions import DeepgramAPIError, DeepgramError, first_and_more
 from airflow_provider_dgsentiment.storage.sources import SKIP_EMPTY
 
 if TYPE_CHECKING:
@@ -42,7 +43,6 @@ XCOM_ITEMS_WARNING = 10_000
 SKIP_ALREADY_SCORED = "already scored (stored with the same content fingerprint)"
 #: Why an object is not read: the load history holds a complete read of its listed version.
 SKIP_UNCHANGED = "unchanged since its last complete read"
-SENTIMENTS = ("positive", "neutral", "negative")
 
 
 @dataclass
@@ -71,7 +71,7 @@ class ScoringOutcome:
     known_failed: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
-    sentiment_counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SENTIMENTS, 0))
+    sentiment_counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SENTIMENT_LABELS, 0))
     #: Per-document XCom items by position in the run (``full`` / ``summary`` only).
     items: dict[int, dict[str, Any]] = field(default_factory=dict)
     #: ``(name, reason)`` of the first failures, up to ``MANIFEST_FAILURES``.
@@ -228,11 +228,8 @@ class ScoringOutcome:
     def failure_lines(self, *, known: bool = False) -> str:
         """One ``name: reason`` line per new (or known) failure (the first few), then ``and N more``."""
         listed, count = (self.known_failures, self.known_failed) if known else (self.failures, self.new_failed)
-        shown = listed[:MAX_LISTED_DOCUMENTS]
-        lines = [f"  {name}: {reason}" for name, reason in shown]
-        if count > len(shown):
-            lines.append(f"  ... and {count - len(shown)} more")
-        return "\n".join(lines)
+        lines = [f"{name}: {reason}" for name, reason in listed[:MAX_LISTED_DOCUMENTS]]
+        return "  " + first_and_more(lines, total=count, limit=MAX_LISTED_DOCUMENTS, separator="\n  ")
 
     # ------------------------------------------------------------------ travel (trigger -> task)
 

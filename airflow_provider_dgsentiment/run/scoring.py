@@ -43,7 +43,10 @@ from airflow_provider_dgsentiment.storage.sources import (
 from airflow_provider_dgsentiment.storage.warehouse import ScoredDocument, StoredDocument, WarehouseWriter, batched
 
 if TYPE_CHECKING:
-    from logging import Logger
+    from logging import Logger as StdLogger
+
+    # The task's or trigger's logger: a stdlib logger or Airflow's structlog logger.
+    Logger = StdLogger | Any
 
     from airflow_provider_dgsentiment.client.results import SentimentResult
     from airflow_provider_dgsentiment.hooks.sentiment import DeepgramSentimentHook
@@ -59,6 +62,19 @@ PENDING_WRITES = 4
 #: Seconds between two checks of a blocked hand-over from the reader thread.
 HAND_OVER_POLL = 0.5
 DEFAULT_PROGRESS_INTERVAL = 30.0
+
+
+def too_many_for_the_event(what: str, bound: int) -> DeepgramConfigurationError:
+    """
+    The one refusal of a deferred run that would carry more per-document results back than its event may.
+
+    :param what: the start of the sentence, naming the source (``"<source> holds more than"``).
+    :param bound: how many documents the event may carry.
+    """
+    return DeepgramConfigurationError(
+        f"{what} the {bound} documents a deferred run that stores nowhere can carry back in its event: give "
+        "sql_conn_id or results_path and xcom_output='manifest' (or 'none'), or score them with deferrable=False"
+    )
 
 
 @dataclass(frozen=True)
@@ -363,11 +379,7 @@ class ScoringRun:
             self.log.info("%s: no object of %d falls in this shard; nothing to score", self.source.describe(), matched)
         bound = self.options.max_documents
         if bound is not None and len(names) > bound:
-            raise DeepgramConfigurationError(
-                f"{self.source.describe()} names {len(names)} documents, more than the {bound} a deferred run "
-                "may carry back in its event: give sql_conn_id or results_path and xcom_output='manifest' "
-                "(or 'none'), or score them with deferrable=False"
-            )
+            raise too_many_for_the_event(f"{self.source.describe()} names {len(names)} documents, more than", bound)
         return names, plan
 
     def _log_start(self, names: list[str], plan: ReadPlan | None, outcome: ScoringOutcome) -> None:
@@ -425,11 +437,7 @@ class ScoringRun:
                         self._object_settled(entry.name, read=True)
                         continue
                     if bound is not None and entry.position >= bound:
-                        raise DeepgramConfigurationError(
-                            f"{self.source.describe()} holds more than the {bound} documents a deferred run may "
-                            "carry back in its event: give sql_conn_id or results_path and xcom_output='manifest' "
-                            "(or 'none'), or score them with deferrable=False"
-                        )
+                        raise too_many_for_the_event(f"{self.source.describe()} holds more than", bound)
                     outcome.total = max(outcome.total, entry.position + 1)
                     if isinstance(entry, _Unchanged):
                         outcome.record_unchanged(entry.position, entry.name, entry.load.describe())

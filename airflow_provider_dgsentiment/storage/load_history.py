@@ -277,7 +277,10 @@ class LoadHistory:
         found: dict[str, list[Load]] = {}
         columns = ("object", "reading", "key_namespace", "version", "records", "scored", "skipped", "failed", "empty")
         for row in self._select(self.loads_table, columns + ("loaded_at",), "object", objects):
-            found.setdefault(row[0], []).append(Load(*row[:9], loaded_at=str(row[9])))
+            name, reading, namespace, version, records, scored, skipped, failed, empty, loaded_at = row
+            found.setdefault(name, []).append(
+                Load(name, reading, namespace, version, records, scored, skipped, failed, empty, str(loaded_at))
+            )
         return found
 
     def unscored(self, sources: Iterable[str]) -> dict[str, Unscored]:

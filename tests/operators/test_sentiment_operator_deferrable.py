@@ -110,7 +110,7 @@ def test_execute_defers_with_plain_json_kwargs_no_key_no_text(deepgram_conn, inb
             "progress_interval": 30.0,
             "retry_failed": False,
         },
-        "sql": None,
+        "warehouse": None,
         "results": None,
     }
     stored = json.dumps(kwargs)  # plain JSON ...
