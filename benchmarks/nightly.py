@@ -125,7 +125,9 @@ def seed(folder: Path, database: Path) -> None:
         "metadata": {"request_id": "seed", "language": "en", "sentiment_info": {"input_tokens": 9, "output_tokens": 9}},
         "results": {
             "sentiments": {
-                "segments": [{"text": "x", "start_word": 0, "end_word": 1, "sentiment": "neutral", "sentiment_score": 0}],
+                "segments": [
+                    {"text": "x", "start_word": 0, "end_word": 1, "sentiment": "neutral", "sentiment_score": 0}
+                ],
                 "average": {"sentiment": "neutral", "sentiment_score": 0},
             }
         },
@@ -230,24 +232,25 @@ def main() -> None:
         else:
             child(case, Path(folder), Path(database), arguments.result)
         return
-    with EmulatorProcess(api_key=API_KEY, max_concurrency=MAX_CONCURRENCY, latency=0.0) as emulator:
-        with tempfile.TemporaryDirectory(prefix="dgs-nightly-") as scratch_name:
-            scratch = Path(scratch_name)
-            nights = Nights(emulator, scratch)
-            results = nightly(nights, scratch, arguments.objects)
-            print(f"\nNightly over {arguments.objects} text objects, {CHANGED_SHARE:.0%} changed (file://, SQLite):")
-            header = ("case", "seconds", "objects read (GETs)", "requests", "unchanged (not read)")
-            print(" | ".join(header))
-            for result in results:
-                print(
-                    f"{result['case']} | {result['seconds']:.1f} | {result['reads']} | {result['requests']} | "
-                    f"{result['unchanged']}"
-                )
-            if arguments.week:
-                print(f"\nA week of dated exports, {arguments.week} tickets, 1% changed + 1% new a day:")
-                print("day | tickets in the export | requests | rows | seconds")
-                for day, records, requests, rows, seconds in week(nights, scratch, arguments.week):
-                    print(f"{day} | {records} | {requests} | {rows} | {seconds:.1f}")
+    with (
+        EmulatorProcess(api_key=API_KEY, max_concurrency=MAX_CONCURRENCY, latency=0.0) as emulator,
+        tempfile.TemporaryDirectory(prefix="dgs-nightly-") as scratch_name,
+    ):
+        scratch = Path(scratch_name)
+        nights = Nights(emulator, scratch)
+        results = nightly(nights, scratch, arguments.objects)
+        print(f"\nNightly over {arguments.objects} text objects, {CHANGED_SHARE:.0%} changed (file://, SQLite):")
+        print(" | ".join(("case", "seconds", "objects read (GETs)", "requests", "unchanged (not read)")))
+        for result in results:
+            print(
+                f"{result['case']} | {result['seconds']:.1f} | {result['reads']} | {result['requests']} | "
+                f"{result['unchanged']}"
+            )
+        if arguments.week:
+            print(f"\nA week of dated exports, {arguments.week} tickets, 1% changed + 1% new a day:")
+            print("day | tickets in the export | requests | rows | seconds")
+            for day, records, requests, rows, seconds in week(nights, scratch, arguments.week):
+                print(f"{day} | {records} | {requests} | {rows} | {seconds:.1f}")
 
 
 def export_night(folder: Path, database: Path, result_file: Path) -> None:

@@ -20,7 +20,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_dgsentiment.exceptions import (
@@ -31,7 +31,15 @@ from airflow_provider_dgsentiment.exceptions import (
 )
 from airflow_provider_dgsentiment.run.outcome import SKIP_ALREADY_SCORED, ProgressLog, ScoringOutcome
 from airflow_provider_dgsentiment.storage.lineage import input_locations
-from airflow_provider_dgsentiment.storage.load_history import EMPTY, FAILED, Load, LoadHistory, ReadPlan, Unscored
+from airflow_provider_dgsentiment.storage.load_history import (
+    DOCUMENT_COUNTS,
+    EMPTY,
+    FAILED,
+    Load,
+    LoadHistory,
+    ReadPlan,
+    Unscored,
+)
 from airflow_provider_dgsentiment.storage.result_files import ResultFiles, failed_line, scored_line, skipped_line
 from airflow_provider_dgsentiment.storage.sources import (
     SKIP_EMPTY,
@@ -203,11 +211,8 @@ class _ObjectTally:
     """What became of one object's documents so far: a complete read goes into the load history."""
 
     version: str
-    records: int = 0
-    scored: int = 0
-    skipped: int = 0
-    failed: int = 0
-    empty: int = 0
+    #: Documents by what became of them (:data:`DOCUMENT_COUNTS`), as the load history records them.
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DOCUMENT_COUNTS, 0))
     in_request: int = 0
     read: bool = False
     #: A document failed for a reason that is not its content's (429, 5xx, storage): read it again.
@@ -481,7 +486,7 @@ class ScoringRun:
         where = {"record_key": document.record_key, "location": document.location}
         tally = self._objects.get(document.container or "")
         if tally is not None:
-            tally.records += 1
+            tally.counts["records"] += 1
         decision = decide(read, retry_failed=self.options.retry_failed)
         if decision in (FAIL, KNOWN_FAILURE):
             error = document.error or (read.unscored.error if read.unscored is not None else None) or "failed"
@@ -587,26 +592,14 @@ class ScoringRun:
         tally.transient = tally.transient or transient
         tally.in_request -= 1 if answered else 0
         for what, count in counts.items():
-            setattr(tally, what, getattr(tally, what) + count)
+            tally.counts[what] += count
         if not tally.read or tally.in_request > 0:
             return
         del self._objects[name or ""]
         if tally.transient:
             return  # read again by the next run
         reading, namespace = self.source.reading_of(name or "")
-        self._loads.append(
-            Load(
-                object=name or "",
-                reading=reading,
-                key_namespace=namespace or "",
-                version=tally.version,
-                records=tally.records,
-                scored=tally.scored,
-                skipped=tally.skipped,
-                failed=tally.failed,
-                empty=tally.empty,
-            )
-        )
+        self._loads.append(Load.counted(name or "", reading, namespace or "", tally.version, tally.counts))
 
     # ------------------------------------------------------------------ reading
 

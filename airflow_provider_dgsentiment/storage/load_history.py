@@ -45,6 +45,9 @@ NO_NAMESPACE = ""
 FAILED = "failed"
 EMPTY = "empty"
 
+#: What a load counts of its object's documents (columns of the loads table and fields of :class:`Load`).
+DOCUMENT_COUNTS = ("records", "scored", "skipped", "failed", "empty")
+
 LOAD_COLUMNS = (
     "averages_table",
     "object",
@@ -140,6 +143,12 @@ class Load:
     failed: int = 0
     empty: int = 0
     loaded_at: str = field(default_factory=timestamp)
+
+    @classmethod
+    def counted(cls, object: str, reading: str, key_namespace: str, version: str, counts: Mapping[str, int]) -> Load:
+        """A load whose document counts are ``counts`` (by the names of :data:`DOCUMENT_COUNTS`)."""
+        records, scored, skipped, failed, empty = (int(counts.get(what, 0)) for what in DOCUMENT_COUNTS)
+        return cls(object, reading, key_namespace, version, records, scored, skipped, failed, empty)
 
     @property
     def outcome(self) -> str:

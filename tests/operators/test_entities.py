@@ -23,6 +23,7 @@ from tests.support.operator_runs import (
     context,
     defer,
     make_operator,
+    requests_during,
     resume,
     run,
     table_count,
@@ -51,16 +52,6 @@ def write_export(folder: Path, name: str, rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(jsonl_gz(rows))
     return path
-
-
-def sent_during(emulator, action):
-    """Run ``action()``; return ``(its value or the exception it raised, requests the emulator received)``."""
-    before = emulator.stats()["requests"]
-    try:
-        value = action()
-    except Exception as exc:
-        value = exc
-    return value, emulator.stats()["requests"] - before
 
 
 def ticket_text(number: int, version: int) -> str:
@@ -97,7 +88,7 @@ def test_week_of_dated_exports_sends_exactly_the_changed_and_new_records(deepgra
             sql_conn_id=SQL_CONN_ID,
             xcom_output="manifest",
         )
-        manifest, sent = sent_during(deepgram_conn, lambda operator=operator: run(operator))
+        manifest, sent = requests_during(deepgram_conn, lambda operator=operator: run(operator))
         assert not isinstance(manifest, Exception), manifest
         expected = len(tickets) if day == 1 else len(changed)
         rows_stored = table_count(sqlite_db, AVERAGES)
@@ -124,9 +115,9 @@ def test_two_namespaces_do_not_collide_and_one_namespace_is_shared(deepgram_conn
     orders = write_export(tmp_path, "orders.jsonl.gz", [{"id": "1", "text": POSITIVE}, {"id": "2", "text": NEGATIVE}])
     people = write_export(tmp_path, "people.jsonl.gz", [{"id": "1", "text": NEGATIVE}])
     kwargs = {"id_field": "id", "sql_conn_id": SQL_CONN_ID, "xcom_output": "summary"}
-    _, sent = sent_during(deepgram_conn, lambda: run(make_operator(source=f"file://{orders}", **kwargs)))
+    _, sent = requests_during(deepgram_conn, lambda: run(make_operator(source=f"file://{orders}", **kwargs)))
     assert sent == 2
-    _, sent = sent_during(
+    _, sent = requests_during(
         deepgram_conn, lambda: run(make_operator(task_id="people", source=f"file://{people}", **kwargs))
     )
     assert sent == 1  # id 1 of another task's namespace is another entity
@@ -136,7 +127,7 @@ def test_two_namespaces_do_not_collide_and_one_namespace_is_shared(deepgram_conn
     # A task naming the same namespace shares the entities: same content, no request; and its
     # summary items of stored documents carry the stored label and score.
     again = write_export(tmp_path, "orders-again.jsonl.gz", [{"id": "1", "text": POSITIVE}])
-    shared, sent = sent_during(
+    shared, sent = requests_during(
         deepgram_conn,
         lambda: run(make_operator(task_id="other", key_namespace=NS, source=f"file://{again}", **kwargs)),
     )
@@ -166,7 +157,7 @@ def test_unchanged_objects_are_not_read_again_on_s3(deepgram_conn, sqlite_db, s3
         "xcom_output": "manifest",
     }
     with S3Requests(endpoint, s3_bucket.name) as first_reads:
-        first, sent = sent_during(deepgram_conn, lambda: run(make_operator(**kwargs)))
+        first, sent = requests_during(deepgram_conn, lambda: run(make_operator(**kwargs)))
     assert not isinstance(first, Exception), first
     assert sent == 20 + 30
     assert set(first_reads.objects_read()) == {f"in/text-{i:02d}.txt" for i in range(20)} | {
@@ -175,7 +166,7 @@ def test_unchanged_objects_are_not_read_again_on_s3(deepgram_conn, sqlite_db, s3
     }
 
     with S3Requests(endpoint, s3_bucket.name) as second_reads:
-        second, sent = sent_during(deepgram_conn, lambda: run(make_operator(**kwargs)))
+        second, sent = requests_during(deepgram_conn, lambda: run(make_operator(**kwargs)))
     counts = second_reads.counts()
     print("unchanged night, S3 requests:", dict(counts))
     assert sent == 0
@@ -185,7 +176,7 @@ def test_unchanged_objects_are_not_read_again_on_s3(deepgram_conn, sqlite_db, s3
 
     s3_bucket.put("in/text-03.txt", "It broke again. I am furious.")  # a new version of one object
     with S3Requests(endpoint, s3_bucket.name) as third_reads:
-        third, sent = sent_during(deepgram_conn, lambda: run(make_operator(**kwargs)))
+        third, sent = requests_during(deepgram_conn, lambda: run(make_operator(**kwargs)))
     assert sent == 1
     assert set(third_reads.objects_read()) == {"in/text-03.txt"}
     assert (third["scored"], third["unchanged"]) == (1, 21)
@@ -220,7 +211,7 @@ def test_sensor_waits_while_nothing_is_new_then_counts_exactly_what_the_operator
     (folder / "bad.txt").write_bytes("Café".encode("latin-1"))
     write_export(folder, "day-1.jsonl.gz", [{"id": "t1", "text": POSITIVE}, {"id": "t2", "text": NEUTRAL}])
     kwargs = {"source": f"file://{folder}/", "id_field": "id", "sql_conn_id": SQL_CONN_ID, "xcom_output": "summary"}
-    first, _ = sent_during(deepgram_conn, lambda: run(make_operator(on_error="skip", **kwargs)))
+    first, _ = requests_during(deepgram_conn, lambda: run(make_operator(on_error="skip", **kwargs)))
     assert (first["scored"], first["failed"], first["skipped"]) == (4, 1, 1)
 
     # Scored texts, an export, an empty file and a bad file: nothing the operator would read.
@@ -229,7 +220,7 @@ def test_sensor_waits_while_nothing_is_new_then_counts_exactly_what_the_operator
     assert sensor.poke(context()).is_done is False
     assert "matches 5 object(s), 5 unchanged since their last complete read" in log_text()
     operator = make_operator(**kwargs)
-    idle, sent = sent_during(deepgram_conn, lambda: run(operator))
+    idle, sent = requests_during(deepgram_conn, lambda: run(operator))
     assert (sent, idle["unchanged"], idle["failed"]) == (0, 5, 0)  # the bad file does not fail it again
 
     # One text rewritten and one new export: the sensor fires for exactly those two ...
@@ -240,7 +231,7 @@ def test_sensor_waits_while_nothing_is_new_then_counts_exactly_what_the_operator
     assert fired.xcom_value == [f"file://{folder}/b.txt", f"file://{folder}/day-2.jsonl.gz"]
     print(log_text())
     # ... and the operator reads exactly those two (t2 unchanged in the new export: no request).
-    result, sent = sent_during(deepgram_conn, lambda: run(make_operator(**kwargs)))
+    result, sent = requests_during(deepgram_conn, lambda: run(make_operator(**kwargs)))
     read = [item["source"] for item in result["items"] if not item.get("reason", "").startswith("unchanged")]
     assert read == [f"file://{folder}/b.txt", f"{NS}#t2", f"{NS}#t3"]
     assert sent == 2
@@ -275,7 +266,7 @@ def test_a_bad_record_fails_one_night_and_is_a_known_failure_the_next(deepgram_c
     bad = {"id": "b1", "text": {"oops": "not text"}}
     day_1 = write_export(tmp_path, "2024-05-01/tickets.jsonl.gz", [*good, bad])
     kwargs = {"id_field": "id", "sql_conn_id": SQL_CONN_ID, "xcom_output": "manifest"}
-    error, sent = sent_during(deepgram_conn, lambda: run(make_operator(source=f"file://{day_1}", **kwargs)))
+    error, sent = requests_during(deepgram_conn, lambda: run(make_operator(source=f"file://{day_1}", **kwargs)))
     assert isinstance(error, DeepgramError), error
     assert str(error) == (
         f"1 of 4 document(s) failed:\n  {NS}#b1: file://{day_1} line 4: field 'text' is an object, not text"
@@ -289,7 +280,7 @@ def test_a_bad_record_fails_one_night_and_is_a_known_failure_the_next(deepgram_c
 
     # The next night's export holds the same bad record: a known failure, not failing the run.
     day_2 = write_export(tmp_path, "2024-05-02/tickets.jsonl.gz", [*good, bad, {"id": "n1", "text": NEGATIVE}])
-    manifest, sent = sent_during(deepgram_conn, lambda: run(make_operator(source=f"file://{day_2}", **kwargs)))
+    manifest, sent = requests_during(deepgram_conn, lambda: run(make_operator(source=f"file://{day_2}", **kwargs)))
     assert not isinstance(manifest, Exception), manifest
     assert sent == 1  # only the new record
     assert (manifest["failed"], manifest["known_failed"], manifest["failures"]) == (1, 1, [])
@@ -299,14 +290,14 @@ def test_a_bad_record_fails_one_night_and_is_a_known_failure_the_next(deepgram_c
 
     # retry_failed=True reads and sends every known failure again: a new failure, failing the task.
     day_3 = write_export(tmp_path, "2024-05-03/tickets.jsonl.gz", [*good, bad])
-    error, _ = sent_during(
+    error, _ = requests_during(
         deepgram_conn, lambda: run(make_operator(source=f"file://{day_3}", retry_failed=True, **kwargs))
     )
     assert isinstance(error, DeepgramError) and "1 of 4 document(s) failed" in str(error)
 
     # Fixed at the source: scored, and its unscored row is gone.
     fixed = write_export(tmp_path, "2024-05-04/tickets.jsonl.gz", [{"id": "b1", "text": POSITIVE}])
-    _, sent = sent_during(deepgram_conn, lambda: run(make_operator(source=f"file://{fixed}", **kwargs)))
+    _, sent = requests_during(deepgram_conn, lambda: run(make_operator(source=f"file://{fixed}", **kwargs)))
     assert sent == 1
     assert table_rows(sqlite_db, UNSCORED) == []
 
@@ -315,7 +306,7 @@ def test_empty_documents_are_recorded_and_a_missing_field_fails_the_file_once(de
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "blank.txt").write_text("   ")
     wrong = write_export(tmp_path, "in/wrong.jsonl.gz", [{"id": f"r{i}", "body": POSITIVE} for i in range(200)])
-    error, sent = sent_during(
+    error, sent = requests_during(
         deepgram_conn,
         lambda: run(make_operator(source=f"file://{tmp_path}/in/", id_field="id", sql_conn_id=SQL_CONN_ID)),
     )
@@ -379,7 +370,7 @@ def test_a_02_table_is_migrated_in_place_and_nothing_is_paid_again(deepgram_conn
         "2024-05-01/tickets.jsonl.gz",
         [{"id": "t1", "text": POSITIVE}, {"id": "t2", "text": NEGATIVE}, {"id": "t9", "text": NEUTRAL}],
     )
-    summary, sent = sent_during(
+    summary, sent = requests_during(
         deepgram_conn,
         lambda: run(
             make_operator(source=f"file://{export}", id_field="id", sql_conn_id=SQL_CONN_ID, xcom_output="summary")
@@ -455,11 +446,11 @@ def test_deferred_runs_share_the_entities_and_the_load_history(deepgram_conn, sq
         deferred = defer(make_operator(source=source, **kwargs))
         return resume(deferred, trigger_event(deferred), source=source, **kwargs)
 
-    first, sent = sent_during(deepgram_conn, lambda: deferred_run(f"file://{day_1}"))
+    first, sent = requests_during(deepgram_conn, lambda: deferred_run(f"file://{day_1}"))
     assert (sent, first["scored"]) == (2, 2)
-    second, sent = sent_during(deepgram_conn, lambda: deferred_run(f"file://{day_2}"))
+    second, sent = requests_during(deepgram_conn, lambda: deferred_run(f"file://{day_2}"))
     assert (sent, second["scored"], second["skipped"]) == (1, 1, 1)  # only b changed
-    again, sent = sent_during(deepgram_conn, lambda: deferred_run(f"file://{day_2}"))
+    again, sent = requests_during(deepgram_conn, lambda: deferred_run(f"file://{day_2}"))
     assert (sent, again["unchanged"]) == (0, 1)
     assert table_count(sqlite_db, AVERAGES) == 2
     assert table_count(sqlite_db, LOADS) == 2
@@ -489,7 +480,7 @@ def test_mapped_shards_share_the_namespace_and_pay_once(deepgram_conn, sqlite_db
                 for index in range(2)
             ]
 
-        return sent_during(deepgram_conn, shards)
+        return requests_during(deepgram_conn, shards)
 
     exports("d1", changed="")
     manifests, sent = night("d1")
@@ -519,6 +510,6 @@ def test_skip_scored_false_reads_and_sends_everything_again(deepgram_conn, sqlit
     export = write_export(tmp_path, "e.jsonl.gz", [{"id": "1", "text": POSITIVE}])
     kwargs = {"source": f"file://{export}", "id_field": "id", "sql_conn_id": SQL_CONN_ID, "xcom_output": "none"}
     run(make_operator(**kwargs))
-    _, sent = sent_during(deepgram_conn, lambda: run(make_operator(skip_scored=skip_scored, **kwargs)))
+    _, sent = requests_during(deepgram_conn, lambda: run(make_operator(skip_scored=skip_scored, **kwargs)))
     assert sent == 1
     assert table_count(sqlite_db, AVERAGES) == 1
