@@ -6,7 +6,8 @@ Each task writes into a folder of its own, partitioned the way query engines rea
 
 One line per document of the run: the API's response shape plus ``source``, ``status``
 (``"scored"``) and ``fingerprint``; or ``source``, ``status`` (``"failed"``) and ``error``;
-or ``source``, ``status`` (``"skipped"``) and ``reason``.
+or ``source``, ``status`` (``"skipped"``) and ``reason``. Every line also carries
+``record_key`` and ``location`` (as the averages table does; None where they do not apply).
 
 Durable across tries: every write is a part of its own (closed, so an object store holds it
 at once), and a task try starts by reading the parts earlier tries left
@@ -61,8 +62,8 @@ class ResultFiles:
     """
     Write one task's per-document result lines as JSONL parts, keeping what earlier tries wrote.
 
-    Blocking I/O: the scoring run calls it from its storage thread (:meth:`confirm` and
-    :meth:`held_fingerprint` only read or add to in-memory sets).
+    Blocking I/O: the scoring run calls it from its storage thread (:meth:`held_fingerprint`
+    only reads an in-memory dict).
 
     :param folder: the task's folder (:func:`task_folder`).
     :param lines_per_part: documents per part at most (a write of fewer lines is a part of its own).
@@ -76,8 +77,6 @@ class ResultFiles:
         self._next_number = 0
         #: Documents an earlier try scored: source -> (content fingerprint, the part holding the line).
         self._held: dict[str, tuple[str, ObjectStoragePath]] = {}
-        #: Held documents this try skipped because their line is there (the rest are dropped at a complete end).
-        self._confirmed: set[str] = set()
         #: Held documents this try wrote a line for again (their earlier line is dropped at the end).
         self._replaced: set[str] = set()
 
@@ -149,10 +148,6 @@ class ResultFiles:
         held = self._held.get(source)
         return held[0] if held is not None else None
 
-    def confirm(self, source: str) -> None:
-        """``source`` is in this try's run and its earlier line stands (the run skips it)."""
-        self._confirmed.add(source)
-
     def write(self, lines: list[dict[str, Any]]) -> None:
         """Write result lines as new parts of at most ``lines_per_part`` lines, each closed before returning."""
         for start in range(0, len(lines), self.lines_per_part):
@@ -162,14 +157,14 @@ class ResultFiles:
                 if line["source"] in self._held:
                     self._replaced.add(line["source"])
 
-    def close(self, *, complete: bool = True) -> list[str]:
+    def close(self) -> list[str]:
         """
-        Drop earlier lines this try replaced (and, after a ``complete`` run, those of documents it no
-        longer has); return the URIs of every part of the run.
+        Drop the earlier lines of documents this try wrote again; return the URIs of every part of the run.
+
+        Lines of documents this try did not reach or no longer has (a source that changed between
+        tries, or objects the load history did not read again) stay: they are what was paid for.
         """
         dropped = set(self._replaced)
-        if complete:
-            dropped.update(source for source in self._held if source not in self._confirmed)
         affected = {id(self._held[source][1]): self._held[source][1] for source in dropped}
         for old in affected.values():
             lines = [line for line in _read_lines(old) if isinstance(line, dict) and line.get("source") not in dropped]
@@ -214,13 +209,26 @@ def _read_lines(part: ObjectStoragePath) -> Iterator[Any]:
                 yield None
 
 
-def scored_line(source: str, fingerprint: str, result: dict[str, Any]) -> dict[str, Any]:
-    return {"source": source, "status": "scored", "fingerprint": fingerprint, **result}
+def scored_line(
+    source: str, fingerprint: str, result: dict[str, Any], *, record_key: str | None = None, location: str | None = None
+) -> dict[str, Any]:
+    return {
+        "source": source,
+        "record_key": record_key,
+        "location": location,
+        "status": "scored",
+        "fingerprint": fingerprint,
+        **result,
+    }
 
 
-def failed_line(source: str, error: str) -> dict[str, Any]:
-    return {"source": source, "status": "failed", "error": error}
+def failed_line(
+    source: str, error: str, *, record_key: str | None = None, location: str | None = None
+) -> dict[str, Any]:
+    return {"source": source, "record_key": record_key, "location": location, "status": "failed", "error": error}
 
 
-def skipped_line(source: str, reason: str) -> dict[str, Any]:
-    return {"source": source, "status": "skipped", "reason": reason}
+def skipped_line(
+    source: str, reason: str, *, record_key: str | None = None, location: str | None = None
+) -> dict[str, Any]:
+    return {"source": source, "record_key": record_key, "location": location, "status": "skipped", "reason": reason}

@@ -141,7 +141,7 @@ class DeepgramObjectsTrigger(BaseTrigger):
     Wait until at least ``min_objects`` objects match ``source``; for ``DeepgramSentimentSensor(deferrable=True)``.
 
     Every ``poke_interval`` seconds it looks at the storage (and, with ``sql_conn_id``,
-    the averages table) once, in a thread, with the same
+    the operator's load history) once, in a thread, with the same
     :func:`~airflow_provider_dgsentiment.storage.sources.find_objects` as the sensor. The one
     event is ``{"status": "success", "message", "uris", "matched", "scored"}`` when enough
     objects count (``uris`` sorted, without connection id; omitted when ``return_uris`` is
@@ -160,6 +160,8 @@ class DeepgramObjectsTrigger(BaseTrigger):
         passes, the trigger ends with an ``"error"`` event of ``error_class``
         ``"AirflowSensorTimeout"`` by itself, wherever it runs (triggerer, ``airflow dags test``).
         None waits without end.
+    :param reading: the operator's reading options (``format``, ``text_field``, ``id_field``,
+        ``key_namespace``), for the load history's decision.
     :param conn_id: 0.2's name of ``source_conn_id``, accepted so a sensor deferred under 0.2 resumes.
     """
 
@@ -174,6 +176,7 @@ class DeepgramObjectsTrigger(BaseTrigger):
         poke_interval: float = DEFAULT_POKE_INTERVAL,
         return_uris: bool = True,
         deadline: str | None = None,
+        reading: dict[str, Any] | None = None,
         conn_id: str | None = None,
     ) -> None:
         super().__init__()
@@ -185,6 +188,7 @@ class DeepgramObjectsTrigger(BaseTrigger):
         self.averages_table = averages_table
         self.poke_interval = float(poke_interval)
         self.return_uris = return_uris
+        self.reading = dict(reading or {})
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         cls = type(self)
@@ -199,6 +203,7 @@ class DeepgramObjectsTrigger(BaseTrigger):
                 "poke_interval": self.poke_interval,
                 "return_uris": self.return_uris,
                 "deadline": self.deadline,
+                "reading": self.reading,
             },
         )
 
@@ -223,6 +228,7 @@ class DeepgramObjectsTrigger(BaseTrigger):
                 sql_conn_id=self.sql_conn_id or None,
                 averages_table=self.averages_table,
                 log=self.log,
+                **self.reading,
             )
             count = len(sensed.uris)
             if count >= self.min_objects:
@@ -232,6 +238,8 @@ class DeepgramObjectsTrigger(BaseTrigger):
                     matched=sensed.matched,
                     scored=sensed.scored,
                     to_score=count,
+                    records=sensed.records,
+                    unknown=sensed.unknown,
                 )
             self.log.info(
                 "%s: %d object(s) match, %d to score (need %d); looking again in %.0fs",

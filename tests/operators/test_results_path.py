@@ -20,7 +20,7 @@ from tests.integration.conftest import s3_bucket  # noqa: F401  (a fixture)
 from tests.support.operator_runs import RUN_ID, make_operator, run, run_deferred, without_run_specifics
 
 DAG_ID = "test_sentiment_operator"
-SCORED_KEYS = {"source", "status", "fingerprint", "metadata", "results"}
+SCORED_KEYS = {"source", "record_key", "location", "status", "fingerprint", "metadata", "results"}
 #: Upper bound of the manifest's JSON, as SPEC section 12 states it.
 MANIFEST_BOUND = 64 * 1024
 
@@ -55,10 +55,10 @@ def check_line_shapes(lines: list[dict]) -> dict[str, str]:
             assert set(line["results"]["sentiments"]) == {"segments", "average"}
             assert len(line["fingerprint"]) == 64
         elif line["status"] == "failed":
-            assert set(line) == {"source", "status", "error"} and line["error"]
+            assert set(line) == {"source", "record_key", "location", "status", "error"} and line["error"]
         else:
             assert line["status"] == "skipped"
-            assert set(line) == {"source", "status", "reason"} and line["reason"]
+            assert set(line) == {"source", "record_key", "location", "status", "reason"} and line["reason"]
         statuses[line["source"]] = line["status"]
     return statuses
 
@@ -131,11 +131,16 @@ def test_record_file_gives_one_line_per_record(deepgram_conn, tmp_path):
         )
     )
     lines = local_lines(manifest["results_uri"])
+    namespace = "test_sentiment_operator.score"
     assert check_line_shapes(lines) == {
-        f"file://{path}#x": "scored",
-        f"file://{path}#y": "failed",
-        f"file://{path}#z": "skipped",
+        f"{namespace}#x": "scored",
+        f"{namespace}#y": "failed",
+        f"{namespace}#z": "skipped",
     }
+    # Each line says which record it is and where it was read (the object and its data row).
+    assert [(line["record_key"], line["location"]) for line in by_source(lines)] == [
+        (key, f"file://{path}#{number}") for number, key in enumerate("xyz", start=1)
+    ]
 
 
 # ---------------------------------------------------------------------- retries keep the parts
@@ -160,7 +165,8 @@ def test_a_retry_keeps_earlier_parts_and_pays_only_for_what_they_lack(deepgram_c
     ]
     assert len(folder_lines(folder)) == 6
 
-    # The same task of the same run again (a retry, or a clear), now over fewer documents, one of them changed.
+    # The same task of the same run again (a retry, or a clear), now over fewer documents, one of them changed:
+    # the lines of the documents gone stay (they were paid for), each document once.
     (inbox / "more-0.txt").unlink()
     (inbox / "more-1.txt").unlink()
     (inbox / "b.txt").write_text("This changed text is terrible.")
@@ -170,8 +176,10 @@ def test_a_retry_keeps_earlier_parts_and_pays_only_for_what_they_lack(deepgram_c
     assert (second["scored"], second["skipped"]) == (1, 3)
     lines = folder_lines(folder)
     sources = [line["source"] for line in lines]
-    assert len(sources) == len(set(sources)) == 4
-    assert set(sources) == {f"file://{inbox}/{name}" for name in ("a.txt", "b.txt", "c.txt", "more-2.txt")}
+    assert len(sources) == len(set(sources)) == 6
+    assert set(sources) == {f"file://{inbox}/{name}" for name in ("a.txt", "b.txt", "c.txt")} | {
+        f"file://{inbox}/more-{i}.txt" for i in range(3)
+    }
     changed = next(line for line in lines if line["source"].endswith("/b.txt"))
     assert changed["results"]["sentiments"]["average"]["sentiment"] == "negative"
     # Parts are numbered on (never overwritten); the manifest lists every part of every try.
@@ -181,7 +189,7 @@ def test_a_retry_keeps_earlier_parts_and_pays_only_for_what_they_lack(deepgram_c
     # Another task of the same run keeps its own folder: nothing of "score" is touched.
     other = run(make_operator(task_id="score_again", source=f"file://{inbox}/a.txt", **kwargs))
     assert other["results_uri"] == [f"file://{task_folder(results, 'score_again')}/part-00000.jsonl"]
-    assert len(folder_lines(folder)) == 4
+    assert len(folder_lines(folder)) == 6
 
 
 def test_failed_lines_and_cut_lines_of_an_earlier_try_are_scored_again(deepgram_conn, mixed_inbox, tmp_path):
@@ -214,16 +222,21 @@ def test_already_scored_documents_are_lines_too(deepgram_conn, inbox, sqlite_db,
         "xcom_output": "manifest",
     }
     first = run(make_operator(**kwargs))
+    # The same task again (a retry, a clear): objects not read again, the earlier try's parts kept.
+    unchanged = run(make_operator(**kwargs))
+    assert (unchanged["skipped"], unchanged["unchanged"]) == (3, 3)
+    assert unchanged["results_uri"] == first["results_uri"]
+    for path in inbox.glob("*.txt"):  # re-delivered with the same content: a new version, read again
+        path.write_text(path.read_text())
+    retry = run(make_operator(**kwargs))
+    assert retry["results_uri"] == first["results_uri"]  # the parts hold them: no new line
+    assert {line["status"] for line in local_lines(retry["results_uri"])} == {"scored"}
     # Another task stored by the first in the same tables: its own parts say the documents were already scored.
     again = run(make_operator(task_id="score_again", **kwargs))
     lines = local_lines(again["results_uri"])
     assert len(lines) == 3
     assert {line["status"] for line in lines} == {"skipped"}
     assert all(line["reason"].startswith("already scored") for line in lines)
-    # A retry of the first task keeps its scored lines (they hold the results; no new line).
-    retry = run(make_operator(**kwargs))
-    assert retry["results_uri"] == first["results_uri"]
-    assert {line["status"] for line in local_lines(retry["results_uri"])} == {"scored"}
 
 
 # ---------------------------------------------------------------------- worker = deferrable
@@ -326,8 +339,8 @@ def test_manifest_stays_under_64_kb_with_5000_documents_and_150_failures(mock_de
     assert (manifest["documents"], manifest["failed"]) == (count, failing)
     assert manifest["scored"] == mock_deepgram.call_count == sum(1 for i in range(count) if i not in bad and not i % 2)
     assert len(manifest["failures"]) == 100
-    assert manifest["failures"][0]["error"] == "line 1: field 'text' is null"
-    assert manifest["failures"][-1]["error"] == f"line {99 * 33 + 1}: field 'text' is null"  # the first 100, in order
+    assert manifest["failures"][0]["error"] == f"file://{path} line 1: field 'text' is null"
+    assert manifest["failures"][-1]["error"] == f"file://{path} line {99 * 33 + 1}: field 'text' is null"  # in order
     assert all(len(failure["source"]) == 240 and failure["source"].endswith("...") for failure in manifest["failures"])
     # The parts: one per store (at most WRITE_BATCH_SIZE lines, fewer on a time flush), every document once.
     folder = task_folder(tmp_path / "results")

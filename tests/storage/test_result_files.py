@@ -92,35 +92,24 @@ def test_a_later_try_keeps_scored_lines_drops_the_rest_and_numbers_on(tmp_path):
         "part-00004.jsonl",
     ]
     assert sorted(folder_sources(second)) == ["a", "c", "d"]
-    for source in "acd":
-        second.confirm(source)
     second.write([scored("b")])
     assert sorted(folder_sources(second)) == ["a", "b", "c", "d"]
     assert second.close() == second.uris
 
 
-def test_a_complete_try_drops_lines_of_documents_it_no_longer_has(tmp_path):
+def test_a_later_try_replaces_lines_it_writes_again_and_keeps_the_rest(tmp_path):
     first = ResultFiles.for_task(str(tmp_path), dag_id="d", run_id="r", task_id="t")
     first.begin()
     first.write([scored("a"), scored("b"), scored("c")])
     first.close()
 
-    stopped = ResultFiles.for_task(str(tmp_path), dag_id="d", run_id="r", task_id="t")
-    stopped.begin()
-    stopped.confirm("a")
-    stopped.write([scored("c", "h")])  # c changed: its new line replaces the old one even on an incomplete end
-    stopped.close(complete=False)  # b was not reached: its line stays
-    assert sorted((line["source"], line["fingerprint"][0]) for uri in stopped.uris for line in read_lines(uri)) == [
+    later = ResultFiles.for_task(str(tmp_path), dag_id="d", run_id="r", task_id="t")
+    later.begin()
+    later.write([scored("c", "h")])  # c changed: its new line replaces the old one
+    later.close()  # a and b were not written again (skipped, or not reached): their lines stay
+    assert sorted((line["source"], line["fingerprint"][0]) for uri in later.uris for line in read_lines(uri)) == [
         ("a", "f"),
         ("b", "f"),
         ("c", "h"),
     ]
-
-    complete = ResultFiles.for_task(str(tmp_path), dag_id="d", run_id="r", task_id="t")
-    complete.begin()
-    complete.confirm("a")
-    complete.confirm("c")
-    assert sorted(folder_sources(complete)) == ["a", "b", "c"]
-    complete.close()  # b is no longer among the documents: dropped
-    assert sorted(folder_sources(complete)) == ["a", "c"]
-    assert sorted(path.name for path in complete.folder.iterdir()) == [uri.rsplit("/", 1)[1] for uri in complete.uris]
+    assert sorted(path.name for path in later.folder.iterdir()) == [uri.rsplit("/", 1)[1] for uri in later.uris]
