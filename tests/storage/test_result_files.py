@@ -71,7 +71,7 @@ def test_a_later_try_keeps_scored_lines_drops_the_rest_and_numbers_on(tmp_path):
     first.write([scored("a"), failed_line("b", "boom"), scored("c")])
     first.write([scored("d"), skipped_line("e", "empty")])
     first.write([scored("a", "g")])  # a scored again (changed) later: the later line wins
-    first.close(complete=False)  # killed: nothing is cleaned up
+    # Killed here: no close.
     part = first.folder / "part-00001.jsonl"
     part.write_bytes(part.read_bytes() + b'{"source": "x", "stat')  # a line cut by the kill
 
