@@ -62,7 +62,10 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": "Deepgram Sentiment Analysis",
-                "python-modules": ["airflow_provider_dgsentiment.triggers.sentiment"],
+                "python-modules": [
+                    "airflow_provider_dgsentiment.triggers.sentiment",
+                    "airflow_provider_dgsentiment.triggers.new_objects",
+                ],
             }
         ],
         "connection-types": [

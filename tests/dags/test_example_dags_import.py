@@ -24,6 +24,7 @@ from tests.support.dags import EXAMPLE_DAGS, load_dag
 EXAMPLE_DAG_IDS = {
     "deepgram_sentiment_files_to_sql",
     "deepgram_sentiment_nightly",
+    "deepgram_sentiment_on_new_objects",
     "deepgram_sentiment_quickstart",
     "deepgram_sentiment_records_to_sql",
     "deepgram_sentiment_report",
@@ -216,3 +217,15 @@ def test_nightly_then_report_run_with_airflow_dags_test(dags_test_env, deepgram_
     report = airflow_dags_test("deepgram_sentiment_report", dags_test_env)
     assert f"{len(SAMPLE_TEXTS)} document(s) in deepgram_sentiment_averages" in report.stdout
     assert "Most negative:" in report.stdout
+
+
+def test_on_new_objects_runs_with_airflow_dags_test_and_watches_its_source(dags_test_env, deepgram_emulator):
+    """The asset-scheduled example: its task scores the samples; its asset's watcher is the event trigger."""
+    module = load_module("deepgram_sentiment_on_new_objects.py")
+    if module.AssetWatcher is not None:
+        (watcher,) = module.NEW_TEXTS.watchers
+        assert type(watcher.trigger).__name__ == "DeepgramNewObjectsTrigger"
+        assert watcher.trigger.serialize()[1]["source"] == module.SOURCE
+    before = deepgram_emulator.stats()["requests"]
+    airflow_dags_test("deepgram_sentiment_on_new_objects", dags_test_env)
+    assert deepgram_emulator.stats()["requests"] - before == len(SAMPLE_TEXTS)
