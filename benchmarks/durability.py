@@ -55,14 +55,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory(prefix="dgs-durability-") as folder:
                 root = Path(folder)
                 write_documents(root / "in", args.documents)
-                spec = KillSpec(
-                    mode=mode,
-                    path=path,
-                    source=f"file://{root}/in/*.txt",
-                    db=str(root / "scores.db"),
-                    results=str(root / "results"),
-                    max_concurrency=args.concurrency,
-                )
+                spec = KillSpec.under(root, mode, path, args.concurrency)
                 slow, fast = emulator(args.latency), emulator(0.0)
                 try:
                     outcome = kill_and_retry(spec, slow, fast, args.documents, kill_at=args.documents // 2)

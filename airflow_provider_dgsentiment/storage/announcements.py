@@ -73,23 +73,17 @@ def announce(
     now = datetime.now(timezone.utc).isoformat()
     with WarehouseWriter(sql_conn_id) as writer:
         mark = writer.placeholder
-        connection = writer.connection
-        cursor = connection.cursor()
-        try:
+
+        def replace(cursor: Any) -> None:
             cursor.execute(_ANNOUNCED_DDL.format(table=table))
-            for batch in batched(objects.items(), LOOKUP_BATCH_SIZE):
-                for name, version in batch:
-                    cursor.execute(f"DELETE FROM {table} WHERE watch = {mark} AND object = {mark}", (watch, name))
-                    cursor.execute(
-                        f"INSERT INTO {table} (watch, object, version, announced_at) VALUES ({mark}, {mark}, {mark}, {mark})",
-                        (watch, name, version, now),
-                    )
-            connection.commit()
-        except BaseException:
-            connection.rollback()
-            raise
-        finally:
-            cursor.close()
+            for name, version in objects.items():
+                cursor.execute(f"DELETE FROM {table} WHERE watch = {mark} AND object = {mark}", (watch, name))
+                cursor.execute(
+                    f"INSERT INTO {table} (watch, object, version, announced_at) VALUES ({mark}, {mark}, {mark}, {mark})",
+                    (watch, name, version, now),
+                )
+
+        writer.run_in_transaction(replace)
 
 
 def _announced(writer: WarehouseWriter, table: str, watch: str, names: list[str]) -> dict[str, str]:

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import astuple, dataclass, fields
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_dgsentiment.storage.warehouse import sql_hook, validate_table_name
+from airflow_provider_dgsentiment.storage.warehouse import WarehouseWriter, validate_table_name
 
 if TYPE_CHECKING:
-    from airflow.providers.common.sql.hooks.sql import DbApiHook
+    pass
 
 DEFAULT_USAGE_TABLE = "deepgram_sentiment_usage"
 #: How a try ended.
@@ -136,19 +135,14 @@ class UsageTable:
         self.sql_conn_id = sql_conn_id
         self.table = validate_table_name(table, "usage_table")
 
-    @cached_property
-    def hook(self) -> DbApiHook:
-        return sql_hook(self.sql_conn_id, "sql_conn_id")
-
     def record(self, row: UsageRow) -> None:
         """Create the table when missing, then replace the try's row with ``row`` (one transaction)."""
-        mark = self.hook.placeholder
-        key = " AND ".join(f"{column} = {mark}" for column in _KEY_COLUMNS)
         values = astuple(row)
-        connection = self.hook.get_conn()
-        try:
-            cursor = connection.cursor()
-            try:
+        with WarehouseWriter(self.sql_conn_id) as writer:
+            mark = writer.placeholder
+            key = " AND ".join(f"{column} = {mark}" for column in _KEY_COLUMNS)
+
+            def replace(cursor: Any) -> None:
                 cursor.execute(_USAGE_DDL.format(table=self.table))
                 cursor.execute(f"DELETE FROM {self.table} WHERE {key}", values[: len(_KEY_COLUMNS)])
                 cursor.execute(
@@ -156,11 +150,5 @@ class UsageTable:
                     f"VALUES ({', '.join([mark] * len(USAGE_COLUMNS))})",
                     values,
                 )
-                connection.commit()
-            except BaseException:
-                connection.rollback()
-                raise
-            finally:
-                cursor.close()
-        finally:
-            connection.close()
+
+            writer.run_in_transaction(replace)

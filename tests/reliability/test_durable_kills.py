@@ -39,14 +39,7 @@ def test_kill_at_half_then_retry_repays_little_and_keeps_each_document_once(
 ):
     uris = write_documents(tmp_path / "in", DOCUMENTS)
     documents = {uri: (tmp_path / "in" / uri.rsplit("/", 1)[1]).read_text() for uri in uris}
-    spec = KillSpec(
-        mode=mode,
-        path=path,
-        source=f"file://{tmp_path}/in/*.txt",
-        db=str(tmp_path / "scores.db"),
-        results=str(tmp_path / "results"),
-        max_concurrency=CONCURRENCY,
-    )
+    spec = KillSpec.under(tmp_path, mode, path, CONCURRENCY)
     slow = deepgram_emulator_factory(latency=LATENCY, latency_jitter=JITTER, max_concurrency=50)
     fast = deepgram_emulator_factory(max_concurrency=50)
     outcome = kill_and_retry(spec, slow, fast, DOCUMENTS, kill_at=DOCUMENTS // 2)

@@ -48,6 +48,18 @@ class KillSpec:
     results: str
     max_concurrency: int
 
+    @classmethod
+    def under(cls, root: Path, mode: str, path: str, max_concurrency: int) -> KillSpec:
+        """A run over ``root/in/*.txt`` storing into ``root/scores.db`` and ``root/results``."""
+        return cls(
+            mode=mode,
+            path=path,
+            source=f"file://{root}/in/*.txt",
+            db=str(root / "scores.db"),
+            results=str(root / "results"),
+            max_concurrency=max_concurrency,
+        )
+
     def operator_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "source": self.source,
