@@ -800,17 +800,19 @@ class ScoringRun:
         """
         Store one batch (storage thread); after a failed write, refuse to write more.
 
-        The scored documents go first: a load is recorded only once its documents are stored.
+        The scored documents go first, in the tables and in the result parts: a load is recorded only
+        once its documents are stored in both (a retry does not read an object its load marks complete,
+        so a kill between the two must leave the load unrecorded, not the lines missing).
         """
         if self._write_failed:
             raise _WriteRefused("not stored: an earlier write failed")
         try:
             if self.writer is not None and documents:
                 self.writer.write(documents)
-            if self.history is not None:
-                self.history.record(loads, unscored, [document.source for document in documents])
             if self.result_files is not None and lines:
                 self.result_files.write(lines)
+            if self.history is not None:
+                self.history.record(loads, unscored, [document.source for document in documents])
         except BaseException:
             self._write_failed = True
             raise

@@ -63,6 +63,7 @@ def test_template_fields_are_a_tuple_of_the_documented_names():
         "format",
         "tags",
         "language",
+        "usage_table",
     )
     assert set(DeepgramSentimentOperator.template_fields_renderers) == {"text", "source", "sql"}
 
