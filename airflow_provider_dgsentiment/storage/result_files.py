@@ -202,7 +202,8 @@ def _part_number(part: ObjectStoragePath) -> int:
 def _read_lines(part: ObjectStoragePath) -> Iterator[Any]:
     """The lines of a part, parsed; a line cut by a crash (not JSON) reads as None."""
     with part.open("rb") as file:
-        for raw in file:
+        # readline, not iteration: Airflow 2's file wrapper has __getitem__ but no __iter__.
+        for raw in iter(file.readline, b""):
             try:
                 yield json.loads(raw)
             except ValueError:
