@@ -13,7 +13,7 @@ VENV ?= .venv
 PYTHON ?= python3
 CONSTRAINTS ?= constraints/airflow-3.txt
 
-.PHONY: demo test unit test-deployment lint services services-stop browser-deps benchmark benchmark-nightly benchmark-scale benchmark-deployment venv clean
+.PHONY: demo test unit test-deployment lint services services-stop browser-deps benchmark benchmark-nightly benchmark-durability benchmark-scale benchmark-deployment venv clean
 
 venv: $(VENV)/.installed
 
@@ -59,7 +59,12 @@ test-deployment: venv
 benchmark: venv
 	$(VENV)/bin/python benchmarks/throughput.py
 	$(MAKE) benchmark-nightly
+	$(MAKE) benchmark-durability
 	$(MAKE) benchmark-scale
+
+# Requests re-paid after a kill -9 at 50% of 5,000 documents, per output mode, worker and triggerer (~6 min).
+benchmark-durability: venv
+	$(VENV)/bin/python benchmarks/durability.py $(BENCHMARK_DURABILITY_ARGS)
 
 # A night over 10k objects of which 1% changed, 0.2's way (read all) beside 0.3's (listing + changed only).
 # BENCHMARK_NIGHTLY_ARGS="--objects 100000 --week 10000" for the issue's full sizes (several minutes).
