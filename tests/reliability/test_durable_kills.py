@@ -18,7 +18,7 @@ from airflow_provider_dgsentiment.run.scoring import WRITE_BATCH_SIZE, WRITE_INT
 from tests.reliability.helpers import assert_every_document_stored_once
 from tests.support.kills import MODES, PATHS, KillSpec, kill_and_retry, result_lines, write_documents
 
-DOCUMENTS = 200
+DOCUMENTS = 400  # killed at 200 requests, 5 s in: two stores or more have happened (the first part write is slow)
 CONCURRENCY = 4
 LATENCY = 0.1
 JITTER = 0.2
