@@ -51,6 +51,7 @@ test-deployment: venv
 
 benchmark: venv
 	$(VENV)/bin/python benchmarks/throughput.py
+	$(VENV)/bin/python benchmarks/token_budget.py
 	$(MAKE) benchmark-scale
 
 # 10k/100k file:// documents (worker and deferrable), a 200k-record JSONL.gz and a 200k-row table;
