@@ -28,6 +28,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError, DeepgramError, DocumentReadError
+from airflow_provider_dgsentiment.storage.listing import (
+    GLOB_CHARACTERS,
+    SkippedNames,
+    explicit_prefix,
+    glob_root,
+    is_glob,
+    skipped_below,
+    walk_local,
+)
 from airflow_provider_dgsentiment.storage.records import detect_format, iter_file_records, iter_sql_records
 from airflow_provider_dgsentiment.storage.warehouse import DEFAULT_AVERAGES_TABLE, WarehouseWriter, sql_hook
 
@@ -36,7 +45,6 @@ if TYPE_CHECKING:
 
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
-GLOB_CHARACTERS = frozenset("*?[")
 #: Why an empty or whitespace-only document is skipped without a request.
 SKIP_EMPTY = "empty document"
 #: Objects read ahead of the scorer at most.
@@ -212,8 +220,9 @@ def list_objects(
 
     Each entry is one object (when an object of that exact name exists, even if the name
     holds glob characters), a glob (``*``, ``?``, ``[``, ``**``), a folder or prefix (every
-    object under it, recursively). Hidden objects (``.name``) are left out of globs and
-    folders. Only regular files (and symlinks to them) are documents: named pipes,
+    object under it, recursively). Names starting with ``_`` or ``.`` below a folder or glob
+    (Spark/Hadoop markers such as ``_SUCCESS``, ``.crc`` checksums, hidden files) are left
+    out, with a log line (:mod:`.listing`); local symlinked folders are not entered. Only regular files (and symlinks to them) are documents: named pipes,
     sockets, devices and symlinked folders are skipped with a log line.
 
     :param entries: URIs or ``ObjectStoragePath`` objects.
@@ -244,17 +253,28 @@ def list_objects(
 
 
 def _expand(entry: str | ObjectStoragePath, conn_id: str | None, log: Logger | None) -> tuple[list[str], bool]:
-    """Return the names ``entry`` matches, and whether the entry itself exists."""
+    """Return the names ``entry`` matches, and whether the entry itself exists (markers left out, logged)."""
+    skipped = SkippedNames()
+    names, exists = _expand_skipping(entry, conn_id, log, skipped)
+    if skipped.count and log is not None:
+        log.info("%s", skipped.describe(str(entry)))
+    return names, exists
+
+
+def _expand_skipping(
+    entry: str | ObjectStoragePath, conn_id: str | None, log: Logger | None, skipped: SkippedNames
+) -> tuple[list[str], bool]:
     path = storage_path(entry, conn_id)
     if (path.protocol or "file") == "file":
-        return _expand_local(_normalized_local(path.path), log)
+        return _expand_local(_normalized_local(path.path), log, skipped)
     fs = path.fs
     # Object stores cache listings (s3fs's dircache) in a filesystem instance that lives as
     # long as the process: without this, a second look would not see new objects.
     fs.invalidate_cache()
     protocol = path.protocol or "file"
-    location = _normalized_local(path.path) if protocol == "file" else path.path
+    location = path.path
     stripped = location.rstrip("/") or "/"
+    root, explicit = stripped, None
     if not location.endswith("/") and fs.exists(location):
         if fs.isdir(location):
             matches = fs.find(stripped)
@@ -264,31 +284,35 @@ def _expand(entry: str | ObjectStoragePath, conn_id: str | None, log: Logger | N
         if not fs.exists(stripped):
             return [], False
         matches = fs.find(stripped)
-    elif any(character in location for character in GLOB_CHARACTERS):
+    elif is_glob(location):
         matches = fs.glob(location)
+        root, explicit = glob_root(location), explicit_prefix(location)
     else:
         # A key prefix that is not a folder, e.g. s3://bucket/in/2024-01-
         matches = fs.glob(location + "*")
-    matches = [match for match in matches if not _hidden(match)]
+        root, explicit = posixpath.dirname(location), explicit_prefix(location)
+    matches = [match for match in matches if not skipped_below(match, root, explicit, skipped)]
     return _documents_only(matches, protocol, log, explicit=False), False
 
 
-def _expand_local(location: str, log: Logger | None) -> tuple[list[str], bool]:
+def _expand_local(location: str, log: Logger | None, skipped: SkippedNames) -> tuple[list[str], bool]:
     """
     :func:`_expand` for local paths, with the standard library (one path string per file).
 
     fsspec's local listing builds an info dict per file first: at 100k files that alone is tens
     of MB, so a big local folder would cost memory in proportion to its size twice over.
+    Folders and globs are walked without entering symlinked folders (:func:`.listing.walk_local`).
     """
     if os.path.exists(location):
         if not os.path.isdir(location):
             return _documents_only([location], "file", log, explicit=True), True
-        matches = (os.path.join(folder, name) for folder, _, files in os.walk(location) for name in files)
-    elif any(character in location for character in GLOB_CHARACTERS):
-        matches = glob.iglob(location, recursive=True)
+        matches = walk_local(location, skipped)
+    elif is_glob(location):
+        matches = walk_local(glob_root(location), skipped, pattern=location)
     else:
-        matches = glob.iglob(glob.escape(location) + "*")  # a name prefix, e.g. /data/in/2024-01-
-    return _documents_only([match for match in matches if not _hidden(match)], "file", log, explicit=False), False
+        folder, prefix = os.path.split(location)  # a name prefix, e.g. /data/in/2024-01-
+        matches = walk_local(folder, skipped, pattern=os.path.join(glob.escape(folder), glob.escape(prefix) + "*"))
+    return _documents_only(list(matches), "file", log, explicit=False), False
 
 
 def _documents_only(matches: list[str], protocol: str, log: Logger | None, *, explicit: bool) -> list[str]:
@@ -328,10 +352,6 @@ def _local_kind(location: str) -> str:
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
         return "device"
     return "special file"
-
-
-def _hidden(location: str) -> bool:
-    return location.rstrip("/").rsplit("/", 1)[-1].startswith(".")
 
 
 # ---------------------------------------------------------------------- reading
