@@ -25,7 +25,7 @@ from airflow_provider_dgsentiment.run.scoring import (
     ScoringRun,
 )
 from airflow_provider_dgsentiment.storage import lineage
-from airflow_provider_dgsentiment.storage.records import FORMATS
+from airflow_provider_dgsentiment.storage.records import DEFAULT_TEXT_FIELD, FORMATS
 from airflow_provider_dgsentiment.storage.result_files import ResultFiles
 from airflow_provider_dgsentiment.storage.sources import DocumentSource, conn_id_in_uris, parse_shard, source_entries
 from airflow_provider_dgsentiment.storage.warehouse import (
@@ -124,19 +124,25 @@ class DeepgramSentimentOperator(BaseOperator):
         ``sql://<sql_source_conn_id>/<id_field>#<key>`` in the tables. (templated)
     :param sql_source_conn_id: the connection (any ``DbApiHook``) to run ``sql`` on; default
         ``sql_conn_id``, so a table can be enriched in place. (templated)
-    :param text_field: the field of a record (JSONL key, CSV/Parquet column, SQL column) to
-        score. (templated)
+    :param text_field: the field of a record (JSONL/JSON key, CSV/Parquet column, SQL column) to
+        score; default ``"text"``. Naming it (or ``id_field``) says every object of ``source`` holds
+        records: one that would be read as a whole plain-text document is refused before any
+        request. (templated)
     :param id_field: the field that keys a record; None keys it by its 1-based line (JSONL) or
         row (CSV, Parquet, SQL) number. A record of a file is named ``<object URI>#<key>``. (templated)
     :param format: how to read each object of ``source``: ``"auto"`` (by extension:
-        ``.jsonl``/``.ndjson``, ``.csv``, ``.tsv``, ``.parquet``, each optionally ``.gz``, are
-        record files; anything else is one text document), ``"text"``, ``"jsonl"``, ``"csv"``
-        or ``"parquet"``. (templated)
+        ``.jsonl``/``.ndjson``, ``.json`` (a JSON array or newline-delimited JSON), ``.csv``,
+        ``.tsv``, ``.parquet``, each optionally ``.gz``, ``.bz2`` or ``.zst``, are record files;
+        anything else is one text document), ``"text"``, ``"jsonl"``, ``"json"``, ``"csv"`` or
+        ``"parquet"``. (templated)
     :param tags: Deepgram ``tag`` query parameters sent with every request, so usage can be
         broken down by pipeline; default ``["airflow", <dag_id>, <task_id>]`` (each cut to 128
         characters, Deepgram's limit). ``[]`` sends none. (templated)
     :param max_input_tokens: stop before a request would pass this many input tokens in the
-        task run: a ``DeepgramTokenBudgetError`` names the cap, what was scored is stored. With
+        task run: a ``DeepgramTokenBudgetError`` names the cap, what was scored is stored. Counted
+        as the API bills: the one-token-per-word estimate is corrected by the tokens the answers
+        report (one request in flight until the first answer), so the cap can be passed only by
+        requests in flight when the text turns costlier per word than before. With
         ``sql_conn_id``, tokens already stored by the same task in the same DAG run (an earlier
         try; for a mapped task, any of its instances) count too.
     :param xcom_output: ``"full"``, ``"summary"``, ``"manifest"`` or ``"none"`` (see above).
@@ -199,7 +205,7 @@ class DeepgramSentimentOperator(BaseOperator):
         results_conn_id: str | None = None,
         sql: str | None = None,
         sql_source_conn_id: str | None = None,
-        text_field: str = "text",
+        text_field: str | None = None,
         id_field: str | None = None,
         format: str = "auto",
         tags: list[str] | None = None,
@@ -524,7 +530,7 @@ class DeepgramSentimentOperator(BaseOperator):
             raise DeepgramConfigurationError(
                 f"format must be one of {', '.join(map(repr, FORMATS))}, got {self.format!r}"
             )
-        if not isinstance(self.text_field, str) or not self.text_field.strip():
+        if self.text_field is not None and (not isinstance(self.text_field, str) or not self.text_field.strip()):
             raise DeepgramConfigurationError(f"text_field must name a field, got {self.text_field!r}")
         if self.id_field is not None and (not isinstance(self.id_field, str) or not self.id_field.strip()):
             raise DeepgramConfigurationError(f"id_field must name a field or be None, got {self.id_field!r}")
@@ -581,7 +587,7 @@ class DeepgramSentimentOperator(BaseOperator):
             return DocumentSource(
                 sql=self.sql,
                 sql_conn_id=self.sql_source_conn_id or self.sql_conn_id,
-                text_field=self.text_field,
+                text_field=self.text_field or DEFAULT_TEXT_FIELD,
                 id_field=self.id_field,
             )
         entries = source_entries(self.source)
@@ -592,8 +598,9 @@ class DeepgramSentimentOperator(BaseOperator):
             shard=parse_shard(self.shard),
             given_as=repr(self.source),
             format=self.format,
-            text_field=self.text_field,
+            text_field=self.text_field or DEFAULT_TEXT_FIELD,
             id_field=self.id_field,
+            record_fields=self.text_field is not None or self.id_field is not None,
         )
 
 

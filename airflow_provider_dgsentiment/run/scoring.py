@@ -224,6 +224,7 @@ class ScoringRun:
 
     def _list_names(self) -> list[str]:
         names, unmatched = self.source.list_names(log=self.log)
+        self.source.check_record_fields(names)
         for entry in unmatched:
             if names:
                 self.log.warning("source entry %s matched no objects", entry)

@@ -37,7 +37,12 @@ from airflow_provider_dgsentiment.storage.listing import (
     skipped_below,
     walk_local,
 )
-from airflow_provider_dgsentiment.storage.records import detect_format, iter_file_records, iter_sql_records
+from airflow_provider_dgsentiment.storage.records import (
+    decompressed_bytes,
+    detect_format,
+    iter_file_records,
+    iter_sql_records,
+)
 from airflow_provider_dgsentiment.storage.warehouse import DEFAULT_AVERAGES_TABLE, WarehouseWriter, sql_hook
 
 if TYPE_CHECKING:
@@ -359,7 +364,7 @@ def _local_kind(location: str) -> str:
 
 def read_document(uri: str | ObjectStoragePath, conn_id: str | None = None) -> str:
     """
-    Read one object as UTF-8 text (a UTF-8 byte-order mark is dropped).
+    Read one object as UTF-8 text (a UTF-8 byte-order mark is dropped; ``.gz``/``.bz2``/``.zst`` decompressed).
 
     :raises DocumentReadError: naming the object, when it is missing, not a regular file,
         unreadable or not UTF-8.
@@ -380,7 +385,7 @@ def read_document(uri: str | ObjectStoragePath, conn_id: str | None = None) -> s
         raise DocumentReadError(name, "is a folder, not an object") from None
     except Exception as exc:  # storage backends raise their own families (botocore, OSError, ...)
         raise DocumentReadError(name, f"could not read object: {type(exc).__name__}: {exc}") from None
-    return decode_text(name, data)
+    return decode_text(name, decompressed_bytes(data, name))
 
 
 def decode_text(name: str, data: bytes) -> str:
@@ -469,6 +474,8 @@ class DocumentSource:
     :param id_field: the field (or column) that keys a record; None: its 1-based line or row number.
     :param sql: a SELECT whose rows are the documents, or None.
     :param sql_conn_id: the connection (any ``DbApiHook``) to run ``sql`` on.
+    :param record_fields: the user named ``text_field`` or ``id_field``: every object must be
+        read as records (:meth:`check_record_fields`).
     """
 
     entries: tuple[str, ...] = ()
@@ -484,6 +491,7 @@ class DocumentSource:
     id_field: str | None = None
     sql: str | None = None
     sql_conn_id: str | None = None
+    record_fields: bool = False
 
     @classmethod
     def inline(cls, text: str | list[str], stored_prefix: str) -> DocumentSource:
@@ -533,6 +541,31 @@ class DocumentSource:
         if self.sql is not None:
             return True
         return self.texts is None and any(detect_format(name, self.format) != "text" for name in names)
+
+    def check_record_fields(self, names: list[str]) -> None:
+        """
+        Refuse objects that would be scored whole when ``text_field`` or ``id_field`` was given.
+
+        Naming a field says the objects hold records; an object read as one plain-text document
+        would be paid for whole, JSON syntax and all, with the field ignored. Called after
+        listing, before any request.
+
+        :raises DeepgramConfigurationError: naming the first such objects.
+        """
+        if not self.record_fields or self.texts is not None or self.sql is not None:
+            return
+        whole = [name for name in names if detect_format(name, self.format) == "text"]
+        if not whole:
+            return
+        shown = ", ".join(whole[:MAX_DESCRIBED_ENTRIES]) + (
+            f" (and {len(whole) - MAX_DESCRIBED_ENTRIES} more)" if len(whole) > MAX_DESCRIBED_ENTRIES else ""
+        )
+        raise DeepgramConfigurationError(
+            f"text_field/id_field name fields of records, but {len(whole)} object(s) of {self.describe()} would be "
+            f"scored whole as plain text, the fields ignored: {shown}. Record files end .jsonl, .ndjson, .json, "
+            ".csv, .tsv or .parquet (optionally .gz, .bz2 or .zst); give format= to read other names as records, "
+            "or leave text_field and id_field out to score each object whole"
+        )
 
     def documents(self, names: list[str]) -> Iterator[Document]:
         """Read the documents of ``names`` (from :meth:`list_names`) in order, each once."""
@@ -607,6 +640,7 @@ class DocumentSource:
             "id_field": self.id_field,
             "sql": self.sql,
             "sql_conn_id": self.sql_conn_id,
+            "record_fields": self.record_fields,
         }
 
     @classmethod
@@ -623,6 +657,7 @@ class DocumentSource:
             id_field=data.get("id_field"),
             sql=data.get("sql"),
             sql_conn_id=data.get("sql_conn_id"),
+            record_fields=bool(data.get("record_fields")),
         )
 
 

@@ -102,7 +102,7 @@ def write(tmp_path: Path, name: str, data: bytes) -> Path:
         ("x.txt", "auto", "text"),
         ("x.gz", "auto", "text"),
         ("jsonl", "auto", "text"),
-        ("x.json", "auto", "text"),
+        ("x.json", "auto", "json"),  # 0.2 scored a JSON export whole
         ("x.tsv", "csv", "tsv"),  # an explicit "csv" keeps the tab of a .tsv
         ("x.tsv.gz", "csv", "tsv"),
         ("x.txt", "csv", "csv"),
@@ -118,8 +118,8 @@ def test_detect_format(name, fmt, expected):
 def test_detect_format_names_the_allowed_values():
     with pytest.raises(DeepgramConfigurationError) as caught:
         detect_format("x.csv", "xlsx")
-    assert str(caught.value) == "format 'xlsx' is not one of 'auto', 'text', 'jsonl', 'csv', 'parquet'"
-    assert FORMATS == ("auto", "text", "jsonl", "csv", "parquet")
+    assert str(caught.value) == "format 'xlsx' is not one of 'auto', 'text', 'jsonl', 'json', 'csv', 'parquet'"
+    assert FORMATS == ("auto", "text", "jsonl", "json", "csv", "parquet")
 
 
 def test_bad_arguments_fail_at_call_time(tmp_path):
