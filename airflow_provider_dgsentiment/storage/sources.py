@@ -21,6 +21,7 @@ import hashlib
 import os
 import posixpath
 import stat
+from urllib.parse import urlsplit
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -85,6 +86,47 @@ def storage_path(uri: str | ObjectStoragePath, conn_id: str | None = None) -> Ob
 def storage_conn_id(path: ObjectStoragePath) -> str | None:
     """Return the connection id of ``path``: an attribute on Airflow 3, a storage option on Airflow 2."""
     return getattr(path, "conn_id", None) or path.storage_options.get("conn_id")
+
+
+def uri_conn_id(entry: str | ObjectStoragePath) -> str | None:
+    """
+    The connection named in a URI (``s3://conn@bucket/key``), read from the text.
+
+    Read without building an ``ObjectStoragePath``: building one sets up its filesystem at
+    once, and for a connection that does not exist that already falls back to ambient credentials.
+    """
+    if not isinstance(entry, str):
+        return storage_conn_id(entry)
+    try:
+        return urlsplit(entry).username or None
+    except ValueError:
+        return None
+
+
+def check_storage_connection(conn_id: str | None, used_for: str) -> None:
+    """
+    Fail naming a storage connection that does not exist, before the storage is touched.
+
+    ``ObjectStoragePath`` only logs "Unable to find ... Connection ID ..., switching to empty"
+    for a missing connection and goes on with whatever credentials the worker has (instance
+    metadata, anonymous access): a typo in ``s3://aws_prdo@bucket/...`` would read or write
+    with the wrong identity, or fail later with a misleading "access denied".
+
+    :param conn_id: the connection named in a URI or by ``source_conn_id`` / ``results_conn_id``.
+    :param used_for: what it is for, for the message (``source s3://...``, ``results_path ...``).
+    :raises DeepgramConfigurationError: naming the connection and what it is for.
+    """
+    if not conn_id:
+        return
+    from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
+
+    try:
+        BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        raise DeepgramConfigurationError(
+            f"The storage connection {conn_id!r} (for {used_for}) does not exist: create it or correct its "
+            "name; the worker's own credentials are never used in its place"
+        ) from None
 
 
 def document_name(path: ObjectStoragePath) -> str:
@@ -156,7 +198,7 @@ def is_pattern(entry: str | ObjectStoragePath) -> bool:
 
 def conn_id_in_uris(entries: Iterable[str | ObjectStoragePath], argument: str = "source") -> str | None:
     """Return the storage connection named in the URIs (``s3://conn@bucket/...``), if they agree on one."""
-    conn_ids = {storage_conn_id(storage_path(entry)) for entry in entries} - {None}
+    conn_ids = {uri_conn_id(entry) for entry in entries} - {None}
     if len(conn_ids) > 1:
         raise DeepgramConfigurationError(
             f"{argument} names several storage connections ({', '.join(sorted(conn_ids))}); "
@@ -236,10 +278,18 @@ def list_objects(
         reading it fails naming it (the operator); False counts it as unmatched (the sensor).
     :param log: where to log what was skipped.
     :return: ``(names, unmatched)``: the objects, and the entries that matched nothing.
+    :raises DeepgramConfigurationError: naming a storage connection that does not exist.
     :raises DeepgramError: naming the entry when the storage cannot be listed.
     """
     found: dict[str, None] = {}
     unmatched: list[str] = []
+    entries = list(entries)
+    checked: set[str] = set()
+    for entry in entries:
+        named = conn_id or uri_conn_id(entry)
+        if named and named not in checked:
+            check_storage_connection(named, f"source {entry}")
+            checked.add(named)
     for entry in entries:
         try:
             names, exists = _expand(entry, conn_id, log)
