@@ -294,7 +294,9 @@ def _read_failure(exc: BaseException, source: str = "") -> str:
     if isinstance(exc, zlib.error):
         return f"the gzip stream is corrupt ({exc})"
     if compression != "gzip" and isinstance(exc, OSError):
-        return f"is not {compression}-compressed or is corrupt, though its name ends {_compression_suffix(source)} ({exc})"
+        return (
+            f"is not {compression}-compressed or is corrupt, though its name ends {_compression_suffix(source)} ({exc})"
+        )
     return f"reading failed ({type(exc).__name__}: {exc})"
 
 
@@ -309,7 +311,10 @@ def _stream_records(path: Any, source: str, fmt: str, text_field: str, id_field:
                 yield from _json_records(buffered, source, encoding or "utf-8-sig", text_field, id_field)
             elif fmt == "jsonl":
                 if encoding is not None:
-                    raise RecordFileError(source, f"is {encoding.upper()} text (it starts with a byte-order mark); JSONL must be UTF-8: convert it")
+                    raise RecordFileError(
+                        source,
+                        f"is {encoding.upper()} text (it starts with a byte-order mark); JSONL must be UTF-8: convert it",
+                    )
                 yield from _jsonl_records(buffered, text_field, id_field)
             else:
                 delimiter = "\t" if fmt == "tsv" else ","
@@ -355,20 +360,8 @@ def _json_records(
             number += 1
             if isinstance(value, BadJsonValue):
                 yield Record(str(number), location, None, value.reason)
-            elif not isinstance(value, dict):
-                yield Record(str(number), location, None, f"not a JSON object ({_describe(value)})")
             else:
-                yield _make_record(
-                    number,
-                    location,
-                    value.get(text_field, _MISSING),
-                    value.get(id_field, _MISSING) if id_field is not None else None,
-                    text_field,
-                    id_field,
-                    keys,
-                    number,
-                    _describe_record_number,
-                )
+                yield _json_record(number, location, value, text_field, id_field, keys, _describe_record_number)
     except JsonStreamError as exc:
         raise RecordFileError(source, f"is not a readable JSON export: {exc}") from None
 
@@ -405,20 +398,32 @@ def _jsonl_records(stream: io.BufferedReader, text_field: str, id_field: str | N
         except json.JSONDecodeError as exc:
             yield Record(str(line_number), location, None, f"not valid JSON ({exc.msg} at column {exc.colno})")
             continue
-        if not isinstance(value, dict):
-            yield Record(str(line_number), location, None, f"not a JSON object ({_describe(value)})")
-            continue
-        yield _make_record(
-            line_number,
-            location,
-            value.get(text_field, _MISSING),
-            value.get(id_field, _MISSING) if id_field is not None else None,
-            text_field,
-            id_field,
-            keys,
-            line_number,
-            _describe_line,
-        )
+        yield _json_record(line_number, location, value, text_field, id_field, keys, _describe_line)
+
+
+def _json_record(
+    number: int,
+    location: str,
+    value: Any,
+    text_field: str,
+    id_field: str | None,
+    keys: _KeyIndex | None,
+    describe_position: Callable[[int], str],
+) -> Record:
+    """The record of one decoded JSON value (JSONL line, JSON export element): an object, else a failure."""
+    if not isinstance(value, dict):
+        return Record(str(number), location, None, f"not a JSON object ({_describe(value)})")
+    return _make_record(
+        number,
+        location,
+        value.get(text_field, _MISSING),
+        value.get(id_field, _MISSING) if id_field is not None else None,
+        text_field,
+        id_field,
+        keys,
+        number,
+        describe_position,
+    )
 
 
 def _skip_rest_of_line(stream: io.BufferedReader) -> None:

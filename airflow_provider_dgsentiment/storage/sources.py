@@ -21,12 +21,12 @@ import hashlib
 import os
 import posixpath
 import stat
-from urllib.parse import urlsplit
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError, DeepgramError, DocumentReadError
 from airflow_provider_dgsentiment.storage.listing import (

@@ -20,7 +20,15 @@ from airflow_provider_dgsentiment.exceptions import DeepgramError
 from airflow_provider_dgsentiment.storage.records import RecordFileError
 from tests.conftest import NEGATIVE, NEUTRAL, POSITIVE, SQL_CONN_ID
 from tests.integration.conftest import POSTGRES_CONN_ID, postgres_tables, s3_bucket  # noqa: F401  (fixtures)
-from tests.support.operator_runs import make_operator, run, run_deferred, table_count, table_rows, without_run_specifics
+from tests.support.operator_runs import (
+    make_operator,
+    requests_during,
+    run,
+    run_deferred,
+    table_count,
+    table_rows,
+    without_run_specifics,
+)
 
 AVERAGES = "deepgram_sentiment_averages"
 SEGMENTS = "deepgram_sentiment_segments"
@@ -69,16 +77,6 @@ def write_file(folder: Path, name: str, data: bytes) -> Path:
     path = folder / name
     path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
     return path
-
-
-def requests_during(emulator, action):
-    """Run ``action()``; return ``(its value or the exception it raised, requests the emulator received)``."""
-    before = emulator.stats()["requests"]
-    try:
-        value = action()
-    except Exception as exc:
-        value = exc
-    return value, emulator.stats()["requests"] - before
 
 
 def stored(db: Path) -> dict[str, str]:

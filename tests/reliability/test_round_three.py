@@ -22,20 +22,10 @@ import pytest
 from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError, DeepgramError
 from airflow_provider_dgsentiment.sensors.sentiment import DeepgramSentimentSensor
 from tests.conftest import NEGATIVE, NEUTRAL, POSITIVE, SQL_CONN_ID
-from tests.support.operator_runs import RUN_ID, make_operator, run
+from tests.support.operator_runs import RUN_ID, make_operator, requests_during, run
 
 AVERAGES = "deepgram_sentiment_averages"
 REVIEWS = [("r-1", POSITIVE), ("r-2", NEGATIVE), ("r-3", NEUTRAL)]
-
-
-def requests_during(emulator, action):
-    """Run ``action()``; return ``(its value or the exception it raised, requests the emulator received)``."""
-    before = emulator.stats()["requests"]
-    try:
-        value = action()
-    except Exception as exc:
-        value = exc
-    return value, emulator.stats()["requests"] - before
 
 
 def stored_sources(db: Path) -> list[str]:

@@ -34,6 +34,16 @@ def run(operator: DeepgramSentimentOperator, *, params: dict | None = None, map_
     return operator.execute(context)
 
 
+def requests_during(emulator, action):
+    """Run ``action()``; return ``(its value or the exception it raised, requests the emulator received)``."""
+    before = emulator.stats()["requests"]
+    try:
+        value = action()
+    except Exception as exc:
+        value = exc
+    return value, emulator.stats()["requests"] - before
+
+
 def table_rows(db: Path, table: str, order: str = "source") -> list[dict]:
     with sqlite3.connect(db) as connection:
         connection.row_factory = sqlite3.Row
