@@ -4,17 +4,21 @@ Run it from the repository root with the project's virtualenv (``make benchmark`
 
     .venv/bin/python benchmarks/token_budget.py
 
-The client estimates one token per word and punctuation mark; the API bills sub-word
-tokens, several per long word. The emulator counts tokens sub-word too (its own rule,
+The client estimates the larger of one token per word and punctuation mark and one per
+four characters (``client/engine.py`` ``billing_estimate``); the API bills sub-word tokens,
+several per long word, by a rule it does not publish. The emulator counts tokens sub-word too (its own rule,
 ``emulator/tokens.py``), so it stands in for the live API's billing here. For each kind of
 text, the hook scores 200 documents with ``max_input_tokens`` (687, the figure of the
 issue that measured 0.2: 2,740 billed over 10 requests with 10 in flight) at 1 and at 10 in
 flight, and prints what the emulator billed side by side with the cap:
 
+- ``plain``: English prose (the estimate is about right: the run should stop close to the cap);
 - ``german``, ``urls``, ``hashes``: every document of one kind (the estimate is wrong by the
   same factor throughout: the ratio learnt from the first answer corrects it);
-- ``plain-then-hashes``: 20 plain English documents, then hashes: the estimate turns wrong in
-  mid-run, with requests in flight admitted on the plain-text ratio (the worst case).
+- ``plain-then-hashes``: 20 plain English documents, then hashes;
+- ``wordy-then-hashes``: 20 documents of 8-10 letter words (the character count overestimates
+  them, so the ratio learns about 0.7), then hashes: the estimate turns wrong in mid-run, with
+  requests in flight admitted on the prose's ratio (the worst case).
 
 Columns: requests sent, tokens estimated per document, billed per document (the emulator's
 count), billed in total, overshoot (billed beyond the cap), and the bound the README states:
@@ -35,6 +39,8 @@ API_KEY = "bench-token-budget-key"
 DOCUMENTS = 200
 CAP = 687
 PLAIN = "The support team answered quickly and the refund arrived on time."
+#: Words of 8 to 10 letters: whole tokens for the API, about two each by characters (the ratio learns < 1).
+WORDY = "Wonderful delivery, friendly couriers, careful packaging, reliable tracking, generous discounts."
 GERMAN = (
     "Donaudampfschifffahrtsgesellschaftskapitän Rindfleischetikettierungsüberwachungsaufgabenübertragungsgesetz "
     "Kraftfahrzeughaftpflichtversicherung Grundstücksverkehrsgenehmigungszuständigkeitsübertragungsverordnung."
@@ -51,15 +57,17 @@ HASHES = (
 
 def kinds() -> dict[str, list[str]]:
     return {
+        "plain": [PLAIN] * DOCUMENTS,
         "german": [GERMAN] * DOCUMENTS,
         "urls": [URLS] * DOCUMENTS,
         "hashes": [HASHES] * DOCUMENTS,
         "plain-then-hashes": [PLAIN] * 20 + [HASHES] * (DOCUMENTS - 20),
+        "wordy-then-hashes": [WORDY] * 20 + [HASHES] * (DOCUMENTS - 20),
     }
 
 
 def measure(texts: list[str], in_flight: int, cap: int) -> dict[str, int]:
-    from airflow_provider_dgsentiment.client.chunking import count_tokens
+    from airflow_provider_dgsentiment.client.engine import billing_estimate
     from airflow_provider_dgsentiment.emulator.tokens import count_tokens as billed_tokens
     from airflow_provider_dgsentiment.hooks.sentiment import DeepgramSentimentHook
 
@@ -69,7 +77,7 @@ def measure(texts: list[str], in_flight: int, cap: int) -> dict[str, int]:
     billed = sum(result.input_tokens for result in results)
     return {
         "requests": len(results),
-        "estimated_per_doc": count_tokens(texts[-1]),
+        "estimated_per_doc": billing_estimate(texts[-1]),
         "billed_per_doc": billed_tokens(texts[-1]),
         "billed": billed,
         "overshoot": max(0, billed - cap),

@@ -93,6 +93,22 @@ class EngineStats:
     connect_failures: int = 0
 
 
+#: Sub-word tokenizers bill about one token per this many characters of long words.
+CHARS_PER_BILLED_TOKEN = 4
+
+
+def billing_estimate(text: str) -> int:
+    """
+    Our guess of the tokens the API bills for ``text``, before any answer corrects it.
+
+    The larger of :func:`~.chunking.count_tokens` (one per word and punctuation mark: right
+    for plain prose) and one token per :data:`CHARS_PER_BILLED_TOKEN` characters that are
+    not whitespace (closer for compounds, URLs, hashes and product codes).
+    """
+    characters = sum(map(len, text.split()))
+    return max(count_tokens(text), -(-characters // CHARS_PER_BILLED_TOKEN))
+
+
 class _Run:
     """
     The state of one ``stream()`` call: its query, bound, stop, and its token budget.
@@ -100,10 +116,11 @@ class _Run:
     The budget (``max_input_tokens``) is decided here, once. A request is admitted only
     when the tokens spent (``used``: what answers reported, plus the caller's earlier
     tries) and the tokens reserved for requests in flight leave room for its estimate.
-    The estimate is our one-token-per-word count (:func:`~.chunking.count_tokens`)
-    times the ratio of tokens billed to tokens estimated over the answers so far, never
-    below 1: on long-word text (compounds, URLs, hashes) the API bills several tokens
-    per word, and the ratio learns that from the first answer. Until that first answer
+    The estimate (:func:`billing_estimate`) is the larger of one token per word and mark
+    and one per :data:`CHARS_PER_BILLED_TOKEN` characters (sub-word tokenizers bill long
+    words, URLs and hashes by their length), times the ratio of tokens billed to tokens
+    estimated over the answers so far: the ratio learns the API's count from the first
+    answer. Until that first answer
     only one request is in flight, and a request that does not fit beside those in
     flight waits for them to answer (the run stops only when it would not fit even
     then). So the cap can only be passed by requests already in flight whose text bills
@@ -174,10 +191,10 @@ class _Run:
             await waiter
 
     def corrected(self, estimate: int) -> int:
-        """``estimate`` times tokens billed per token estimated so far, rounded up, never below ``estimate``."""
-        if not self.calibrated:
+        """``estimate`` times tokens billed per token estimated so far, rounded up (at least 1 for a text)."""
+        if not self.calibrated or not estimate:
             return estimate
-        return max(estimate, -(-estimate * self.billed_answered // self.estimated_answered))
+        return max(1, -(-estimate * self.billed_answered // self.estimated_answered))
 
     @property
     def calibrated(self) -> bool:
@@ -517,7 +534,7 @@ class SentimentEngine:
         if run.cap is None:
             result = await self._with_retries(lambda: self._attempt_read(run.url, data), run)
         else:
-            estimate = count_tokens(text)
+            estimate = billing_estimate(text)
             reservation = await run.admit(estimate)
             result = None
             try:

@@ -21,7 +21,8 @@ GERMAN = (
 )
 HASHES = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 60303ae22b998861bce3b28f33eec1be758a213c"
 URLS = "https://shop.example.com/products/wireless-noise-cancelling-headphones?ref=newsletter2024"
-PLAIN = "The support team answered quickly and the refund arrived on time."
+#: Words of 8 to 10 letters: one token each for the emulator, about two each by characters.
+WORDY = "Wonderful delivery, friendly couriers, careful packaging, reliable tracking, generous discounts."
 
 
 def _billed(emulator_conn, texts, in_flight):
@@ -44,5 +45,6 @@ def test_cap_holds_on_long_word_text_with_ten_in_flight(deepgram_conn, text):
 
 def test_overshoot_when_the_estimate_turns_wrong_is_bounded_by_the_requests_in_flight(deepgram_conn):
     in_flight = 10
-    billed, _ = _billed(deepgram_conn, [PLAIN] * 20 + [HASHES] * 100, in_flight)
+    # The ratio learnt on the prose (~0.7) underestimates the hashes that follow.
+    billed, _ = _billed(deepgram_conn, [WORDY] * 20 + [HASHES] * 100, in_flight)
     assert billed <= CAP + in_flight * billed_tokens(HASHES)
