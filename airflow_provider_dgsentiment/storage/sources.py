@@ -269,8 +269,9 @@ def list_objects(
     holds glob characters), a glob (``*``, ``?``, ``[``, ``**``), a folder or prefix (every
     object under it, recursively). Names starting with ``_`` or ``.`` below a folder or glob
     (Spark/Hadoop markers such as ``_SUCCESS``, ``.crc`` checksums, hidden files) are left
-    out, with a log line (:mod:`.listing`); local symlinked folders are not entered. Only regular files (and symlinks to them) are documents: named pipes,
-    sockets, devices and symlinked folders are skipped with a log line.
+    out, with a log line (:mod:`.listing`). Only regular files (and symlinks to them) are
+    documents: named pipes, sockets and devices are skipped with a log line, and local
+    symlinked folders are never entered (a symlink loop cannot make listing endless).
 
     :param entries: URIs or ``ObjectStoragePath`` objects.
     :param conn_id: the storage connection; overrides one given in the URI.
