@@ -128,8 +128,8 @@ class _Reader:
 
     def skip_whitespace(self) -> None:
         while True:
-            end = _WHITESPACE.match(self.buffer, self.position).end()
-            self.advance(end - self.position)
+            run = _WHITESPACE.match(self.buffer, self.position)
+            self.advance(run.end() - self.position if run else 0)
             if self.position < len(self.buffer) or not self._fill():
                 return
 

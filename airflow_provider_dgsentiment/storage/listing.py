@@ -21,12 +21,14 @@ import os
 import re
 from collections.abc import Iterator
 
+from airflow_provider_dgsentiment.exceptions import NAMED_IN_MESSAGES, first_and_more
+
 #: Names starting with these are markers or hidden, not documents, inside a listed folder or glob.
 SKIPPED_PREFIXES = ("_", ".")
 #: Characters that make a ``source`` entry a glob.
 GLOB_CHARACTERS = frozenset("*?[")
 #: Skipped names a log line shows at most.
-MAX_SHOWN_SKIPPED = 5
+MAX_SHOWN_SKIPPED = NAMED_IN_MESSAGES
 
 
 class SkippedNames:
@@ -43,9 +45,9 @@ class SkippedNames:
 
     def describe(self, entry: str) -> str:
         """One log line: how many names under ``entry`` were skipped, and a few of them."""
-        more = f" and {self.count - len(self.shown)} more" if self.count > len(self.shown) else ""
         return (
-            f"Skipped {self.count} name(s) under {entry} that start with _ or . ({', '.join(self.shown)}{more}): "
+            f"Skipped {self.count} name(s) under {entry} that start with _ or . "
+            f"({first_and_more(self.shown, total=self.count)}): "
             "Spark/Hadoop markers, checksums and hidden files are not documents (Spark, Hive, Athena and DuckDB "
             "skip them too); name an object explicitly to read it"
         )

@@ -22,13 +22,18 @@ import os
 import posixpath
 import stat
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError, DeepgramError, DocumentReadError
+from airflow_provider_dgsentiment.exceptions import (
+    DeepgramConfigurationError,
+    DeepgramError,
+    DocumentReadError,
+    first_and_more,
+)
 from airflow_provider_dgsentiment.storage.listing import (
     GLOB_CHARACTERS,
     SkippedNames,
@@ -47,7 +52,10 @@ from airflow_provider_dgsentiment.storage.records import (
 from airflow_provider_dgsentiment.storage.warehouse import DEFAULT_AVERAGES_TABLE, WarehouseWriter, sql_hook
 
 if TYPE_CHECKING:
-    from logging import Logger
+    from logging import Logger as StdLogger
+
+    # The task's or trigger's logger: a stdlib logger or Airflow's structlog logger.
+    Logger = StdLogger | Any
 
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
@@ -59,8 +67,6 @@ DEFAULT_READ_AHEAD = 32
 MAX_READ_THREADS = 16
 #: Rows fetched from a SQL source at once.
 READ_BATCH_ROWS = 1000
-#: Entries of ``source`` named in a description at most; the rest are counted.
-MAX_DESCRIBED_ENTRIES = 5
 
 
 def fingerprint(text: str) -> str:
@@ -198,7 +204,7 @@ def is_pattern(entry: str | ObjectStoragePath) -> bool:
 
 def conn_id_in_uris(entries: Iterable[str | ObjectStoragePath], argument: str = "source") -> str | None:
     """Return the storage connection named in the URIs (``s3://conn@bucket/...``), if they agree on one."""
-    conn_ids = {uri_conn_id(entry) for entry in entries} - {None}
+    conn_ids = {conn_id for conn_id in (uri_conn_id(entry) for entry in entries) if conn_id}
     if len(conn_ids) > 1:
         raise DeepgramConfigurationError(
             f"{argument} names several storage connections ({', '.join(sorted(conn_ids))}); "
@@ -211,9 +217,7 @@ def describe_entries(entries: list[Any]) -> str:
     """A short description of ``source`` entries for log lines (patterns, never document text)."""
     if not entries:
         return "(no URI given)"
-    text = ", ".join(str(entry) for entry in entries[:MAX_DESCRIBED_ENTRIES])
-    more = len(entries) - MAX_DESCRIBED_ENTRIES
-    return text + (f" (and {more} more)" if more > 0 else "")
+    return first_and_more([str(entry) for entry in entries])
 
 
 def parse_shard(shard: Any) -> tuple[int, int] | None:
@@ -359,6 +363,7 @@ def _expand_local(location: str, log: Logger | None, skipped: SkippedNames) -> t
     of MB, so a big local folder would cost memory in proportion to its size twice over.
     Folders and globs are walked without entering symlinked folders (:func:`.listing.walk_local`).
     """
+    matches: Iterable[str]
     if os.path.exists(location):
         if not os.path.isdir(location):
             return _documents_only([location], "file", log, explicit=True), True
@@ -470,7 +475,7 @@ def read_objects(
     conn_id: str | None = None,
     *,
     read_ahead: int = DEFAULT_READ_AHEAD,
-) -> Iterator[Document]:
+) -> Generator[Document, None, None]:
     """
     Read objects in order, with up to ``read_ahead`` reads running ahead in threads.
 
@@ -608,17 +613,14 @@ class DocumentSource:
         whole = [name for name in names if detect_format(name, self.format) == "text"]
         if not whole:
             return
-        shown = ", ".join(whole[:MAX_DESCRIBED_ENTRIES]) + (
-            f" (and {len(whole) - MAX_DESCRIBED_ENTRIES} more)" if len(whole) > MAX_DESCRIBED_ENTRIES else ""
-        )
         raise DeepgramConfigurationError(
             f"text_field/id_field name fields of records, but {len(whole)} object(s) of {self.describe()} would be "
-            f"scored whole as plain text, the fields ignored: {shown}. Record files end .jsonl, .ndjson, .json, "
+            f"scored whole as plain text, the fields ignored: {first_and_more(whole)}. Record files end .jsonl, .ndjson, .json, "
             ".csv, .tsv or .parquet (optionally .gz, .bz2 or .zst); give format= to read other names as records, "
             "or leave text_field and id_field out to score each object whole"
         )
 
-    def documents(self, names: list[str]) -> Iterator[Document]:
+    def documents(self, names: list[str]) -> Generator[Document, None, None]:
         """Read the documents of ``names`` (from :meth:`list_names`) in order, each once."""
         if self.texts is not None:
             for name, text in zip(names, self.texts):
@@ -638,7 +640,7 @@ class DocumentSource:
             yield from self._record_documents(name, kind)
         yield from read_objects(text_objects, self.conn_id)
 
-    def _record_documents(self, name: str, kind: str) -> Iterator[Document]:
+    def _record_documents(self, name: str, kind: str) -> Generator[Document, None, None]:
         path = storage_path(name, self.conn_id)
         if (path.protocol or "file") == "file":
             what = _local_kind(_normalized_local(path.path))
@@ -663,7 +665,7 @@ class DocumentSource:
     def _sql_prefix(self) -> str:
         return f"sql://{self.sql_conn_id}/{self.id_field or 'row'}"
 
-    def _sql_documents(self) -> Iterator[Document]:
+    def _sql_documents(self) -> Generator[Document, None, None]:
         hook = sql_hook(self.sql_conn_id or "", "sql_source_conn_id")
         prefix = self._sql_prefix()
         records = iter_sql_records(
