@@ -240,7 +240,7 @@ class ScoringRun:
 
     def _list_names(self) -> list[str]:
         names, unmatched = self.source.list_names(log=self.log)
-        self.source.check_record_fields(names)
+        self.source.check_record_fields(names, self.log)
         for entry in unmatched:
             if names:
                 self.log.warning("source entry %s matched no objects", entry)

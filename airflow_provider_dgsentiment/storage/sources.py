@@ -598,13 +598,14 @@ class DocumentSource:
             return True
         return self.texts is None and any(detect_format(name, self.format) != "text" for name in names)
 
-    def check_record_fields(self, names: list[str]) -> None:
+    def check_record_fields(self, names: list[str], log: Logger | None = None) -> None:
         """
-        Refuse objects that would be scored whole when ``text_field`` or ``id_field`` was given.
+        Refuse a source of whole plain-text objects when ``text_field`` or ``id_field`` was given.
 
-        Naming a field says the objects hold records; an object read as one plain-text document
-        would be paid for whole, JSON syntax and all, with the field ignored. Called after
-        listing, before any request.
+        Naming a field says the objects hold records: when none of them is read as records, each
+        would be paid for whole (JSON syntax and all) with the field ignored, so the run is
+        refused. Beside record files, plain-text objects are scored whole as before (a folder may
+        mix both), with a warning naming them. Called after listing, before any request.
 
         :raises DeepgramConfigurationError: naming the first such objects.
         """
@@ -613,9 +614,16 @@ class DocumentSource:
         whole = [name for name in names if detect_format(name, self.format) == "text"]
         if not whole:
             return
+        what = (
+            f"{len(whole)} object(s) of {self.describe()} would be scored whole as plain text, the fields "
+            f"ignored: {first_and_more(whole)}"
+        )
+        if len(whole) < len(names):
+            if log is not None:
+                log.warning("text_field/id_field name fields of records, but %s", what)
+            return
         raise DeepgramConfigurationError(
-            f"text_field/id_field name fields of records, but {len(whole)} object(s) of {self.describe()} would be "
-            f"scored whole as plain text, the fields ignored: {first_and_more(whole)}. Record files end .jsonl, .ndjson, .json, "
+            f"text_field/id_field name fields of records, but {what}. Record files end .jsonl, .ndjson, .json, "
             ".csv, .tsv or .parquet (optionally .gz, .bz2 or .zst); give format= to read other names as records, "
             "or leave text_field and id_field out to score each object whole"
         )

@@ -98,18 +98,25 @@ def test_mongoexport_json_array_is_streamed_as_records(deepgram_conn, sqlite_db,
     assert stored_sources(sqlite_db) == [f"file://{path}#sku-{i}" for i in range(3)]
 
 
-def test_a_field_named_for_objects_read_whole_is_refused_before_any_request(deepgram_conn, tmp_path):
-    folder = tmp_path / "mixed"
+def test_a_field_named_for_objects_read_whole_is_refused_before_any_request(deepgram_conn, tmp_path, log_text):
+    folder = tmp_path / "exports"
     folder.mkdir()
-    (folder / "a.jsonl").write_text(json.dumps({"body": POSITIVE}) + "\n")
-    (folder / "notes.txt").write_text(NEUTRAL)
+    (folder / "reviews.txt").write_text(json.dumps({"body": POSITIVE}))  # records, but named .txt
+    (folder / "more.txt").write_text(json.dumps({"body": NEGATIVE}))
     error, sent = requests_during(
         deepgram_conn, lambda: run(make_operator(source=f"file://{folder}/", text_field="body"))
     )
     assert isinstance(error, DeepgramConfigurationError), error
-    assert sent == 0
-    assert f"1 object(s) of source file://{folder}/ would be scored whole as plain text" in str(error)
-    assert f"file://{folder}/notes.txt" in str(error) and "give format=" in str(error)
+    assert sent == 0  # 0.2 sent each file whole, JSON syntax and all, and ignored text_field
+    assert f"2 object(s) of source file://{folder}/ would be scored whole as plain text" in str(error)
+    assert f"file://{folder}/more.txt, file://{folder}/reviews.txt" in str(error) and "give format=" in str(error)
+    # Beside record files, plain-text objects are still scored whole (a folder may mix both), said in the log.
+    (folder / "a.jsonl").write_text(json.dumps({"body": NEUTRAL}) + "\n")
+    result, sent = requests_during(
+        deepgram_conn, lambda: run(make_operator(source=f"file://{folder}/", text_field="body", xcom_output="summary"))
+    )
+    assert not isinstance(result, Exception), result
+    assert sent == 3 and "2 object(s) of source" in log_text()
 
 
 # ---------------------------------------------------------------------- 7: Spark / Hadoop markers

@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from airflow_provider_dgsentiment.storage.sources import list_objects
+from tests.integration.conftest import s3_bucket  # noqa: F401  (a fixture)
 
 
 def _spark_folder(root):
@@ -80,3 +81,24 @@ def test_a_symlink_loop_ends_listing_with_each_real_file_once(tmp_path, pattern)
     elif not pattern.endswith(".txt") or "**" in pattern:
         expected.append(f"file://{root}/top.txt")
     assert names == sorted(expected)
+
+
+def test_markers_are_skipped_on_s3_too(s3_bucket, caplog):  # noqa: F811
+    for key in (
+        "export/dt=1/part-0.jsonl",
+        "export/dt=1/.part-0.jsonl.crc",
+        "export/dt=2/part-0.jsonl",
+        "export/_SUCCESS",
+        "export/_temporary/0/part-9.jsonl",
+        "export/_exports_note.txt",
+    ):
+        s3_bucket.put(key, '{"text": "fine"}\n')
+    log = logging.getLogger("test.listing.s3")
+    expected = [f"s3://{s3_bucket.name}/export/dt=1/part-0.jsonl", f"s3://{s3_bucket.name}/export/dt=2/part-0.jsonl"]
+    with caplog.at_level(logging.INFO, logger="test.listing.s3"):
+        for pattern in ("export/", "export/**/*.jsonl", "export/dt=*/*"):
+            assert list_objects([s3_bucket.uri(pattern)], log=log)[0] == expected, pattern
+    assert "that start with _ or ." in caplog.text and "_SUCCESS" in caplog.text
+    # Named explicitly, or asked for by the last part of a glob, a marker is read.
+    assert list_objects([s3_bucket.uri("export/_SUCCESS")])[0] == [f"s3://{s3_bucket.name}/export/_SUCCESS"]
+    assert list_objects([s3_bucket.uri("export/_S*")])[0] == [f"s3://{s3_bucket.name}/export/_SUCCESS"]
