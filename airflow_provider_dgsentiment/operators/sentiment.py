@@ -117,7 +117,8 @@ class DeepgramSentimentOperator(BaseOperator):
     :param averages_table: table of per-document rows, ``name`` or ``schema.name``. (templated)
     :param results_path: an object-storage prefix (any ``ObjectStoragePath`` scheme) where
         per-document results land as JSONL parts under
-        ``dag_id=/run_id=/task_id=[/map_index=]/part-NNNNN.jsonl``; a retry replaces the
+        ``dag_id=/run_id=/task_id=/map_index=/part-NNNNN.jsonl`` (``map_index=-1`` unmapped: hive
+        partitions for any mix of tasks); a retry replaces the
         parts of its task. (templated)
     :param results_conn_id: the storage connection for ``results_path``; default the one
         named in it. (templated)

@@ -102,11 +102,11 @@ class _Reader:
         self.line = 1
         self.at_end = False
 
-    def _fill(self, size: int = READ_CHARS) -> bool:
-        """Read one more piece; False at the end of the stream."""
+    def _fill(self, size: int | None = None) -> bool:
+        """Read one more piece (:data:`READ_CHARS`, or ``size``); False at the end of the stream."""
         if self.at_end:
             return False
-        piece = self.stream.read(size)
+        piece = self.stream.read(size or READ_CHARS)
         if not piece:
             self.at_end = True
             return False
