@@ -122,12 +122,12 @@ class _Run:
     and one per :data:`CHARS_PER_BILLED_TOKEN` characters (sub-word tokenizers bill long
     words, URLs and hashes by their length), times the ratio of tokens billed to tokens
     estimated over the answers so far: the ratio learns the API's count from the first
-    answer. Until that first answer
-    only one request is in flight, and a request that does not fit beside those in
-    flight waits for them to answer (the run stops only when it would not fit even
-    then). So the cap can only be passed by requests already in flight whose text bills
-    more per estimated token than the run so far: the overshoot is at most what those
-    requests bill beyond their reservations.
+    answer. Until that first answer only one request is in flight, and a request that
+    does not fit beside those in flight waits for them to answer (the run stops only when
+    it would not fit even then). So the cap can only be passed by requests already in
+    flight whose text bills more per estimated token than the run so far: the overshoot
+    is at most what those requests bill beyond their reservations
+    (``benchmarks/token_budget.py`` measures it).
     """
 
     __slots__ = (
@@ -182,7 +182,7 @@ class _Run:
                 raise _NotSent
             needed = self.corrected(estimate)
             if self.used + needed > self.cap:
-                error = DeepgramTokenBudgetError.for_budget(self.cap, self.used + self.reserved, needed)
+                error = DeepgramTokenBudgetError.for_budget(self.cap, self.used, needed)
                 self.stop(error)
                 raise error
             if not self.reserved or (self.calibrated and self.used + self.reserved + needed <= self.cap):
