@@ -16,6 +16,7 @@ object is read as a glob.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import glob
 import hashlib
 import os
@@ -62,6 +63,11 @@ if TYPE_CHECKING:
 
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
+#: Why a plain-text object holding JSON fails unsent when ``text_field``/``id_field`` is given.
+HOLDS_JSON = (
+    "holds JSON but is read as one plain-text document, so text_field/id_field would be ignored and its "
+    "JSON paid for whole: name it .json or .jsonl, or give format='json'"
+)
 #: Why an empty or whitespace-only document is skipped without a request.
 SKIP_EMPTY = "empty document"
 #: Why an object listed (or named) could not be read: it is not there.
@@ -739,33 +745,23 @@ class DocumentSource:
 
     def check_record_fields(self, names: list[str], log: Logger | None = None) -> None:
         """
-        Refuse a source of whole plain-text objects when ``text_field`` or ``id_field`` was given.
+        Say which objects are read whole as plain text though ``text_field`` or ``id_field`` was given.
 
-        Naming a field says the objects hold records: when none of them is read as records, each
-        would be paid for whole (JSON syntax and all) with the field ignored, so the run is
-        refused. Beside record files, plain-text objects are scored whole as before (a folder may
-        mix both), with a warning naming them. Called after listing, before any request.
-
-        :raises DeepgramConfigurationError: naming the first such objects.
+        Called after listing, before any request. A folder may mix record files and text
+        documents (the fields apply to the records), so this warns; a text document that holds
+        JSON is refused when it is read (:meth:`_text_documents`), never paid for whole.
         """
-        if not self.record_fields or self.texts is not None or self.sql is not None:
+        if not self.record_fields or self.texts is not None or self.sql is not None or log is None:
             return
         whole = [name for name in names if detect_format(name, self.format) == "text"]
-        if not whole:
-            return
-        what = (
-            f"{len(whole)} object(s) of {self.describe()} would be scored whole as plain text, the fields "
-            f"ignored: {first_and_more(whole)}"
-        )
-        if len(whole) < len(names):
-            if log is not None:
-                log.warning("text_field/id_field name fields of records, but %s", what)
-            return
-        raise DeepgramConfigurationError(
-            f"text_field/id_field name fields of records, but {what}. Record files end .jsonl, .ndjson, .json, "
-            ".csv, .tsv or .parquet (optionally .gz, .bz2 or .zst); give format= to read other names as records, "
-            "or leave text_field and id_field out to score each object whole"
-        )
+        if whole:
+            log.warning(
+                "text_field/id_field name fields of records, but %d object(s) of %s are read whole as plain "
+                "text (the fields do not apply to them): %s",
+                len(whole),
+                self.describe(),
+                first_and_more(whole),
+            )
 
     def documents(self, names: list[str]) -> Generator[Document, None, None]:
         """Read the documents of ``names`` (from :meth:`list_names`) in order, each once."""
@@ -782,10 +778,24 @@ class DocumentSource:
             if kind == "text":
                 text_objects.append(name)
                 continue
-            yield from read_objects(text_objects, self.conn_id)
+            yield from self._text_documents(text_objects)
             text_objects = []
             yield from self._record_documents(name, kind)
-        yield from read_objects(text_objects, self.conn_id)
+        yield from self._text_documents(text_objects)
+
+    def _text_documents(self, names: list[str]) -> Generator[Document, None, None]:
+        """
+        Read plain-text objects; with ``text_field``/``id_field`` given, one holding JSON fails unsent.
+
+        Such an object is an export of records under a name that is not read as records
+        (``export.txt``, ``dump.data``): scoring it whole would pay for its JSON syntax and ignore
+        the fields, so it fails, named, before any request for it.
+        """
+        for document in read_objects(names, self.conn_id):
+            if self.record_fields and document.text is not None and document.text.lstrip()[:1] in ("{", "["):
+                yield dataclasses.replace(document, text=None, error=HOLDS_JSON, cause=HOLDS_JSON)
+            else:
+                yield document
 
     def _record_documents(self, name: str, kind: str) -> Generator[Document, None, None]:
         path = storage_path(name, self.conn_id)

@@ -26,6 +26,8 @@ from tests.support.operator_runs import RUN_ID, make_operator, requests_during, 
 
 AVERAGES = "deepgram_sentiment_averages"
 REVIEWS = [("r-1", POSITIVE), ("r-2", NEGATIVE), ("r-3", NEUTRAL)]
+#: Records keyed by id_field are named ``<key_namespace>#<key>`` (default ``<dag_id>.<task_id>``).
+NAMESPACE = "test_sentiment_operator.score"
 
 
 def stored_sources(db: Path) -> list[str]:
@@ -75,7 +77,7 @@ def test_bigquery_export_named_json_is_read_as_records(deepgram_conn, sqlite_db,
     )
     assert not isinstance(result, Exception), result
     assert sent == 3  # 0.2 sent the whole file as one document (JSON syntax and all)
-    assert stored_sources(sqlite_db) == [f"file://{folder}/000000000000.json#{key}" for key, _ in REVIEWS]
+    assert stored_sources(sqlite_db) == [f"{NAMESPACE}#{key}" for key, _ in REVIEWS]
 
 
 def test_mongoexport_json_array_is_streamed_as_records(deepgram_conn, sqlite_db, tmp_path, monkeypatch):
@@ -95,28 +97,26 @@ def test_mongoexport_json_array_is_streamed_as_records(deepgram_conn, sqlite_db,
     )
     assert not isinstance(result, Exception), result
     assert sent == 3
-    assert stored_sources(sqlite_db) == [f"file://{path}#sku-{i}" for i in range(3)]
+    assert stored_sources(sqlite_db) == [f"{NAMESPACE}#sku-{i}" for i in range(3)]
 
 
-def test_a_field_named_for_objects_read_whole_is_refused_before_any_request(deepgram_conn, tmp_path, log_text):
+def test_a_text_object_holding_json_fails_unsent_when_a_field_is_named(deepgram_conn, tmp_path, log_text):
     folder = tmp_path / "exports"
     folder.mkdir()
-    (folder / "reviews.txt").write_text(json.dumps({"body": POSITIVE}))  # records, but named .txt
-    (folder / "more.txt").write_text(json.dumps({"body": NEGATIVE}))
+    (folder / "reviews.txt").write_text(json.dumps([{"body": POSITIVE}]))  # records, but named .txt
+    (folder / "more.dat").write_text(" " + json.dumps({"body": NEGATIVE}))
+    (folder / "note.txt").write_text(NEUTRAL)  # a text document beside them is still scored whole
+    (folder / "a.jsonl").write_text(json.dumps({"body": NEUTRAL}) + "\n")
     error, sent = requests_during(
         deepgram_conn, lambda: run(make_operator(source=f"file://{folder}/", text_field="body"))
     )
-    assert isinstance(error, DeepgramConfigurationError), error
-    assert sent == 0  # 0.2 sent each file whole, JSON syntax and all, and ignored text_field
-    assert f"2 object(s) of source file://{folder}/ would be scored whole as plain text" in str(error)
-    assert f"file://{folder}/more.txt, file://{folder}/reviews.txt" in str(error) and "give format=" in str(error)
-    # Beside record files, plain-text objects are still scored whole (a folder may mix both), said in the log.
-    (folder / "a.jsonl").write_text(json.dumps({"body": NEUTRAL}) + "\n")
-    result, sent = requests_during(
-        deepgram_conn, lambda: run(make_operator(source=f"file://{folder}/", text_field="body", xcom_output="summary"))
-    )
-    assert not isinstance(result, Exception), result
-    assert sent == 3 and "2 object(s) of source" in log_text()
+    assert isinstance(error, DeepgramError), error
+    assert sent == 2  # 0.2 sent each JSON file whole, JSON syntax and all, and ignored text_field
+    message = str(error)
+    assert message.startswith("2 of 4 document(s) failed")
+    assert f"file://{folder}/more.dat: holds JSON but is read as one plain-text document" in message
+    assert f"file://{folder}/reviews.txt: holds JSON" in message and "give format='json'" in message
+    assert "3 object(s) of source" in log_text() and "are read whole as plain text" in log_text()
 
 
 # ---------------------------------------------------------------------- 7: Spark / Hadoop markers
@@ -170,7 +170,7 @@ def test_utf16_csv_is_read(deepgram_conn, sqlite_db, tmp_path):
     assert not isinstance(result, Exception), (
         result
     )  # 0.2: "id_field 'id' is not a column; the columns are '\xff\xfei\x00..."
-    assert sent == 3 and stored_sources(sqlite_db) == [f"file://{path}#{key}" for key, _ in REVIEWS]
+    assert sent == 3 and stored_sources(sqlite_db) == [f"{NAMESPACE}#{key}" for key, _ in REVIEWS]
 
 
 def test_bz2_jsonl_is_read_and_zst_is_refused_naming_the_compression(deepgram_conn, sqlite_db, tmp_path):
@@ -181,7 +181,7 @@ def test_bz2_jsonl_is_read_and_zst_is_refused_naming_the_compression(deepgram_co
         deepgram_conn, lambda: run(make_operator(source=f"file://{bzipped}", id_field="id", sql_conn_id=SQL_CONN_ID))
     )
     assert not isinstance(result, Exception), result
-    assert sent == 3 and stored_sources(sqlite_db) == [f"file://{bzipped}#{key}" for key, _ in REVIEWS]
+    assert sent == 3 and stored_sources(sqlite_db) == [f"{NAMESPACE}#{key}" for key, _ in REVIEWS]
 
     if importlib.util.find_spec("zstandard") is not None:
         return  # installed: .zst is read like .bz2 (not in the test extra; the refusal is what users see)
@@ -191,7 +191,8 @@ def test_bz2_jsonl_is_read_and_zst_is_refused_naming_the_compression(deepgram_co
         deepgram_conn, lambda: run(make_operator(source=f"file://{zstd}", id_field="id", sql_conn_id=SQL_CONN_ID))
     )
     assert isinstance(error, DeepgramError) and sent == 0
-    assert str(error).startswith(f"file://{zstd}: is zstd-compressed (.zst), a compression this installation does not")
+    # The file is one failed document, named by the object (the rest of a run goes on).
+    assert f"1 of 1 document(s) failed:\n  file://{zstd}: is zstd-compressed (.zst), a compression" in str(error)
     assert "not valid UTF-8" not in str(error)  # 0.2's message
 
 
