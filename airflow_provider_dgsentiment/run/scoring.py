@@ -28,7 +28,7 @@ from airflow_provider_dgsentiment.run.outcome import SKIP_ALREADY_SCORED, Progre
 from airflow_provider_dgsentiment.storage.lineage import input_locations
 from airflow_provider_dgsentiment.storage.result_files import ResultFiles, failed_line, scored_line, skipped_line
 from airflow_provider_dgsentiment.storage.sources import SKIP_EMPTY, Document, DocumentSource, fingerprint
-from airflow_provider_dgsentiment.storage.warehouse import ScoredDocument, WarehouseWriter, batched
+from airflow_provider_dgsentiment.storage.warehouse import ScoredDocument, UnstoredDocument, WarehouseWriter, batched
 
 if TYPE_CHECKING:
     from logging import Logger
@@ -311,7 +311,9 @@ class ScoringRun:
                         outcome.record_scored(position, name, result)
                         if self.writer is not None:
                             self._to_store.append(
-                                ScoredDocument(prefix + name, content_key, result, self.options.language)
+                                ScoredDocument(
+                                    prefix + name, content_key, result, self.options.language, position=position
+                                )
                             )
                         if self.result_files is not None:
                             self._lines.append(scored_line(name, content_key, result.to_dict()))
@@ -387,24 +389,30 @@ class ScoringRun:
     async def _settle_oldest_write(self, outcome: ScoringOutcome) -> None:
         future, count = self._pending.pop(0)
         try:
-            await future
+            refused = await future
         except BaseException:
             self._write_failed = True
             raise  # what the write raised: the task fails with it
-        outcome.stored += count
+        outcome.stored += count - len(refused)
+        prefix = len(self.source.stored_prefix)
+        for unstored in refused:
+            document = unstored.document
+            name = document.source[prefix:]
+            self.log.error("%s: %s", name, unstored.error)
+            outcome.record_unstored(document.position if document.position is not None else -1, name, unstored.error)
 
-    def _write(self, documents: list[ScoredDocument], lines: list[dict[str, Any]]) -> None:
-        """Store one batch (storage thread); after a failed write, refuse to write more."""
+    def _write(self, documents: list[ScoredDocument], lines: list[dict[str, Any]]) -> list[UnstoredDocument]:
+        """Store one batch (storage thread), returning the documents the database refused; after a failed write, refuse to write more."""
         if self._write_failed:
             raise _WriteRefused("not stored: an earlier write failed")
         try:
-            if self.writer is not None and documents:
-                self.writer.write(documents)
+            refused = self.writer.write(documents) if self.writer is not None and documents else []
             if self.result_files is not None and lines:
                 self.result_files.write(lines)
         except BaseException:
             self._write_failed = True
             raise
+        return refused
 
     async def _drain(self, outcome: ScoringOutcome, storage: ThreadPoolExecutor) -> None:
         """Store everything still buffered and wait for every pending write."""
