@@ -14,8 +14,8 @@ its database and answers everything else that differs between databases:
 - how a timestamp is bound, how the catalog says whether a table exists, which errors are a
   concurrent writer's (worth one more try), and how a ``sql`` source is made read-only.
 
-:func:`dialect_for` picks the dialect from the hook: its ``conn_type``, else common.sql's
-``dialect_name`` (the SQLAlchemy name). A database the provider does not know gets a clear
+:func:`dialect_for` picks the dialect from the hook: its ``conn_type``, else its class (a
+subclass of a provider's hook). A database the provider does not know gets a clear
 error naming the ones it does, never a syntax error from the database.
 """
 
@@ -144,8 +144,8 @@ class Dialect:
     label: ClassVar[str] = ""
     #: Airflow ``conn_type`` values of the database's hooks.
     conn_types: ClassVar[tuple[str, ...]] = ()
-    #: common.sql ``dialect_name`` values (SQLAlchemy names) of the database.
-    dialect_names: ClassVar[tuple[str, ...]] = ()
+    #: Class names of the providers' hooks of the database (a subclass with its own conn_type is known by them).
+    hook_classes: ClassVar[tuple[str, ...]] = ()
     types: ClassVar[dict[ColumnType, str]] = {}
     #: Whether ``CREATE INDEX`` is allowed on a standard table.
     supports_indexes: ClassVar[bool] = True
@@ -250,7 +250,7 @@ class SQLiteDialect(Dialect):
 
     label = "SQLite"
     conn_types = ("sqlite",)
-    dialect_names = ("sqlite",)
+    hook_classes = ("SqliteHook",)
     # The 0.2 DDL, unchanged: SQLite accepts any type name and gives these the right affinity.
     types = {
         ColumnType.KEY: "TEXT",
@@ -284,7 +284,7 @@ class PostgresDialect(Dialect):
 
     label = "PostgreSQL"
     conn_types = ("postgres",)
-    dialect_names = ("postgresql",)
+    hook_classes = ("PostgresHook",)
     types = {
         ColumnType.KEY: "TEXT",
         ColumnType.TEXT: "TEXT",
@@ -323,7 +323,7 @@ class MySQLDialect(Dialect):
 
     label = "MySQL/MariaDB"
     conn_types = ("mysql",)
-    dialect_names = ("mysql", "mariadb")
+    hook_classes = ("MySqlHook",)
     #: Bytes of one InnoDB key the text columns may take (3072 less room for the other key parts).
     KEY_BYTES = 3000
     types = {
@@ -389,7 +389,7 @@ class DuckDBDialect(Dialect):
 
     label = "DuckDB"
     conn_types = ("duckdb",)
-    dialect_names = ("duckdb",)
+    hook_classes = ("DuckDBHook",)
     types = {
         ColumnType.KEY: "VARCHAR",
         ColumnType.TEXT: "VARCHAR",
@@ -430,7 +430,7 @@ class SnowflakeDialect(Dialect):
 
     label = "Snowflake"
     conn_types = ("snowflake",)
-    dialect_names = ("snowflake",)
+    hook_classes = ("SnowflakeHook",)
     types = {
         ColumnType.KEY: "VARCHAR",
         ColumnType.TEXT: "VARCHAR",
@@ -454,17 +454,19 @@ DIALECTS: tuple[type[Dialect], ...] = (SQLiteDialect, PostgresDialect, MySQLDial
 
 
 def find_dialect(hook: DbApiHook) -> type[Dialect] | None:
-    """The dialect of ``hook`` by its ``conn_type``, else by common.sql's ``dialect_name``; None when unknown."""
+    """
+    The dialect of ``hook`` by its ``conn_type``, else by its hook class (a subclass of a known hook); None when unknown.
+
+    common.sql's ``dialect_name`` is not asked: it names Redshift's hook ``postgresql``, whose SQL
+    (no ``ON CONFLICT``, no indexes) is not PostgreSQL's.
+    """
     conn_type = getattr(hook, "conn_type", None)
     for dialect in DIALECTS:
         if conn_type in dialect.conn_types:
             return dialect
-    try:
-        name = hook.dialect_name
-    except Exception:  # a hook whose URI cannot be built: the conn_type decided
-        return None
+    classes = {cls.__name__ for cls in type(hook).__mro__}
     for dialect in DIALECTS:
-        if name in dialect.dialect_names:
+        if classes & set(dialect.hook_classes):
             return dialect
     return None
 

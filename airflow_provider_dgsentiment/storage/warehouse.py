@@ -272,12 +272,18 @@ class WarehouseWriter:
         return self.dialect.placeholder
 
     @contextmanager
-    def _transaction(self) -> Iterator[Any]:
-        """A cursor in a write transaction: committed when the block ends, rolled back when it raises."""
+    def _transaction(self, *, begin: bool = True) -> Iterator[Any]:
+        """
+        A cursor in a write transaction: committed when the block ends, rolled back when it raises.
+
+        :param begin: begin the transaction explicitly where the database needs that; False for
+            DDL, which Snowflake and MySQL commit by themselves (fakesnow refuses it after ``BEGIN``).
+        """
         connection = self.connection
         with self.dialect.cursor(connection) as cursor:
             try:
-                self.dialect.begin(cursor)
+                if begin:
+                    self.dialect.begin(cursor)
                 yield cursor
                 connection.commit()
             except BaseException:
@@ -314,7 +320,7 @@ class WarehouseWriter:
         _ = self.connection  # connect first: a wrong connection fails at once, without retries
         for attempt in range(1, CREATE_ATTEMPTS + 1):
             try:
-                with self._transaction() as cursor:
+                with self._transaction(begin=False) as cursor:
                     for statement in statements:
                         cursor.execute(statement)
                 break
