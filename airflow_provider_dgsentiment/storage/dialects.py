@@ -56,11 +56,14 @@ class Column:
     :param name: the column name (a plain identifier).
     :param type: what it holds.
     :param nullable: whether it may be NULL.
+    :param length: for a ``KEY`` column, the characters it needs at most where keys are bounded
+        (MySQL); None to share what the key leaves.
     """
 
     name: str
     type: ColumnType
     nullable: bool = True
+    length: int | None = None
 
 
 @dataclass(frozen=True)
@@ -173,10 +176,19 @@ class Dialect:
             for column in spec.columns
         ]
         lines.append(f"    PRIMARY KEY ({', '.join(spec.key)})")
-        statements = [f"CREATE TABLE IF NOT EXISTS {table} (\n" + ",\n".join(lines) + "\n)"]
-        if self.supports_indexes:
-            statements += [self.create_index(table, column) for column in spec.indexes]
-        return statements
+        return [
+            f"CREATE TABLE IF NOT EXISTS {table} (\n" + ",\n".join(lines) + "\n)",
+            *self.create_indexes(table, spec.indexes),
+        ]
+
+    def create_indexes(self, table: str, columns: tuple[str, ...]) -> list[str]:
+        """The statements that index ``columns`` of ``table`` one by one, where indexes are allowed."""
+        return [self.create_index(table, column) for column in columns] if self.supports_indexes else []
+
+    def add_column(self, table: str, spec: TableSpec, name: str) -> str:
+        """``ALTER TABLE ... ADD COLUMN`` for the column ``name`` of ``spec`` (an in-place migration)."""
+        column = next(column for column in spec.columns if column.name == name)
+        return f"ALTER TABLE {table} ADD COLUMN {name} {self.column_type(column, spec)}"
 
     def create_index(self, table: str, column: str) -> str:
         """``CREATE INDEX IF NOT EXISTS`` on one column."""
@@ -316,9 +328,9 @@ class MySQLDialect(Dialect):
     """
     MySQL and MariaDB (mysqlclient): keys as ``VARCHAR`` within InnoDB's 3072-byte key, ``DATETIME(6)`` in UTC.
 
-    A text key column gets ``KEY_BYTES / 4 / (text columns in the key)`` characters (utf8mb4
-    takes up to 4 bytes a character): ``VARCHAR(750)`` for a table keyed by ``source``. A longer
-    value is refused by the database (strict mode) and fails that document alone.
+    A text key column gets its own ``length``, or shares what ``KEY_BYTES / 4`` characters leave
+    (utf8mb4 takes up to 4 bytes a character): ``VARCHAR(750)`` for a table keyed by ``source``.
+    A longer value is refused by the database (strict mode) and fails that document alone.
     """
 
     label = "MySQL/MariaDB"
@@ -338,12 +350,18 @@ class MySQLDialect(Dialect):
     def column_type(self, column: Column, spec: TableSpec) -> str:
         if column.type is not ColumnType.KEY:
             return self.types[column.type]
-        text_keys = sum(1 for other in spec.columns if other.name in spec.key and other.type is ColumnType.KEY)
-        shared = text_keys if column.name in spec.key else 1
-        return f"VARCHAR({self.KEY_BYTES // 4 // shared})"
+        if column.length is not None:
+            return f"VARCHAR({column.length})"
+        if column.name not in spec.key:
+            return f"VARCHAR({self.KEY_BYTES // 4})"
+        text_keys = [other for other in spec.columns if other.name in spec.key and other.type is ColumnType.KEY]
+        fixed = sum(other.length for other in text_keys if other.length is not None)
+        shared = sum(1 for other in text_keys if other.length is None)
+        return f"VARCHAR({(self.KEY_BYTES // 4 - fixed) // shared})"
 
     def create_table(self, table: str, spec: TableSpec) -> list[str]:
-        # MySQL has no CREATE INDEX IF NOT EXISTS (MariaDB has): the indexes go inside CREATE TABLE.
+        # MySQL has no CREATE INDEX IF NOT EXISTS (MariaDB has): the indexes go inside CREATE TABLE
+        # (create_indexes, for a migration, speaks MariaDB's).
         statement = super().create_table(table, spec)[0]
         indexes = "".join(
             f",\n    INDEX {index_name(table.rpartition('.')[2], column)} ({column})" for column in spec.indexes

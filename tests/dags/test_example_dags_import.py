@@ -79,7 +79,9 @@ def test_nightly_dag_wiring():
     expected_uri = "sqlite:/tmp/dgsentiment.db/deepgram_sentiment_averages"
     assert [asset.uri for asset in score.partial_kwargs["outlets"]] == [expected_uri]
     assert set(dag.params.keys()) >= {"source", "source_conn_id", "sql_conn_id", "shard_size", "deferrable"}
-    assert dag.params["source"].startswith("file://") and dag.params["source"].endswith("sample_texts/*.txt")
+    assert dag.params["source"].startswith("file://") and dag.params["source"].endswith(
+        "sample_*/*"
+    )  # texts and exports
     assert dag.params["sql_conn_id"] == "dgsentiment_sqlite"
     assert "plan_shards" in sensor.downstream_task_ids
     assert "score_shard" in dag.get_task("plan_shards").downstream_task_ids
