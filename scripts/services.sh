@@ -25,16 +25,20 @@ find_pg_bin() {
   return 1
 }
 
-install_postgres() {
-  if find_pg_bin >/dev/null; then return 0; fi
+# Install Debian package $2 (named $1 in messages) as root; elsewhere say its tests will skip.
+apt_install() {
   if [ "$(id -u)" != 0 ]; then
-    echo "services: PostgreSQL is not installed and this is not root; integration tests will skip" >&2
+    echo "services: $1 is not installed and this is not root; its integration tests will skip" >&2
     return 1
   fi
-  echo "services: installing PostgreSQL from Debian's packages"
+  echo "services: installing $1 from Debian's packages"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq postgresql >/dev/null
+  apt-get install -y -qq "$2" >/dev/null
+}
+
+install_postgres() {
+  find_pg_bin >/dev/null || apt_install PostgreSQL postgresql
 }
 
 start_postgres() {
@@ -101,15 +105,8 @@ port_of() {
 }
 
 install_mariadb() {
-  if command -v mariadbd >/dev/null 2>&1 && command -v mariadb-install-db >/dev/null 2>&1; then return 0; fi
-  if [ "$(id -u)" != 0 ]; then
-    echo "services: MariaDB is not installed and this is not root; MySQL/MariaDB tests will skip" >&2
-    return 1
-  fi
-  echo "services: installing MariaDB from Debian's packages"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq mariadb-server >/dev/null
+  command -v mariadbd >/dev/null 2>&1 && command -v mariadb-install-db >/dev/null 2>&1 && return 0
+  apt_install MariaDB mariadb-server
 }
 
 start_mariadb() {

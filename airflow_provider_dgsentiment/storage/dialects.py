@@ -149,7 +149,14 @@ class Dialect:
     conn_types: ClassVar[tuple[str, ...]] = ()
     #: Class names of the providers' hooks of the database (a subclass with its own conn_type is known by them).
     hook_classes: ClassVar[tuple[str, ...]] = ()
-    types: ClassVar[dict[ColumnType, str]] = {}
+    #: The database types of the abstract ones (PostgreSQL's, which SQLite takes as they are).
+    types: ClassVar[dict[ColumnType, str]] = {
+        ColumnType.KEY: "TEXT",
+        ColumnType.TEXT: "TEXT",
+        ColumnType.INTEGER: "INTEGER",
+        ColumnType.FLOAT: "DOUBLE PRECISION",
+        ColumnType.TIMESTAMP: "TIMESTAMP WITH TIME ZONE",
+    }
     #: Whether ``CREATE INDEX`` is allowed on a standard table.
     supports_indexes: ClassVar[bool] = True
     #: A statement that begins a transaction, where a connection otherwise commits each statement.
@@ -263,14 +270,7 @@ class SQLiteDialect(Dialect):
     label = "SQLite"
     conn_types = ("sqlite",)
     hook_classes = ("SqliteHook",)
-    # The 0.2 DDL, unchanged: SQLite accepts any type name and gives these the right affinity.
-    types = {
-        ColumnType.KEY: "TEXT",
-        ColumnType.TEXT: "TEXT",
-        ColumnType.INTEGER: "INTEGER",
-        ColumnType.FLOAT: "DOUBLE PRECISION",
-        ColumnType.TIMESTAMP: "TIMESTAMP WITH TIME ZONE",
-    }
+    # The 0.2 DDL, unchanged (the base types): SQLite accepts any type name and gives these the right affinity.
 
     def create_index(self, table: str, column: str) -> str:
         schema, _, name = table.rpartition(".")
@@ -297,13 +297,6 @@ class PostgresDialect(Dialect):
     label = "PostgreSQL"
     conn_types = ("postgres",)
     hook_classes = ("PostgresHook",)
-    types = {
-        ColumnType.KEY: "TEXT",
-        ColumnType.TEXT: "TEXT",
-        ColumnType.INTEGER: "INTEGER",
-        ColumnType.FLOAT: "DOUBLE PRECISION",
-        ColumnType.TIMESTAMP: "TIMESTAMP WITH TIME ZONE",
-    }
     #: SQLSTATEs of a concurrent writer: serialization failure, deadlock, unique violation.
     CONFLICT_STATES = frozenset({"40001", "40P01", "23505"})
 
