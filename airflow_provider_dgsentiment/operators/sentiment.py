@@ -334,10 +334,10 @@ class DeepgramSentimentOperator(BaseOperator):
             run.stop(STOP_REASON)
 
     def _defer_scoring(self, context: Context, source: DocumentSource) -> None:
-        """Check the tables here (before any request), then hand listing, reading and scoring to the triggerer."""
+        """Check the tables here as the worker path does (before any request), then hand the run to the triggerer."""
         if self.writer is not None:
             try:
-                self.writer.ensure_tables()
+                self.writer.check_tables()
             finally:
                 self._close()
         keeps_results = self.sql_conn_id or self.results_path

@@ -64,6 +64,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError, RecordFileError
+from airflow_provider_dgsentiment.storage.dialects import check_read_only_query, read_dialect_for
 from airflow_provider_dgsentiment.storage.json_stream import BadJsonValue, JsonStreamError, iter_json_values
 
 if TYPE_CHECKING:
@@ -743,11 +744,14 @@ def iter_sql_records(
     :param text_field: the column holding the text.
     :param id_field: the column holding the record key, or None to key rows by row number.
     :param batch_size: rows per fetch.
-    :raises DeepgramConfigurationError: for bad arguments, a statement without a result, or a
-        ``text_field`` / ``id_field`` that is not a column of the result (naming the columns).
+    :raises DeepgramConfigurationError: for bad arguments, a statement that is not one read-only
+        query (refused before it runs: :func:`~airflow_provider_dgsentiment.storage.dialects.check_read_only_query`;
+        it also runs in a read-only transaction where the database has one), a statement without a
+        result, or a ``text_field`` / ``id_field`` that is not a column of the result (naming the columns).
     """
     if not isinstance(sql, str) or not sql.strip():
         raise DeepgramConfigurationError(f"sql must be a non-empty SELECT statement, got {sql!r}")
+    check_read_only_query(sql)
     _check_field_name(text_field, "text_field")
     if id_field is not None:
         _check_field_name(id_field, "id_field")
@@ -763,6 +767,7 @@ def _sql_records(
     cursor = None
     try:
         cursor = _streaming_cursor(connection, batch_size)
+        read_dialect_for(hook).start_read_only(connection)
         cursor.execute(sql)
         rows = cursor.fetchmany(batch_size)  # psycopg2's named cursors describe the result after a fetch
         if cursor.description is None:
