@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import astuple, dataclass, fields
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_dgsentiment.storage.dialects import Column, ColumnType, TableSpec
 from airflow_provider_dgsentiment.storage.warehouse import WarehouseWriter, validate_table_name
 
 if TYPE_CHECKING:
@@ -28,28 +30,30 @@ DEFAULT_USAGE_TABLE = "deepgram_sentiment_usage"
 #: How a try ended.
 USAGE_OUTCOMES = ("success", "failed", "stopped", "error")
 
-# Types that mean the same on SQLite and PostgreSQL (as in the warehouse's tables).
-_USAGE_DDL = """CREATE TABLE IF NOT EXISTS {table} (
-    dag_id TEXT NOT NULL,
-    task_id TEXT NOT NULL,
-    run_id TEXT NOT NULL,
-    map_index INTEGER NOT NULL,
-    try_number INTEGER NOT NULL,
-    tags TEXT NOT NULL,
-    documents INTEGER NOT NULL,
-    scored INTEGER NOT NULL,
-    skipped INTEGER NOT NULL,
-    failed INTEGER NOT NULL,
-    input_tokens BIGINT NOT NULL,
-    output_tokens BIGINT NOT NULL,
-    requests INTEGER NOT NULL,
-    rate_limited INTEGER NOT NULL,
-    retries INTEGER NOT NULL,
-    started_at TIMESTAMP WITH TIME ZONE,
-    ended_at TIMESTAMP WITH TIME ZONE,
-    outcome TEXT NOT NULL,
-    PRIMARY KEY (dag_id, task_id, run_id, map_index, try_number)
-)"""
+#: The usage table, rendered per database by the dialects (as the warehouse's tables are).
+USAGE_TABLE = TableSpec(
+    columns=(
+        Column("dag_id", ColumnType.KEY, nullable=False),
+        Column("task_id", ColumnType.KEY, nullable=False),
+        Column("run_id", ColumnType.KEY, nullable=False),
+        Column("map_index", ColumnType.INTEGER, nullable=False),
+        Column("try_number", ColumnType.INTEGER, nullable=False),
+        Column("tags", ColumnType.TEXT, nullable=False),
+        Column("documents", ColumnType.INTEGER, nullable=False),
+        Column("scored", ColumnType.INTEGER, nullable=False),
+        Column("skipped", ColumnType.INTEGER, nullable=False),
+        Column("failed", ColumnType.INTEGER, nullable=False),
+        Column("input_tokens", ColumnType.INTEGER, nullable=False),
+        Column("output_tokens", ColumnType.INTEGER, nullable=False),
+        Column("requests", ColumnType.INTEGER, nullable=False),
+        Column("rate_limited", ColumnType.INTEGER, nullable=False),
+        Column("retries", ColumnType.INTEGER, nullable=False),
+        Column("started_at", ColumnType.TIMESTAMP),
+        Column("ended_at", ColumnType.TIMESTAMP),
+        Column("outcome", ColumnType.TEXT, nullable=False),
+    ),
+    key=("dag_id", "task_id", "run_id", "map_index", "try_number"),
+)
 
 
 @dataclass(frozen=True)
@@ -120,7 +124,7 @@ class UsageRow:
 
 
 USAGE_COLUMNS = tuple(column.name for column in fields(UsageRow))
-_KEY_COLUMNS = ("dag_id", "task_id", "run_id", "map_index", "try_number")
+assert USAGE_TABLE.names == USAGE_COLUMNS  # one description of the columns: the row and the table agree
 
 
 class UsageTable:
@@ -136,19 +140,23 @@ class UsageTable:
         self.table = validate_table_name(table, "usage_table")
 
     def record(self, row: UsageRow) -> None:
-        """Create the table when missing, then replace the try's row with ``row`` (one transaction)."""
-        values = astuple(row)
+        """Create the table when missing (through the database's dialect), then replace the try's row with ``row``."""
         with WarehouseWriter(self.sql_conn_id) as writer:
-            mark = writer.placeholder
-            key = " AND ".join(f"{column} = {mark}" for column in _KEY_COLUMNS)
+            dialect = writer.dialect
+            mark = dialect.placeholder
+            key = " AND ".join(f"{column} = {mark}" for column in USAGE_TABLE.key)
+            values = [
+                dialect.bind_timestamp(datetime.fromisoformat(value)) if name in _TIMES and value else value
+                for name, value in zip(USAGE_COLUMNS, astuple(row))
+            ]
 
             def replace(cursor: Any) -> None:
-                cursor.execute(_USAGE_DDL.format(table=self.table))
-                cursor.execute(f"DELETE FROM {self.table} WHERE {key}", values[: len(_KEY_COLUMNS)])
-                cursor.execute(
-                    f"INSERT INTO {self.table} ({', '.join(USAGE_COLUMNS)}) "
-                    f"VALUES ({', '.join([mark] * len(USAGE_COLUMNS))})",
-                    values,
-                )
+                for statement in dialect.create_table(self.table, USAGE_TABLE):
+                    cursor.execute(statement)
+                cursor.execute(f"DELETE FROM {self.table} WHERE {key}", values[: len(USAGE_TABLE.key)])
+                cursor.execute(dialect.insert(self.table, USAGE_COLUMNS, 1), values)
 
             writer.run_in_transaction(replace)
+
+
+_TIMES = ("started_at", "ended_at")
