@@ -155,7 +155,7 @@ def kill_and_retry(spec: KillSpec, slow: Any, fast: Any, documents: int, kill_at
 
 
 def task_folder(results: str) -> Path:
-    return Path(results) / f"dag_id={DAG_ID}" / f"run_id={RUN_ID}" / "task_id=score"
+    return Path(results) / f"dag_id={DAG_ID}" / f"run_id={RUN_ID}" / "task_id=score" / "map_index=-1"
 
 
 def result_lines(results: str) -> list[dict[str, Any]]:
