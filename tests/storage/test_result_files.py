@@ -37,12 +37,23 @@ def test_line_shapes_carry_the_source_and_status():
     result = {"metadata": {"request_id": "r"}, "results": {"sentiments": {"segments": [], "average": {}}}}
     assert scored_line("a.txt", "f" * 64, result) == {
         "source": "a.txt",
+        "record_key": None,
+        "location": None,
         "status": "scored",
         "fingerprint": "f" * 64,
         **result,
     }
-    assert failed_line("b.txt", "boom") == {"source": "b.txt", "status": "failed", "error": "boom"}
-    assert skipped_line("c.txt", "empty") == {"source": "c.txt", "status": "skipped", "reason": "empty"}
+    where = {"record_key": None, "location": None}
+    assert failed_line("b.txt", "boom") == {"source": "b.txt", **where, "status": "failed", "error": "boom"}
+    assert skipped_line("c.txt", "empty") == {"source": "c.txt", **where, "status": "skipped", "reason": "empty"}
+    # A record says which it is and where it was read.
+    assert skipped_line("ns#k", "empty", record_key="k", location="file:///e.jsonl#3") == {
+        "source": "ns#k",
+        "record_key": "k",
+        "location": "file:///e.jsonl#3",
+        "status": "skipped",
+        "reason": "empty",
+    }
 
 
 def test_text_is_written_as_utf8_not_escaped(tmp_path):
