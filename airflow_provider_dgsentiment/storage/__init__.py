@@ -4,6 +4,8 @@ Storage: where documents come from and where results go.
 - :mod:`.sources` names what ``source`` / ``sql`` point at: parsing, listing, reading;
 - :mod:`.records` reads records from JSONL / CSV / Parquet files and SQL rows;
 - :mod:`.warehouse` writes the SQL tables, checks them and finds what is stored;
+- :mod:`.load_history` records what was read (object versions, reading options, outcomes) and
+  every unscored document, and decides which objects to read (:func:`plan_reads`);
 - :mod:`.result_files` writes JSONL parts under ``results_path``;
 - :mod:`.lineage` names objects and tables for OpenLineage and Assets.
 """
@@ -11,6 +13,7 @@ Storage: where documents come from and where results go.
 from __future__ import annotations
 
 from airflow_provider_dgsentiment.storage.lineage import table_asset
+from airflow_provider_dgsentiment.storage.load_history import LoadHistory, plan_reads
 from airflow_provider_dgsentiment.storage.records import Record, detect_format
 from airflow_provider_dgsentiment.storage.result_files import ResultFiles
 from airflow_provider_dgsentiment.storage.sources import (
@@ -19,6 +22,7 @@ from airflow_provider_dgsentiment.storage.sources import (
     SensedObjects,
     find_objects,
     fingerprint,
+    plan_object_reads,
 )
 from airflow_provider_dgsentiment.storage.warehouse import (
     RunIdentity,
@@ -31,6 +35,7 @@ from airflow_provider_dgsentiment.storage.warehouse import (
 __all__ = [
     "Document",
     "DocumentSource",
+    "LoadHistory",
     "Record",
     "ResultFiles",
     "RunIdentity",
@@ -40,6 +45,8 @@ __all__ = [
     "detect_format",
     "find_objects",
     "fingerprint",
+    "plan_object_reads",
+    "plan_reads",
     "sql_hook",
     "table_asset",
     "validate_table_name",
