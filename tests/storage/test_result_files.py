@@ -35,25 +35,16 @@ def test_each_task_writes_under_its_own_partition_folders(tmp_path):
 
 def test_line_shapes_carry_the_source_and_status():
     result = {"metadata": {"request_id": "r"}, "results": {"sentiments": {"segments": [], "average": {}}}}
+    where = {"record_key": None, "location": None}  # whole-object documents: no record key
     assert scored_line("a.txt", "f" * 64, result) == {
         "source": "a.txt",
-        "record_key": None,
-        "location": None,
         "status": "scored",
         "fingerprint": "f" * 64,
+        **where,
         **result,
     }
-    where = {"record_key": None, "location": None}
-    assert failed_line("b.txt", "boom") == {"source": "b.txt", **where, "status": "failed", "error": "boom"}
-    assert skipped_line("c.txt", "empty") == {"source": "c.txt", **where, "status": "skipped", "reason": "empty"}
-    # A record says which it is and where it was read.
-    assert skipped_line("ns#k", "empty", record_key="k", location="file:///e.jsonl#3") == {
-        "source": "ns#k",
-        "record_key": "k",
-        "location": "file:///e.jsonl#3",
-        "status": "skipped",
-        "reason": "empty",
-    }
+    assert failed_line("b.txt", "boom") == {"source": "b.txt", "status": "failed", "error": "boom", **where}
+    assert skipped_line("c.txt", "empty") == {"source": "c.txt", "status": "skipped", "reason": "empty", **where}
 
 
 def test_text_is_written_as_utf8_not_escaped(tmp_path):
