@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import BaseHook
+from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
 from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError, DeepgramError
 
@@ -125,11 +125,19 @@ def sql_hook(conn_id: str, argument: str) -> DbApiHook:
 
     :param conn_id: the connection id.
     :param argument: the argument that named it, for the error message.
-    :raises DeepgramConfigurationError: when the connection's hook is not a SQL hook.
+    :raises DeepgramConfigurationError: when the connection is not defined (naming the JSON to
+        set) or its hook is not a SQL hook.
     """
     from airflow.providers.common.sql.hooks.sql import DbApiHook
 
-    connection = BaseHook.get_connection(conn_id)
+    try:
+        connection = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        raise DeepgramConfigurationError(
+            f"{argument} {conn_id!r} is not a defined connection. Define it, e.g. for a SQLite file: "
+            f'AIRFLOW_CONN_{conn_id.upper()}=\'{{"conn_type": "sqlite", "host": "/path/to/scores.db"}}\' '
+            f"(or `airflow connections add {conn_id} --conn-json '{{...}}'`)"
+        ) from None
     hook = connection.get_hook()
     if not isinstance(hook, DbApiHook):
         raise DeepgramConfigurationError(
