@@ -295,7 +295,7 @@ class DeepgramSentimentOperator(BaseOperator):
                 source=source.to_json(),
                 xcom_output=self.xcom_output,
                 options=options.to_json(),
-                sql=self._sql_kwargs(),
+                warehouse=self._warehouse_kwargs(),
                 results=self._results_kwargs(context),
             ),
             method_name="execute_complete",
@@ -421,7 +421,7 @@ class DeepgramSentimentOperator(BaseOperator):
             progress_interval=float(self.progress_interval),
         )
 
-    def _sql_kwargs(self) -> dict[str, Any] | None:
+    def _warehouse_kwargs(self) -> dict[str, Any] | None:
         if not self.sql_conn_id:
             return None
         run = self._run_identity

@@ -122,7 +122,7 @@ class DeepgramSentimentSensor(BaseSensorOperator):
         self.defer(
             trigger=DeepgramObjectsTrigger(
                 source=[str(entry) for entry in source_entries(self.source)],
-                conn_id=self.source_conn_id or None,
+                source_conn_id=self.source_conn_id or None,
                 min_objects=self.min_objects,
                 sql_conn_id=self.sql_conn_id or None,
                 averages_table=self.averages_table,
