@@ -9,9 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import IN_CI
+from tests.conftest import missing_in_ci
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_TEXTS = REPO / "example_dags" / "sample_texts"
@@ -27,10 +25,7 @@ def console_script() -> str:
     beside = Path(sys.executable).with_name("dgsentiment")
     found = str(beside) if beside.exists() else shutil.which("dgsentiment")
     if found is None:
-        message = "the dgsentiment console script is not installed in this environment (pip install -e .)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_in_ci("the dgsentiment console script is not installed in this environment (pip install -e .)")
     return found
 
 
