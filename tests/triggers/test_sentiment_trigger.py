@@ -253,7 +253,10 @@ def test_more_documents_than_the_bound_is_refused_before_any_request(deepgram_co
     event = only_event(score_trigger([f"file://{tmp_path}/*.txt"], options={"max_documents": 4}))
     assert deepgram_conn.stats()["requests"] - before == 0
     assert event["status"] == "error" and event["error_class"] == "DeepgramConfigurationError"
-    assert "names 5 documents, more than the 4 a deferred run may carry back" in event["message"]
+    assert (
+        "names 5 documents, more than the 4 documents a deferred run that stores nowhere can carry back"
+        in event["message"]
+    )
     assert "give sql_conn_id or results_path and xcom_output='manifest'" in event["message"]
 
 
