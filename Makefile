@@ -44,7 +44,7 @@ lint: venv
 # metadata), no servers and no DAG runs. Under 2 minutes on 2 cores.
 unit: venv
 	bash scripts/test.sh -q -p no:cacheprovider tests/client tests/storage tests/run tests/hooks tests/triggers \
-		tests/emulator tests/test_architecture.py tests/test_exceptions.py tests/test_get_provider_info.py \
+		tests/emulator tests/test_architecture.py tests/test_exceptions.py tests/test_get_provider_info.py tests/test_docs.py \
 		-m "not integration"
 
 test: services browser-deps lint
