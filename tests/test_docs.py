@@ -92,4 +92,5 @@ def test_the_operator_docstring_is_a_summary_pointing_at_its_page():
     assert "docs/operator.md" in doc
     for name in public_arguments(DeepgramSentimentOperator):
         assert f":param {name}:" in doc, name
-    assert len(doc.splitlines()) < 80
+    summary = doc.split(":param ", 1)[0]
+    assert len(summary.splitlines()) <= 12, summary  # the XCom shapes, names and errors live on the page
