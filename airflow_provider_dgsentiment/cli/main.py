@@ -175,6 +175,7 @@ def _score(args: argparse.Namespace, hook: DeepgramSentimentHook, stdin: TextIO,
         language=args.language,
         max_concurrency=args.max_concurrency,
         skip_scored=False,
+        fail_on_empty_source=False,  # said below, without the operator's argument in the hint
         progress_interval=PROGRESS_INTERVAL,
         tags=tuple(args.tags if args.tags is not None else [COMMAND_TAG]),
         max_input_tokens=args.max_input_tokens,
@@ -183,6 +184,11 @@ def _score(args: argparse.Namespace, hook: DeepgramSentimentHook, stdin: TextIO,
     log.setLevel(logging.WARNING if args.quiet or (len(texts) <= FEW_DOCUMENTS and not entries) else logging.INFO)
     outcomes = asyncio.run(_score_sources(sources, hook, options, log))
 
+    # A source that listed no object at all (a record file holding no record did list one).
+    empty = [source for source, outcome in zip(sources, outcomes) if not source.is_inline and not outcome.inputs]
+    if empty:
+        print(f"dgsentiment: error: {empty[0].describe()} matched no objects", file=sys.stderr)
+        return EXIT_ERROR
     items = [item for outcome in outcomes for item in outcome.xcom_value()]
     if args.json:
         print(json.dumps(items, indent=2), file=out)

@@ -151,3 +151,13 @@ def test_a_bad_key_stops_the_run_and_a_bad_record_fails_alone(deepgram_emulator,
     assert stopped.returncode == 2
     assert "dgsentiment: stopped: " in stopped.stderr and "401 INVALID_AUTH" in stopped.stderr
     assert "wrong-key-12345" not in stopped.stdout + stopped.stderr
+
+
+def test_a_uri_matching_nothing_says_so(deepgram_emulator, tmp_path):
+    result = dgsentiment(
+        "score", "--base-url", deepgram_emulator.url, f"file://{tmp_path}/*.txt", env=key_env(deepgram_emulator)
+    )
+
+    assert result.returncode == 2
+    assert f"dgsentiment: error: source file://{tmp_path}/*.txt matched no objects" in result.stderr
+    assert "fail_on_empty_source" not in result.stderr  # the operator's argument means nothing here
