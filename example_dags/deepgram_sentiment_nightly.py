@@ -24,7 +24,7 @@ tasks, or deferrable runs would leave their slots while they score in the trigge
 A task whose pool does not exist is never scheduled, so create the pool before the first run.
 One run at a time (``max_active_runs=1``): two runs over the same new objects would both pay.
 
-Offline by default: ``file://`` storage (``example_dags/sample_texts``), SQLite tables through
+Offline by default: ``file://`` storage (``example_dags/sample_texts`` and ``sample_exports``), SQLite tables through
 the ``dgsentiment_sqlite`` connection, the ``deepgram_default`` connection pointed at the local
 emulator. S3, PostgreSQL and the triggerer need run parameters (or the defaults below) alone::
 

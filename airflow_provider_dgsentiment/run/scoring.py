@@ -179,7 +179,7 @@ class DocumentRead:
     unscored: Unscored | None = None
 
 
-def decide(read: DocumentRead, *, retry_failed: bool) -> str:
+def decide(read: DocumentRead, *, retry_failed: bool, run_id: str | None = None) -> str:
     """
     The one decision of what a document read costs: :data:`SEND` it, or settle it without a request.
 
@@ -187,14 +187,17 @@ def decide(read: DocumentRead, *, retry_failed: bool) -> str:
     content is recorded (:data:`KNOWN_FAILURE`; never for a storage error, which the next run
     retries). Empty text is :data:`EMPTY_DOCUMENT`; text stored with the same fingerprint is
     :data:`ALREADY_STORED`; text the API refused before (a 400) with the same fingerprint is a
-    :data:`KNOWN_FAILURE`. ``retry_failed`` turns known failures back into new ones.
+    :data:`KNOWN_FAILURE`. ``retry_failed`` turns known failures back into new ones, and so does
+    ``run_id`` for the failures that DAG run itself recorded (a retry fails as its first try did).
     """
     document = read.document
+    unscored = read.unscored
     known = (
         not retry_failed
-        and read.unscored is not None
-        and read.unscored.status == FAILED
-        and read.unscored.fingerprint == read.key
+        and unscored is not None
+        and unscored.status == FAILED
+        and unscored.fingerprint == read.key
+        and (run_id is None or unscored.run_id != run_id)
     )
     if document.error is not None:
         return KNOWN_FAILURE if known and not document.transient else FAIL
@@ -531,7 +534,8 @@ class ScoringRun:
         tally = self._objects.get(document.container or "")
         if tally is not None:
             tally.counts["records"] += 1
-        decision = decide(read, retry_failed=self.options.retry_failed)
+        run_id = self.writer.run.run_id if self.writer is not None else None
+        decision = decide(read, retry_failed=self.options.retry_failed, run_id=run_id)
         if decision in (SEND, ALREADY_STORED) and self._held_by_an_earlier_try(read):
             # An earlier try's result part holds it (and the table too, when there is one): its line stands.
             outcome.record_skipped(read.position, name, SKIP_ALREADY_SCORED)

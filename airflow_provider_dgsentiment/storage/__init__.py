@@ -6,6 +6,8 @@ Storage: where documents come from and where results go.
 - :mod:`.records` reads records from JSONL / JSON / CSV / Parquet files and SQL rows
   (:mod:`.json_stream` streams a JSON array or newline-delimited JSON);
 - :mod:`.warehouse` writes the SQL tables, checks them and finds what is stored;
+- :mod:`.load_history` records what was read (object versions, reading options, outcomes) and
+  every unscored document, and decides which objects to read (:func:`plan_reads`);
 - :mod:`.result_files` writes JSONL parts under ``results_path``;
 - :mod:`.lineage` names objects and tables for OpenLineage and Assets.
 """
@@ -13,6 +15,7 @@ Storage: where documents come from and where results go.
 from __future__ import annotations
 
 from airflow_provider_dgsentiment.storage.lineage import table_asset
+from airflow_provider_dgsentiment.storage.load_history import LoadHistory, plan_reads
 from airflow_provider_dgsentiment.storage.records import Record, detect_format
 from airflow_provider_dgsentiment.storage.result_files import ResultFiles
 from airflow_provider_dgsentiment.storage.sources import (
@@ -21,6 +24,7 @@ from airflow_provider_dgsentiment.storage.sources import (
     SensedObjects,
     find_objects,
     fingerprint,
+    plan_object_reads,
 )
 from airflow_provider_dgsentiment.storage.warehouse import (
     RunIdentity,
@@ -33,6 +37,7 @@ from airflow_provider_dgsentiment.storage.warehouse import (
 __all__ = [
     "Document",
     "DocumentSource",
+    "LoadHistory",
     "Record",
     "ResultFiles",
     "RunIdentity",
@@ -42,6 +47,8 @@ __all__ = [
     "detect_format",
     "find_objects",
     "fingerprint",
+    "plan_object_reads",
+    "plan_reads",
     "sql_hook",
     "table_asset",
     "validate_table_name",

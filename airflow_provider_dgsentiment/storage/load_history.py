@@ -21,7 +21,8 @@ consumers); the others are rows here, by ``source`` (the name the averages table
 ``status`` ``"failed"`` (with the ``error`` and the ``fingerprint`` of what failed: the content for
 a request the API refused, the cause for content that could not be read) or ``"empty"``, with when
 it was first and last seen. A document failed with the same fingerprint is a *known failure*: not
-sent again and not failing the run, until ``retry_failed=True``. Scoring a document deletes its row
+sent again and not failing the run, until ``retry_failed=True`` (to a retry of the DAG run that
+recorded it, it is not known: the retry fails as the first try did). Scoring a document deletes its row
 here. Transient failures (429, 5xx, timeouts, connection errors, storage errors) are never recorded:
 the next run tries again.
 """
@@ -110,6 +111,7 @@ class Load:
     :param failed: documents that failed for their content (new or known).
     :param empty: empty documents.
     :param loaded_at: when the read completed (ISO-8601 text).
+    :param run_id: the DAG run whose task read it (a retry of that run reads an object with failures again).
     """
 
     object: str
@@ -122,6 +124,7 @@ class Load:
     failed: int = 0
     empty: int = 0
     loaded_at: str = field(default_factory=timestamp)
+    run_id: str | None = None
 
     @classmethod
     def counted(cls, object: str, reading: str, key_namespace: str, version: str, counts: Mapping[str, int]) -> Load:
@@ -157,6 +160,7 @@ class Unscored:
     :param error: why it failed (None when empty).
     :param record_key: its record key, if it is a record.
     :param location: where it was read.
+    :param run_id: the DAG run that first recorded it so (this status and fingerprint).
     """
 
     source: str
@@ -165,6 +169,7 @@ class Unscored:
     error: str | None = None
     record_key: str | None = None
     location: str | None = None
+    run_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -197,8 +202,9 @@ def plan_reads(
 
     An object is read unless the history holds a complete read of it at the listed version, with
     the same reading and key namespace (a namespace of None matches any: a sensor given none),
-    into the same averages table; with ``retry_failed``, an object whose last read had failures
-    is read again.
+    into the same averages table. An object whose last read had failures is read again with
+    ``retry_failed``, and by a retry of the DAG run that read it (whose failures are not known
+    failures to it: the retry fails as the first try did).
 
     :param listing: ``{object: version}`` in listing order (None: the store gave no version).
     :param readings: ``{object: (reading, key_namespace)}``.
@@ -207,6 +213,7 @@ def plan_reads(
     :param force: read every object (``skip_scored=False``); what the history knows is still counted.
     """
     loads = history.loads(list(listing)) if history is not None else {}
+    history_run = history.writer.run.run_id if history is not None else None
     to_read: dict[str, str | None] = {}
     unchanged: dict[str, Load] = {}
     known_records = unknown = 0
@@ -218,7 +225,9 @@ def plan_reads(
             if load.reading == reading and (namespace is None or load.key_namespace == namespace)
         ]
         current = next((load for load in matching if version is not None and load.version == version), None)
-        if current is not None and not force and not (retry_failed and current.failed):
+        # A failure this very DAG run recorded is not "known" to it: its retry reads the object again.
+        retry = current is not None and current.failed and (retry_failed or current.run_id == history_run)
+        if current is not None and not force and not retry:
             unchanged[name] = current
             continue
         to_read[name] = version
@@ -264,16 +273,16 @@ class LoadHistory:
         """Return the complete reads of ``objects`` into this averages table, by object."""
         found: dict[str, list[Load]] = {}
         columns = ("object", "reading", "key_namespace", "version", "records", "scored", "skipped", "failed", "empty")
-        for row in self._select(self.loads_table, columns + ("loaded_at",), "object", objects):
-            name, reading, namespace, version, records, scored, skipped, failed, empty, loaded_at = row
+        for row in self._select(self.loads_table, columns + ("loaded_at", "run_id"), "object", objects):
+            name, reading, namespace, version, records, scored, skipped, failed, empty, loaded_at, run_id = row
             found.setdefault(name, []).append(
-                Load(name, reading, namespace, version, records, scored, skipped, failed, empty, str(loaded_at))
+                Load(name, reading, namespace, version, records, scored, skipped, failed, empty, str(loaded_at), run_id)
             )
         return found
 
     def unscored(self, sources: Iterable[str]) -> dict[str, Unscored]:
         """Return the unscored documents among ``sources``."""
-        columns = ("source", "status", "fingerprint", "error", "record_key", "location")
+        columns = ("source", "status", "fingerprint", "error", "record_key", "location", "run_id")
         return {row[0]: Unscored(*row) for row in self._select(self.unscored_table, columns, "source", sources)}
 
     def _select(self, table: str, columns: Sequence[str], key: str, values: Iterable[str]) -> list[tuple]:
@@ -328,7 +337,7 @@ class LoadHistory:
             for source, row in earlier.items()
             if (row.status, row.fingerprint) == (latest[source].status, latest[source].fingerprint)
         ]
-        first_seen = self._first_seen(cursor, same)
+        first_seen = self._first_seen(cursor, same)  # {source: (first_seen, run_id)} kept from the earlier row
         for load in loads:
             cursor.execute(
                 f"DELETE FROM {self.loads_table} WHERE averages_table = {marks} AND object = {marks} "
@@ -360,20 +369,21 @@ class LoadHistory:
             (
                 (self.destination, document.source, document.record_key, document.location, document.status)
                 + (document.fingerprint, document.error)
-                + (writer.bind_timestamp(first_seen.get(document.source, now)), writer.bind_timestamp(now))
-                + (run.dag_id, run.task_id, run.run_id)
+                + (writer.bind_timestamp(first_seen.get(document.source, (now,))[0]), writer.bind_timestamp(now))
+                + (run.dag_id, run.task_id, first_seen.get(document.source, (now, run.run_id))[1])
                 for document in latest.values()
             ),
         )
 
-    def _first_seen(self, cursor: Any, sources: list[str]) -> dict[str, Any]:
+    def _first_seen(self, cursor: Any, sources: list[str]) -> dict[str, tuple[Any, str | None]]:
+        """``{source: (first_seen as the database gave it, run_id)}`` of the earlier rows kept."""
         marks = self.writer.placeholder
-        found: dict[str, Any] = {}
+        found: dict[str, tuple[Any, str | None]] = {}
         for chunk in batched(sources, LOOKUP_BATCH_SIZE):
             cursor.execute(
-                f"SELECT source, first_seen FROM {self.unscored_table} WHERE averages_table = {marks} "
+                f"SELECT source, first_seen, run_id FROM {self.unscored_table} WHERE averages_table = {marks} "
                 f"AND source IN ({', '.join([marks] * len(chunk))})",
                 (self.destination, *chunk),
             )
-            found.update((row[0], row[1]) for row in cursor.fetchall())  # bound again as the database gave it
+            found.update((row[0], (row[1], row[2])) for row in cursor.fetchall())  # bound again as given
         return found

@@ -359,14 +359,6 @@ def object_version(info: dict[str, Any]) -> str:
     return f"size={info.get('size')};mtime={modified}"
 
 
-def _local_version(location: str) -> str | None:
-    try:
-        status = os.stat(location)
-    except OSError:
-        return None  # vanished or unreadable: reading it will say so
-    return f"size={status.st_size};mtime_ns={status.st_mtime_ns}"
-
-
 def _expand(
     entry: str | ObjectStoragePath, conn_id: str | None, log: Logger | None, versions: bool
 ) -> tuple[dict[str, str | None], bool]:
@@ -451,13 +443,13 @@ def _documents_only(
     for match, info in matches.items():
         if protocol == "file":
             local = _normalized_local(match)
-            kind = _local_kind(local)
+            kind, version = _local_kind_and_version(local)
             if kind != "file" and not explicit:  # named explicitly, reading it fails naming what it is
                 # A folder found by a glob is not a document either, but saying so for each is noise.
                 if log is not None and kind != "folder":
                     log.warning("Skipping %s: %s, not a regular file", f"file://{local}", kind)
                 continue
-            names[f"file://{local}"] = _local_version(local) if versions else None
+            names[f"file://{local}"] = version if versions else None
         else:
             if info is not None and info.get("type") == "directory":
                 continue
@@ -467,23 +459,29 @@ def _documents_only(
 
 def _local_kind(location: str) -> str:
     """What a local path is, following symlinks: ``file``, ``folder``, ``named pipe``, ``socket``, ..."""
+    return _local_kind_and_version(location)[0]
+
+
+def _local_kind_and_version(location: str) -> tuple[str, str | None]:
+    """:func:`_local_kind` and the file's version (size and modification time), from one ``os.stat``."""
     try:
-        mode = os.stat(location).st_mode
+        status = os.stat(location)
     except FileNotFoundError:
-        return "file"  # vanished since listing: reading it will say so
+        return "file", None  # vanished since listing: reading it will say so
     except OSError as exc:
-        return f"unreadable ({type(exc).__name__})"
+        return f"unreadable ({type(exc).__name__})", None
+    mode = status.st_mode
     if stat.S_ISREG(mode):
-        return "file"
+        return "file", f"size={status.st_size};mtime_ns={status.st_mtime_ns}"
     if stat.S_ISDIR(mode):
-        return "folder"
+        return "folder", None
     if stat.S_ISFIFO(mode):
-        return "named pipe"
+        return "named pipe", None
     if stat.S_ISSOCK(mode):
-        return "socket"
+        return "socket", None
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "device"
-    return "special file"
+        return "device", None
+    return "special file", None
 
 
 # ---------------------------------------------------------------------- reading

@@ -87,6 +87,10 @@ def test_nightly_dag_wiring():
     assert dag.params["source"].startswith("file://") and dag.params["source"].endswith(
         "sample_*/*"
     )  # texts and exports
+    # Sensor and operator read with the same options, so "new" means the same to both.
+    reading = ("{{ params.text_field }}", "{{ params.id_field }}", "{{ params.key_namespace }}")
+    assert (sensor.text_field, sensor.id_field, sensor.key_namespace) == reading
+    assert tuple(score.partial_kwargs[name] for name in ("text_field", "id_field", "key_namespace")) == reading
     assert dag.params["sql_conn_id"] == "dgsentiment_sqlite"
     assert "plan_shards" in sensor.downstream_task_ids
     assert "score_shard" in dag.get_task("plan_shards").downstream_task_ids

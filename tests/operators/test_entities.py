@@ -54,6 +54,11 @@ def write_export(folder: Path, name: str, rows: list[dict]) -> Path:
     return path
 
 
+def night(day: int) -> str:
+    """The run id of the nightly DAG run of 2024-05-<day>."""
+    return f"scheduled__2024-05-{day:02d}T02:00:00+00:00"
+
+
 def ticket_text(number: int, version: int) -> str:
     moods = ["The agent fixed it at once, wonderful service.", "Still broken after three calls, awful.", NEUTRAL]
     return f"Ticket {number}, note {version}: {moods[(number + version) % 3]}"
@@ -211,7 +216,7 @@ def test_sensor_waits_while_nothing_is_new_then_counts_exactly_what_the_operator
     (folder / "bad.txt").write_bytes("Café".encode("latin-1"))
     write_export(folder, "day-1.jsonl.gz", [{"id": "t1", "text": POSITIVE}, {"id": "t2", "text": NEUTRAL}])
     kwargs = {"source": f"file://{folder}/", "id_field": "id", "sql_conn_id": SQL_CONN_ID, "xcom_output": "summary"}
-    first, _ = requests_during(deepgram_conn, lambda: run(make_operator(on_error="skip", **kwargs)))
+    first, _ = requests_during(deepgram_conn, lambda: run(make_operator(on_error="skip", **kwargs), run_id=night(1)))
     assert (first["scored"], first["failed"], first["skipped"]) == (4, 1, 1)
 
     # Scored texts, an export, an empty file and a bad file: nothing the operator would read.
@@ -220,7 +225,7 @@ def test_sensor_waits_while_nothing_is_new_then_counts_exactly_what_the_operator
     assert sensor.poke(context()).is_done is False
     assert "matches 5 object(s), 5 unchanged since their last complete read" in log_text()
     operator = make_operator(**kwargs)
-    idle, sent = requests_during(deepgram_conn, lambda: run(operator))
+    idle, sent = requests_during(deepgram_conn, lambda: run(operator, run_id=night(2)))
     assert (sent, idle["unchanged"], idle["failed"]) == (0, 5, 0)  # the bad file does not fail it again
 
     # One text rewritten and one new export: the sensor fires for exactly those two ...
@@ -231,7 +236,7 @@ def test_sensor_waits_while_nothing_is_new_then_counts_exactly_what_the_operator
     assert fired.xcom_value == [f"file://{folder}/b.txt", f"file://{folder}/day-2.jsonl.gz"]
     print(log_text())
     # ... and the operator reads exactly those two (t2 unchanged in the new export: no request).
-    result, sent = requests_during(deepgram_conn, lambda: run(make_operator(**kwargs)))
+    result, sent = requests_during(deepgram_conn, lambda: run(make_operator(**kwargs), run_id=night(3)))
     read = [item["source"] for item in result["items"] if not item.get("reason", "").startswith("unchanged")]
     assert read == [f"file://{folder}/b.txt", f"{NS}#t2", f"{NS}#t3"]
     assert sent == 2
@@ -266,7 +271,9 @@ def test_a_bad_record_fails_one_night_and_is_a_known_failure_the_next(deepgram_c
     bad = {"id": "b1", "text": {"oops": "not text"}}
     day_1 = write_export(tmp_path, "2024-05-01/tickets.jsonl.gz", [*good, bad])
     kwargs = {"id_field": "id", "sql_conn_id": SQL_CONN_ID, "xcom_output": "manifest"}
-    error, sent = requests_during(deepgram_conn, lambda: run(make_operator(source=f"file://{day_1}", **kwargs)))
+    error, sent = requests_during(
+        deepgram_conn, lambda: run(make_operator(source=f"file://{day_1}", **kwargs), run_id=night(1))
+    )
     assert isinstance(error, DeepgramError), error
     assert str(error) == (
         f"1 of 4 document(s) failed:\n  {NS}#b1: file://{day_1} line 4: field 'text' is an object, not text"
@@ -277,27 +284,45 @@ def test_a_bad_record_fails_one_night_and_is_a_known_failure_the_next(deepgram_c
     assert failure["location"] == f"file://{day_1}#4" and "is an object, not text" in failure["error"]
     first_seen = failure["first_seen"]
     assert failure["last_seen"] == first_seen
+    # A retry of the same night reads the export again and fails as its first try did.
+    retried, sent = requests_during(
+        deepgram_conn, lambda: run(make_operator(source=f"file://{day_1}", **kwargs), run_id=night(1))
+    )
+    assert isinstance(retried, DeepgramError) and "b1" in str(retried)
+    assert sent == 0  # the three good records are stored
 
     # The next night's export holds the same bad record: a known failure, not failing the run.
     day_2 = write_export(tmp_path, "2024-05-02/tickets.jsonl.gz", [*good, bad, {"id": "n1", "text": NEGATIVE}])
-    manifest, sent = requests_during(deepgram_conn, lambda: run(make_operator(source=f"file://{day_2}", **kwargs)))
+    manifest, sent = requests_during(
+        deepgram_conn, lambda: run(make_operator(source=f"file://{day_2}", **kwargs), run_id=night(2))
+    )
     assert not isinstance(manifest, Exception), manifest
     assert sent == 1  # only the new record
     assert (manifest["failed"], manifest["known_failed"], manifest["failures"]) == (1, 1, [])
     assert manifest["known_failures"][0]["source"] == f"{NS}#b1"
     [failure] = table_rows(sqlite_db, UNSCORED)
     assert failure["first_seen"] == first_seen and failure["last_seen"] > first_seen
+    assert failure["run_id"] == night(1)  # the run that first recorded it
+    # A retry of night 2 (its export read again) does not turn the known failure into a new one.
+    retried, sent = requests_during(
+        deepgram_conn, lambda: run(make_operator(source=f"file://{day_2}", **kwargs), run_id=night(2))
+    )
+    assert not isinstance(retried, Exception), retried
+    assert sent == 0
 
     # retry_failed=True reads and sends every known failure again: a new failure, failing the task.
     day_3 = write_export(tmp_path, "2024-05-03/tickets.jsonl.gz", [*good, bad])
     error, _ = requests_during(
-        deepgram_conn, lambda: run(make_operator(source=f"file://{day_3}", retry_failed=True, **kwargs))
+        deepgram_conn,
+        lambda: run(make_operator(source=f"file://{day_3}", retry_failed=True, **kwargs), run_id=night(3)),
     )
     assert isinstance(error, DeepgramError) and "1 of 4 document(s) failed" in str(error)
 
     # Fixed at the source: scored, and its unscored row is gone.
     fixed = write_export(tmp_path, "2024-05-04/tickets.jsonl.gz", [{"id": "b1", "text": POSITIVE}])
-    _, sent = requests_during(deepgram_conn, lambda: run(make_operator(source=f"file://{fixed}", **kwargs)))
+    _, sent = requests_during(
+        deepgram_conn, lambda: run(make_operator(source=f"file://{fixed}", **kwargs), run_id=night(4))
+    )
     assert sent == 1
     assert table_rows(sqlite_db, UNSCORED) == []
 

@@ -58,8 +58,14 @@ def test_a_run_stores_rows_and_lines_and_the_next_run_skips_what_is_stored(deepg
 
     before = deepgram_conn.stats()["requests"]
     again = score(inbox, keep="manifest", writer=writer())
-    assert (again.scored, again.skipped, again.failed) == (0, 3, 0)
+    assert (again.scored, again.skipped, again.failed, again.unchanged) == (0, 3, 0, 3)  # not even read
     assert deepgram_conn.stats()["requests"] == before  # nothing paid twice
+
+    for path in inbox.glob("*.txt"):  # re-delivered, same content: read again, still nothing paid
+        path.write_text(path.read_text())
+    redelivered = score(inbox, keep="manifest", writer=writer())
+    assert (redelivered.scored, redelivered.already_scored, redelivered.unchanged) == (0, 3, 0)
+    assert deepgram_conn.stats()["requests"] == before
 
 
 def test_stop_ends_the_run_and_keeps_what_was_scored(deepgram_emulator_factory, monkeypatch, tmp_path):

@@ -27,9 +27,9 @@ def make_operator(**kwargs) -> DeepgramSentimentOperator:
         return DeepgramSentimentOperator(**kwargs)
 
 
-def run(operator: DeepgramSentimentOperator, *, params: dict | None = None, map_index: int = -1):
-    """Render the templated fields and call execute, the way the task runner does."""
-    context = {"run_id": RUN_ID, "ti": SimpleNamespace(map_index=map_index), "params": params or {}}
+def run(operator: DeepgramSentimentOperator, *, params: dict | None = None, map_index: int = -1, run_id: str = RUN_ID):
+    """Render the templated fields and call execute, the way the task runner does (``run_id``: the DAG run's)."""
+    context = {"run_id": run_id, "ti": SimpleNamespace(map_index=map_index), "params": params or {}}
     operator.render_template_fields(context)
     return operator.execute(context)
 
