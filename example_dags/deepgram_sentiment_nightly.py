@@ -1,8 +1,13 @@
-"""Nightly enrichment: wait for new text objects, score them in mapped shards, store them in SQL.
+"""Nightly enrichment: wait for new or changed objects, score them in mapped shards, store them in SQL.
 
-``wait_for_texts`` (a sensor) waits until objects under ``source`` exist that are not yet in
-the averages table and returns their count (never the list: 100k URIs would not fit in
-XCom); ``plan_shards`` turns the count into shards of about ``shard_size`` documents;
+``source`` holds text objects (one document each) and record exports (``.jsonl.gz`` of tickets,
+one document per record, keyed by ``ticket_id`` in the ``tickets`` key namespace, so a ticket in
+tomorrow's export is the same document as today's and costs nothing unless its text changed).
+``wait_for_texts`` (a sensor) waits until objects under ``source`` exist that the operator would
+read (new or changed since a complete read, by the load history both share; it is given the
+operator's reading options) and returns their count (never the list: 100k URIs would not fit in
+XCom) with the records the history knows in them; ``plan_shards`` turns that into shards of
+about ``shard_size`` documents;
 ``score_shard`` is mapped over the shards, each mapped task listing ``source`` itself and
 scoring the objects whose name hashes into its shard (``shard="i/n"``), with
 ``max_concurrency`` requests in flight, writing the per-segment and per-document rows, and
@@ -60,9 +65,12 @@ MAX_CONCURRENCY = 5
 #: Documents per mapped task: at 5 in flight and 50 ms a request that is ~50 s of scoring,
 #: so a task's start-up (a few seconds) stays a small share of its run.
 DEFAULT_SHARD_SIZE = 5000
-DEFAULT_SOURCE = os.environ.get(
-    "DGSENTIMENT_EXAMPLE_SOURCE", f"file://{Path(__file__).resolve().parent / 'sample_texts'}/*.txt"
-)
+#: The sample texts and the sample ticket export, side by side (``sample_texts/*.txt``, ``sample_exports/*.jsonl.gz``).
+DEFAULT_SOURCE = os.environ.get("DGSENTIMENT_EXAMPLE_SOURCE", f"file://{Path(__file__).resolve().parent}/sample_*/*")
+#: How the record exports are read; text objects are whole documents whatever these say.
+TEXT_FIELD = "body"
+ID_FIELD = "ticket_id"
+KEY_NAMESPACE = "tickets"
 DEFAULT_SQL_CONN_ID = os.environ.get("DGSENTIMENT_EXAMPLE_SQL_CONN_ID", "dgsentiment_sqlite")
 SEGMENTS_TABLE = "deepgram_sentiment_segments"
 AVERAGES_TABLE = "deepgram_sentiment_averages"
@@ -92,11 +100,14 @@ with DAG(
     doc_md=__doc__,
     user_defined_macros={"storage_conn_id": storage_conn_id},
     params={
-        "source": Param(DEFAULT_SOURCE, type="string", description="URI glob or prefix of the text objects"),
+        "source": Param(DEFAULT_SOURCE, type="string", description="URI glob or prefix of the texts and exports"),
         "source_conn_id": Param(
             None, type=["null", "string"], description="storage connection; default the one in the URI"
         ),
         "sql_conn_id": Param(DEFAULT_SQL_CONN_ID, type="string", description="SQL connection for the tables"),
+        "text_field": Param(TEXT_FIELD, type="string", description="field of an exported record to score"),
+        "id_field": Param(ID_FIELD, type="string", description="field that keys an exported record"),
+        "key_namespace": Param(KEY_NAMESPACE, type="string", description="the entities the keys name"),
         "shard_size": Param(DEFAULT_SHARD_SIZE, type="integer", minimum=1, description="documents per mapped task"),
         "deferrable": Param(False, type="boolean", description="score in the triggerer instead of the workers"),
         "segments_table": Param(SEGMENTS_TABLE, type="string"),
@@ -109,6 +120,10 @@ with DAG(
         source_conn_id="{{ storage_conn_id(params.source, params.source_conn_id) }}",
         sql_conn_id="{{ params.sql_conn_id }}",
         averages_table="{{ params.averages_table }}",
+        # The operator's reading options: "new" means what the operator would read.
+        text_field="{{ params.text_field }}",
+        id_field="{{ params.id_field }}",
+        key_namespace="{{ params.key_namespace }}",
         xcom_output="counts",
         min_objects=1,
         mode="reschedule",
@@ -120,10 +135,19 @@ with DAG(
 
     @task
     def plan_shards(sensed: dict, **context) -> list[dict]:
-        """One mapped scoring task per ``shard_size`` new documents: ``[{"shard": "i/n", "deferrable": ...}]``."""
+        """
+        One mapped scoring task per ``shard_size`` documents to read: ``[{"shard": "i/n", "deferrable": ...}]``.
+
+        Documents are the records the load history knows in the changed objects (their last read)
+        plus one per object never read (a text, or a new export whose size is not known yet).
+        """
         params = context["params"]
-        count = max(1, math.ceil(int(sensed["to_score"]) / int(params["shard_size"])))
-        print(f"{sensed['to_score']} new document(s) of {sensed['matched']}: {count} shard(s)")
+        documents = int(sensed["records"]) + int(sensed["unknown"])
+        count = max(1, math.ceil(documents / int(params["shard_size"])))
+        print(
+            f"{sensed['to_score']} new or changed object(s) of {sensed['matched']}, about {documents} "
+            f"document(s): {count} shard(s)"
+        )
         return [{"shard": f"{index}/{count}", "deferrable": bool(params["deferrable"])} for index in range(count)]
 
     score_shard = DeepgramSentimentOperator.partial(
@@ -133,6 +157,9 @@ with DAG(
         sql_conn_id="{{ params.sql_conn_id }}",
         segments_table="{{ params.segments_table }}",
         averages_table="{{ params.averages_table }}",
+        text_field="{{ params.text_field }}",
+        id_field="{{ params.id_field }}",
+        key_namespace="{{ params.key_namespace }}",
         deepgram_conn_id="deepgram_default",
         max_concurrency=MAX_CONCURRENCY,
         xcom_output="manifest",

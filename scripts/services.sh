@@ -158,7 +158,10 @@ start_s3() {
   if s3_running; then
     log "S3-compatible server already running on 127.0.0.1:$S3_PORT"
   else
-    nohup "$VENV/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT" >"$STATE/moto.log" 2>&1 &
+    # Tests count the requests the server receives with moto's recorder (off until a test starts it);
+    # its file goes to the state folder, not the working directory.
+    MOTO_RECORDER_FILEPATH="$STATE/moto_recording" \
+      nohup "$VENV/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT" >"$STATE/moto.log" 2>&1 &
     echo $! >"$STATE/moto.pid"
     wait_http "S3-compatible server (moto)" "http://127.0.0.1:$S3_PORT/moto-api/" "$STATE/moto.log"
     log "S3-compatible server (moto) started on 127.0.0.1:$S3_PORT"

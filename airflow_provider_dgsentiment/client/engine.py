@@ -27,9 +27,9 @@ import asyncio
 import json
 import logging
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_dgsentiment.client.chunking import DEFAULT_CHUNK_TOKENS, chunk_text, count_tokens, merge_results
 from airflow_provider_dgsentiment.client.concurrency import AdaptiveConcurrency
@@ -72,6 +72,8 @@ UNDELIVERED_PER_SLOT = 2
 #: a second per 429 left the account idle; the benchmark's shared-account rows measure both.
 PAUSE_ON_RETRY_AFTER = False
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 async def retry_sleep(seconds: float) -> None:
@@ -140,14 +142,14 @@ class _Source:
     def __init__(self, texts: Iterable[str] | AsyncIterable[str]) -> None:
         self.index = 0
         self.exhausted = False
-        if hasattr(texts, "__aiter__"):
-            self._aiter: AsyncIterator[str] | None = texts.__aiter__()  # type: ignore[union-attr]
-            self._iter: Iterator[str] | None = None
-            self._lock: asyncio.Lock | None = asyncio.Lock()
+        self._aiter: AsyncIterator[str] | None = None
+        self._iter: Iterator[str] | None = None
+        self._lock: asyncio.Lock | None = None
+        if isinstance(texts, AsyncIterable):
+            self._aiter = texts.__aiter__()
+            self._lock = asyncio.Lock()
         else:
-            self._aiter = None
-            self._iter = iter(texts)  # type: ignore[arg-type]
-            self._lock = None
+            self._iter = iter(texts)
 
     async def next(self) -> tuple[int, str] | None:
         if self.exhausted:
@@ -159,6 +161,7 @@ class _Source:
                 self.exhausted = True
                 return None
         else:
+            assert self._lock is not None and self._aiter is not None
             async with self._lock:  # an async generator must not be advanced twice at once
                 if self.exhausted:
                     return None
@@ -342,7 +345,7 @@ class SentimentEngine:
 
     # ------------------------------------------------------------------ retries
 
-    async def _with_retries(self, attempt_once: Callable[[], Coroutine[Any, Any, Any]], run: _Run | None) -> Any:
+    async def _with_retries(self, attempt_once: Callable[[], Coroutine[Any, Any, T]], run: _Run | None) -> T:
         """Run ``attempt_once`` until it succeeds, a failure is not retryable, or the retries are spent."""
         policy = self.policy
         attempt = 0
@@ -460,7 +463,7 @@ class SentimentEngine:
         tags: Iterable[str] | None = None,
         max_input_tokens: int | None = None,
         used_input_tokens: int = 0,
-    ) -> AsyncIterator[tuple[int, SentimentResult | DeepgramAPIError]]:
+    ) -> AsyncGenerator[tuple[int, SentimentResult | DeepgramAPIError], None]:
         """
         Score many texts, yielding ``(index, result_or_error)`` as each completes.
 

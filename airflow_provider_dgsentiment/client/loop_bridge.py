@@ -7,7 +7,7 @@ import concurrent.futures
 import queue
 import threading
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Coroutine, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ class LoopThread:
 
     def iterate(
         self,
-        make_stream: Callable[[AsyncIterable[str]], AsyncIterator[Any]],
+        make_stream: Callable[[AsyncIterable[str]], AsyncGenerator[Any, None]],
         texts: Iterable[str],
         ahead: int,
     ) -> Iterator[Any]:

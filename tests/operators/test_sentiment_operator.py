@@ -58,6 +58,7 @@ def test_template_fields_are_a_tuple_of_the_documented_names():
         "sql_source_conn_id",
         "text_field",
         "id_field",
+        "key_namespace",
         "format",
         "tags",
         "language",
@@ -369,7 +370,7 @@ def test_on_error_fail_lists_at_most_twenty_failures(mock_deepgram):
     lines = str(excinfo.value).splitlines()
     assert lines[0] == "25 of 25 document(s) failed:"
     assert len(lines) == 1 + 20 + 1
-    assert lines[-1] == "  ... and 5 more"
+    assert lines[-1] == "  and 5 more"
 
 
 def test_on_error_skip_succeeds_with_failures_in_the_output(mock_deepgram, log_text):
@@ -483,7 +484,7 @@ def test_incremental_run_scores_only_new_or_changed_documents(deepgram_conn, inb
     assert (result["scored"], result["skipped"]) == (2, 2)
     statuses = {item["source"].rsplit("/", 1)[-1]: item for item in result["items"]}
     assert statuses["a.txt"]["status"] == "skipped"
-    assert statuses["a.txt"]["reason"].startswith("already scored")
+    assert statuses["a.txt"]["reason"].startswith("unchanged since its last complete read")
     assert statuses["b.txt"]["status"] == statuses["d.txt"]["status"] == "scored"
     averages = table_rows(sqlite_db, "deepgram_sentiment_averages")
     assert len(averages) == 4
