@@ -22,6 +22,8 @@ pytestmark = pytest.mark.integration
 
 DAG_ID = "test_sentiment_operator"
 TEXTS = {"in/a.txt": POSITIVE, "in/b.txt": NEGATIVE, "in/c.txt": NEUTRAL}
+#: How each store's listing versions an object in the load history (storage.sources.object_version).
+VERSION_FIELDS = {"s3": "etag=", "gs": "generation=", "abfs": "etag=", "wasb": "etag="}
 
 
 @pytest.fixture(params=STORES)
@@ -122,3 +124,28 @@ def test_sensor_counts_only_objects_not_yet_scored(deepgram_conn, sqlite_db, sto
     assert sensor.poke({}).is_done is False  # everything is scored
     later = store.put("in/f.txt", "Later, and fine.")
     assert sensor.poke({}).xcom_value == [later]
+
+
+def test_load_history_keeps_each_store_s_object_version_and_reads_a_rewritten_object_again(
+    deepgram_conn, sqlite_db, store
+):
+    names = fill(store)
+    kwargs = {"source": store.uri("in/*.txt"), "sql_conn_id": SQL_CONN_ID, "xcom_output": "summary"}
+    run(make_operator(**kwargs))
+    loads = {row["object"]: row["version"] for row in table_rows(sqlite_db, "deepgram_sentiment_loads", "object")}
+    assert sorted(loads) == sorted(names)
+    # The store's own version field: ETag on S3 and Azure, the generation on GCS.
+    assert all(version.startswith(VERSION_FIELDS[store.scheme]) for version in loads.values()), loads
+
+    rewritten = store.put("in/a.txt", NEGATIVE + " Rewritten.")
+    before = deepgram_conn.stats()["requests"]
+    second = run(make_operator(**kwargs))
+    assert deepgram_conn.stats()["requests"] - before == 1
+    assert (second["scored"], second["skipped"]) == (1, 2)  # the unchanged objects are skipped by their version
+    later = {row["object"]: row["version"] for row in table_rows(sqlite_db, "deepgram_sentiment_loads", "object")}
+    assert later[rewritten] != loads[rewritten]
+    assert {name: version for name, version in later.items() if name != rewritten} == {
+        name: version for name, version in loads.items() if name != rewritten
+    }
+    sentiments = {row["source"]: row["sentiment"] for row in table_rows(sqlite_db, "deepgram_sentiment_averages")}
+    assert sentiments[rewritten] == "negative"
