@@ -24,7 +24,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	# pip's notes about optional local mirrors are noise here; errors still fail the build.
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e '.[test,gcs,azure]' 2>&1 \
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e '.[test,azure]' 2>&1 \
 		| { grep -v "^WARNING: Location 'file:" || true; }
 	touch $@
 
