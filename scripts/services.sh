@@ -89,16 +89,21 @@ find_pg_bin() {
   return 1
 }
 
-install_postgres() {
-  if find_pg_bin >/dev/null; then return 0; fi
+apt_install() {
+  # apt_install WHAT PACKAGE...: Debian's packages, as root only (else the tests needing them skip).
+  local what="$1"; shift
   if [ "$(id -u)" != 0 ]; then
-    log "PostgreSQL is not installed and this is not root; integration tests will skip"
+    log "$what is not installed and this is not root; the tests that need it will skip"
     return 1
   fi
-  log "installing PostgreSQL from Debian's packages"
+  log "installing $what from Debian's packages"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq postgresql >/dev/null
+  apt-get install -y -qq "$@" >/dev/null
+}
+
+install_postgres() {
+  find_pg_bin >/dev/null || apt_install PostgreSQL postgresql
 }
 
 pg_run_as() {
@@ -209,14 +214,7 @@ stop_gcs() { stop_pid "$STATE/gcs.pid"; rm -f "$STATE/gcs.endpoint"; }
 install_azurite() {
   [ -x "$AZURITE_HOME/node_modules/.bin/azurite-blob" ] && return 0
   if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-    if [ "$(id -u)" != 0 ]; then
-      log "node/npm are not installed and this is not root; Azure tests will skip"
-      return 1
-    fi
-    log "installing node and npm from Debian's packages"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq nodejs npm >/dev/null
+    apt_install "node and npm" nodejs npm || return 1
   fi
   log "installing azurite@$AZURITE_VERSION from the npm registry into $AZURITE_HOME"
   local partial="$AZURITE_HOME.partial.$$"

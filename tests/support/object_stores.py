@@ -122,11 +122,11 @@ def _connection(monkeypatch, conn_id: str, connection: dict) -> None:
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(connection))
 
 
-def _s3(bucket: str, monkeypatch) -> ObjectStore:
+def s3_connection_and_client(conn_id: str, monkeypatch):
+    """The ``aws`` connection ``conn_id`` to the S3-compatible server (an env var) and a boto3 client to it."""
     endpoint = require_service("DGS_TEST_S3_ENDPOINT", "S3-compatible server")
     import boto3
 
-    conn_id = "aws_store_test"
     _connection(
         monkeypatch,
         conn_id,
@@ -137,13 +137,18 @@ def _s3(bucket: str, monkeypatch) -> ObjectStore:
             "extra": {"endpoint_url": endpoint, "region_name": S3_REGION},
         },
     )
-    client = boto3.client(
+    return boto3.client(
         "s3",
         endpoint_url=endpoint,
         aws_access_key_id=S3_KEY_ID,
         aws_secret_access_key=S3_SECRET,
         region_name=S3_REGION,
     )
+
+
+def _s3(bucket: str, monkeypatch) -> ObjectStore:
+    conn_id = "aws_store_test"
+    client = s3_connection_and_client(conn_id, monkeypatch)
     client.create_bucket(Bucket=bucket)
     return ObjectStore("s3", bucket, conn_id, "s3", client)
 
