@@ -28,6 +28,15 @@ MIDDLE_LINE_TESTS=(
   --deselect tests/sensors/test_sentiment_sensor_deferrable.py::test_nightly_dag_with_deferrable_sensor_and_operator_writes_the_same_rows
 )
 
+#: Deselected on 3.0.6 only, each a difference of that Airflow release (README, "Supported"):
+#: its `dags test` logs every secret the task masks at debug level (MaskSecret(value=...)), so the
+#: key-never-in-output assertions fail; and dag.test() runs a deferred trigger inline twice.
+LINE_3_0_DIFFERENCES=(
+  --deselect tests/dags/test_quickstart_dag.py::test_quickstart_dag_scores_the_sample_texts
+  --deselect tests/dags/test_quickstart_dag.py::test_quickstart_dag_fails_cleanly_with_a_wrong_key
+  --deselect tests/operators/test_sentiment_operator_deferrable.py::test_dag_test_runs_the_trigger_inline_and_writes_the_same_rows
+)
+
 line_venv() {
   case "$1" in
     2.11) echo "${VENV_AF2:-.venv-af2}" ;;
@@ -82,6 +91,7 @@ if [ "$#" -eq 0 ]; then
     set -- tests --ignore=tests/integration --ignore=tests/browser -q
   else
     set -- "${MIDDLE_LINE_TESTS[@]}" -q
+    [ "$line" = 3.0 ] && set -- "$@" "${LINE_3_0_DIFFERENCES[@]}"
   fi
 fi
 if [ "$line" = 2.11 ]; then
