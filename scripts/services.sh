@@ -2,6 +2,8 @@
 # Start (or stop) the servers the integration tests need, on loopback only:
 #   - PostgreSQL (Debian's package, installed with apt-get when missing)
 #   - an S3-compatible server (moto's server mode, from the project's venv)
+#   - MariaDB (Debian's mariadb-server, installed with apt-get when missing), on a free port
+#   - a Snowflake stand-in (fakesnow's server mode, from the project's venv), on a free port
 #   - a Google Cloud Storage server (gcp-storage-emulator, from the project's venv)
 #   - an Azure Blob server (Azurite, from the npm registry, run with node)
 # Connection details go to .ci-state/services.env, which scripts/test.sh sources.
@@ -21,13 +23,16 @@ STATE="$PWD/.ci-state"
 VENV="${VENV:-.venv}"
 PG_PORT="${DGS_PG_PORT:-55432}"
 S3_PORT="${DGS_S3_PORT:-55900}"
+# MariaDB and fakesnow take a free loopback port unless one is given.
+MYSQL_PORT="${DGS_MYSQL_PORT:-}"
+SNOWFLAKE_PORT="${DGS_SNOWFLAKE_PORT:-}"
 #: Azurite from the npm registry, installed once per version outside the clone (npm's cache helps too).
 AZURITE_VERSION=3.37.0
 AZURITE_HOME="${DGS_AZURITE_HOME:-/var/tmp/dgsentiment-azurite-$AZURITE_VERSION}"
 #: Azurite's well-known development account (public, in Azure's docs): the only one it serves.
 AZURITE_ACCOUNT=devstoreaccount1
 AZURITE_KEY="Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-SERVICES=(postgres s3 gcs azure)
+SERVICES=(postgres s3 mariadb snowflake gcs azure)
 mkdir -p "$STATE"
 
 log() { echo "services: $*" >&2; }
@@ -67,12 +72,12 @@ wait_http() {
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 stop_pid() {
-  # stop_pid PIDFILE: TERM the process, wait up to 5 s, then KILL it.
+  # stop_pid PIDFILE: TERM the process (ours only: by pid), wait up to 10 s, then KILL it.
   local pidfile="$1" pid
   [ -f "$pidfile" ] || return 0
   pid="$(cat "$pidfile")"
   if kill "$pid" 2>/dev/null; then
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
   fi
   rm -f "$pidfile"
@@ -175,6 +180,79 @@ start_s3() {
 }
 
 stop_s3() { stop_pid "$STATE/moto.pid"; }
+
+# ---------------------------------------------------------------------- MariaDB and fakesnow
+
+# The port a running server of ours listens on (kept beside its pid), else a free one.
+port_of() {
+  local file="$1" wanted="$2"
+  if [ -n "$wanted" ]; then echo "$wanted"; elif [ -f "$file" ]; then cat "$file"; else free_port; fi
+}
+
+install_mariadb() {
+  command -v mariadbd >/dev/null 2>&1 && command -v mariadb-install-db >/dev/null 2>&1 && return 0
+  apt_install MariaDB mariadb-server
+}
+
+mariadb_running() { pid_alive "$STATE/mariadb.pid"; }
+
+start_mariadb() {
+  install_mariadb || return 0
+  local data="$STATE/mariadb" port
+  port="$(port_of "$STATE/mariadb.port" "$MYSQL_PORT")"
+  if mariadb_running; then
+    log "MariaDB already running on 127.0.0.1:$port"
+  else
+    rm -rf "$data"
+    mkdir -p "$data"
+    # mariadbd runs as the user it is given; as root, the data directory belongs to root and it runs as root.
+    mariadb-install-db --no-defaults --user="$(id -un)" --datadir="$data/data" --auth-root-authentication-method=normal \
+      --skip-test-db >"$STATE/mariadb-install.log" 2>&1
+    nohup mariadbd --no-defaults --user="$(id -un)" --datadir="$data/data" --bind-address=127.0.0.1 --port="$port" \
+      --socket="$data/mysqld.sock" --pid-file="$data/mysqld.pid" --skip-name-resolve \
+      --innodb-flush-log-at-trx-commit=0 --innodb-buffer-pool-size=64M >"$STATE/mariadb.log" 2>&1 &
+    echo $! >"$STATE/mariadb.pid"
+    echo "$port" >"$STATE/mariadb.port"
+    for _ in $(seq 1 150); do
+      mariadb --no-defaults --socket="$data/mysqld.sock" -uroot -e "SELECT 1" >/dev/null 2>&1 && break
+      sleep 0.2
+    done
+    mariadb --no-defaults --socket="$data/mysqld.sock" -uroot -e \
+      "CREATE DATABASE dgs CHARACTER SET utf8mb4; CREATE USER 'dgs'@'127.0.0.1' IDENTIFIED BY 'dgs'; GRANT ALL ON dgs.* TO 'dgs'@'127.0.0.1';"
+    log "MariaDB started on 127.0.0.1:$port"
+  fi
+  echo "DGS_TEST_MYSQL_URI=mysql://dgs:dgs@127.0.0.1:$port/dgs" >>"$STATE/services.env.new"
+}
+
+stop_mariadb() { stop_pid "$STATE/mariadb.pid"; rm -f "$STATE/mariadb.port"; }
+
+snowflake_running() { pid_alive "$STATE/fakesnow.pid"; }
+
+start_snowflake() {
+  local port
+  if [ ! -x "$VENV/bin/fakesnow" ]; then
+    log "fakesnow is not installed in $VENV; Snowflake tests will skip"
+    return 0
+  fi
+  port="$(port_of "$STATE/fakesnow.port" "$SNOWFLAKE_PORT")"
+  if snowflake_running; then
+    log "Snowflake stand-in (fakesnow) already running on 127.0.0.1:$port"
+  else
+    rm -rf "$STATE/fakesnow"
+    mkdir -p "$STATE/fakesnow"
+    nohup "$VENV/bin/fakesnow" -s --host 127.0.0.1 -p "$port" -d "$STATE/fakesnow" >"$STATE/fakesnow.log" 2>&1 &
+    echo $! >"$STATE/fakesnow.pid"
+    echo "$port" >"$STATE/fakesnow.port"
+    for _ in $(seq 1 150); do
+      "$VENV/bin/python" -c "import socket; socket.create_connection(('127.0.0.1', $port), timeout=1)" 2>/dev/null && break
+      sleep 0.2
+    done
+    log "Snowflake stand-in (fakesnow) started on 127.0.0.1:$port"
+  fi
+  echo "DGS_TEST_SNOWFLAKE_URI=snowflake://fake:snow@127.0.0.1:$port" >>"$STATE/services.env.new"
+}
+
+stop_snowflake() { stop_pid "$STATE/fakesnow.pid"; rm -f "$STATE/fakesnow.port"; }
 
 # ---------------------------------------------------------------------- GCS (gcp-storage-emulator)
 

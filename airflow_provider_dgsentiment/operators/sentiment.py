@@ -27,7 +27,7 @@ from airflow_provider_dgsentiment.run.scoring import (
     too_many_for_the_event,
 )
 from airflow_provider_dgsentiment.storage import lineage
-from airflow_provider_dgsentiment.storage.records import FORMATS
+from airflow_provider_dgsentiment.storage.records import DEFAULT_TEXT_FIELD, FORMATS
 from airflow_provider_dgsentiment.storage.result_files import ResultFiles
 from airflow_provider_dgsentiment.storage.sources import DocumentSource, conn_id_in_uris, parse_shard, source_entries
 from airflow_provider_dgsentiment.storage.warehouse import (
@@ -61,45 +61,8 @@ class DeepgramSentimentOperator(BaseOperator):
     few hundred documents (so a crash mid-run keeps what was scored). Empty or
     whitespace-only documents are skipped without a request.
 
-    **Names.** A document from ``source`` is named by its URI without connection id
-    (``s3://bucket/key``, ``file:///abs/path``). Inline text is named ``text`` (one
-    string) or ``text[0]``, ``text[1]``, ... (a list); in the SQL tables those names are
-    qualified as ``inline://<dag_id>/<task_id>[/<map_index>]/<name>`` so that inline
-    texts of different tasks never replace each other's rows.
-
-    **Return value (XCom)**, plain JSON-safe data:
-
-    - ``xcom_output="full"``: for one ``text`` string, one dict: the result in the API's
-      response shape (``metadata``, ``results``) plus ``"source"``. Otherwise a list with
-      one entry per document in input order: scored documents as that dict; skipped ones
-      as ``{"source", "status": "skipped", "reason"}``; failed ones (``on_error="skip"``)
-      as ``{"source", "status": "failed", "error"}``. Only scored entries have ``"results"``.
-    - ``xcom_output="summary"``: ``{"documents", "scored", "skipped", "failed", "unchanged",
-      "known_failed", "items"}``,
-      ``items`` one per document in input order, each with ``source``, ``status``
-      (``"scored"``/``"skipped"``/``"failed"``), ``sentiment``, ``sentiment_score``,
-      ``segment_count``, ``request_id`` (None where they do not apply), plus ``reason``
-      for skipped and ``error`` for failed documents.
-    - ``xcom_output="manifest"``: ``{"schema_version", "documents", "scored", "skipped",
-      "failed", "input_tokens", "output_tokens", "sentiment_counts", "failures": [the first
-      100 {"source", "error"}], "results_uri": [...]}``, at most ~64 KB at any number of
-      documents: the shape for big runs (results in SQL and/or ``results_path``).
-    - ``xcom_output="none"``: None; nothing per document is kept in memory.
-
-    A run keeping more than 10,000 per-document items (``full``/``summary``) logs a warning.
-
-    **Errors.** With ``on_error="fail"`` every document that can be scored is scored and
-    stored, then the task fails naming each failed document and why. With
-    ``on_error="skip"`` failures are logged and listed in the return value. A systemic
-    error (bad key 401/403, no credit 402, unsupported language, wrong URL) stops sending
-    at once whatever ``on_error`` says: what was scored is stored, then that typed error
-    is raised saying how many documents were left unscored. ``on_kill`` (SIGTERM, "mark
-    failed", a timeout) stops sending within a second, stores what was scored and fails
-    the try.
-
-    **Assets.** With ``outlets``, the run's statistics go into each outlet's asset event
-    ``extra``: ``documents``, ``scored``, ``skipped``, ``failed``, ``input_tokens``,
-    ``output_tokens``, ``sentiment_counts``.
+    The XCom shapes (``xcom_output``), document names, ``results_path`` files, asset statistics
+    and every error are described in ``docs/operator.md`` (and ``docs/errors-and-troubleshooting.md``).
 
     :param text: a string or a list of strings to score. (templated)
     :param source: an object-storage URI, a glob, a folder/prefix, or a list of those
@@ -118,7 +81,8 @@ class DeepgramSentimentOperator(BaseOperator):
     :param averages_table: table of per-document rows, ``name`` or ``schema.name``. (templated)
     :param results_path: an object-storage prefix (any ``ObjectStoragePath`` scheme) where
         per-document results land as JSONL parts under
-        ``dag_id=/run_id=/task_id=[/map_index=]/part-NNNNN.jsonl``; a retry replaces the
+        ``dag_id=/run_id=/task_id=/map_index=/part-NNNNN.jsonl`` (``map_index=-1`` unmapped: hive
+        partitions for any mix of tasks); a retry replaces the
         parts of its task. (templated)
     :param results_conn_id: the storage connection for ``results_path``; default the one
         named in it. (templated)
@@ -130,7 +94,9 @@ class DeepgramSentimentOperator(BaseOperator):
     :param text_field: the field of a record (JSONL key, CSV/Parquet column, SQL column) to
         score; a dotted path reaches into nested JSON objects or Parquet struct columns
         (``ticket.body``), a literal key holding the dot winning. A field none of a file's first
-        100 records holds fails that file once, naming the fields they have. (templated)
+        100 records holds fails that file once, naming the fields they have. Naming it (or
+        ``id_field``) when no object of ``source`` is read as records (``.txt`` files holding JSON)
+        refuses the run before any request, instead of scoring each object whole. (templated)
     :param id_field: the field (or dotted path) that keys a record; None keys it by its 1-based
         line (JSONL) or row (CSV, Parquet, SQL) number. With ``id_field`` a record is the entity its
         key names, named ``<key_namespace>#<key>``: the same key in another object (tomorrow's dated
@@ -145,30 +111,33 @@ class DeepgramSentimentOperator(BaseOperator):
         (``deepgram_sentiment_unscored``). Without it a known failure whose content is unchanged is
         not sent again, is listed as a known failure, and does not fail the task.
     :param format: how to read each object of ``source``: ``"auto"`` (by extension:
-        ``.jsonl``/``.ndjson``, ``.csv``, ``.tsv``, ``.parquet``, each optionally ``.gz``, are
-        record files; anything else is one text document), ``"text"``, ``"jsonl"``, ``"csv"``
-        or ``"parquet"``. (templated)
+        ``.jsonl``/``.ndjson``, ``.json`` (a JSON array or newline-delimited JSON), ``.csv``,
+        ``.tsv``, ``.parquet``, each optionally ``.gz``, ``.bz2`` or ``.zst``, are record files;
+        anything else is one text document), ``"text"``, ``"jsonl"``, ``"json"``, ``"csv"`` or
+        ``"parquet"``. (templated)
     :param tags: Deepgram ``tag`` query parameters sent with every request, so usage can be
         broken down by pipeline; default ``["airflow", <dag_id>, <task_id>]`` (each cut to 128
         characters, Deepgram's limit). ``[]`` sends none. (templated)
     :param max_input_tokens: stop before a request would pass this many input tokens in the
-        task run: a ``DeepgramTokenBudgetError`` names the cap, what was scored is stored. With
+        task run: a ``DeepgramTokenBudgetError`` names the cap, what was scored is stored. Counted
+        as the API bills: the one-token-per-word estimate is corrected by the tokens the answers
+        report (one request in flight until the first answer), so the cap can be passed only by
+        requests in flight when the text turns costlier per word than before. With
         ``sql_conn_id``, tokens already stored by the same task in the same DAG run (an earlier
         try; for a mapped task, any of its instances) count too.
-    :param xcom_output: ``"full"``, ``"summary"``, ``"manifest"`` or ``"none"`` (see above).
-    :param on_error: ``"fail"`` or ``"skip"`` (see above).
+    :param xcom_output: ``"full"`` (the API's response shape plus ``source``, per document),
+        ``"summary"`` (counts and one compact item per document), ``"manifest"`` (counts and
+        result URIs, bounded at any size) or ``"none"``.
+    :param on_error: ``"fail"`` (score and store everything possible, then fail naming each
+        failed document) or ``"skip"`` (record failures and succeed). A systemic error (bad
+        key, no credit) stops the run either way.
     :param max_concurrency: requests in flight at most; default the connection's
         ``max_concurrency`` extra (10).
     :param deferrable: score in the triggerer instead of the worker (default from
-        ``[operators] default_deferrable``). The worker checks the arguments and the tables,
-        then defers to
-        :class:`~airflow_provider_dgsentiment.triggers.sentiment.DeepgramSentimentTrigger`,
-        which lists, reads (once), scores and stores with async I/O; its event carries the
-        outcome (counts, first failures), not the results. ``execute_complete`` returns the
-        same value and raises the same errors as a run in the worker. A deferred run keeping
-        per-document XCom (``full``/``summary``), or storing nowhere, is limited to 1,000
-        documents. Inline ``text`` is always scored in the worker (document text must not go
-        into trigger arguments, which Airflow stores in its database).
+        ``[operators] default_deferrable``): the worker checks the arguments and tables, then
+        defers to :class:`~airflow_provider_dgsentiment.triggers.sentiment.DeepgramSentimentTrigger`,
+        which scores and stores; inline ``text`` is always scored in the worker. Limits in
+        ``docs/deferrable-and-scale.md``.
     :param skip_scored: with ``sql_conn_id``, skip what was done before: objects whose listed
         version (ETag, generation, size and mtime) and reading options are unchanged since a
         complete read are not read at all (the load history, ``deepgram_sentiment_loads``), and
@@ -219,7 +188,7 @@ class DeepgramSentimentOperator(BaseOperator):
         results_conn_id: str | None = None,
         sql: str | None = None,
         sql_source_conn_id: str | None = None,
-        text_field: str = "text",
+        text_field: str | None = None,
         id_field: str | None = None,
         key_namespace: str | None = None,
         format: str = "auto",
@@ -327,10 +296,10 @@ class DeepgramSentimentOperator(BaseOperator):
             run.stop(STOP_REASON)
 
     def _defer_scoring(self, context: Context, source: DocumentSource) -> None:
-        """Check the tables here (before any request), then hand listing, reading and scoring to the triggerer."""
+        """Check the tables here as the worker path does (before any request), then hand the run to the triggerer."""
         if self.writer is not None:
             try:
-                self.writer.ensure_tables()
+                self.writer.check_tables()
             finally:
                 self._close()
         keeps_results = self.sql_conn_id or self.results_path
@@ -556,7 +525,7 @@ class DeepgramSentimentOperator(BaseOperator):
             raise DeepgramConfigurationError(
                 f"format must be one of {', '.join(map(repr, FORMATS))}, got {self.format!r}"
             )
-        if not isinstance(self.text_field, str) or not self.text_field.strip():
+        if self.text_field is not None and (not isinstance(self.text_field, str) or not self.text_field.strip()):
             raise DeepgramConfigurationError(f"text_field must name a field, got {self.text_field!r}")
         if self.id_field is not None and (not isinstance(self.id_field, str) or not self.id_field.strip()):
             raise DeepgramConfigurationError(f"id_field must name a field or be None, got {self.id_field!r}")
@@ -619,7 +588,7 @@ class DeepgramSentimentOperator(BaseOperator):
             return DocumentSource(
                 sql=self.sql,
                 sql_conn_id=self.sql_source_conn_id or self.sql_conn_id,
-                text_field=self.text_field,
+                text_field=self.text_field or DEFAULT_TEXT_FIELD,
                 id_field=self.id_field,
                 key_namespace=self.key_namespace or None,
             )
@@ -631,8 +600,9 @@ class DeepgramSentimentOperator(BaseOperator):
             shard=parse_shard(self.shard),
             given_as=repr(self.source),
             format=self.format,
-            text_field=self.text_field,
+            text_field=self.text_field or DEFAULT_TEXT_FIELD,
             id_field=self.id_field,
+            record_fields=self.text_field is not None or self.id_field is not None,
             key_namespace=self.key_namespace or default_key_namespace(self),
         )
 

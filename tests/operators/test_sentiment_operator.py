@@ -90,7 +90,7 @@ def test_init_stores_arguments_verbatim_and_builds_no_hook():
         ({"sql": "  ", "sql_conn_id": "x"}, "sql must be a SELECT statement"),
         (
             {"source": "file:///tmp/x.jsonl", "format": "xml"},
-            "format must be one of 'auto', 'text', 'jsonl', 'csv', 'parquet'",
+            "format must be one of 'auto', 'text', 'jsonl', 'json', 'csv', 'parquet'",
         ),
         ({"source": "file:///tmp/x.jsonl", "text_field": ""}, "text_field must name a field"),
         (
@@ -251,6 +251,8 @@ def test_empty_text_list_scores_nothing(deepgram_conn):
         "scored": 0,
         "skipped": 0,
         "failed": 0,
+        "known_failed": 0,
+        "unchanged": 0,
         "items": [],
     }
 
@@ -326,7 +328,15 @@ def test_source_matching_nothing_names_the_pattern(deepgram_conn, tmp_path, log_
     with pytest.raises(DeepgramError, match=re.escape(f"source {pattern} matched no objects (set fail_on_empty")):
         run(make_operator(source=pattern))
     result = run(make_operator(source=pattern, fail_on_empty_source=False, xcom_output="summary"))
-    assert result == {"documents": 0, "scored": 0, "skipped": 0, "failed": 0, "items": []}
+    assert result == {
+        "documents": 0,
+        "scored": 0,
+        "skipped": 0,
+        "failed": 0,
+        "known_failed": 0,
+        "unchanged": 0,
+        "items": [],
+    }
     assert f"source {pattern} matched no objects; nothing to score" in log_text()
 
 
