@@ -63,7 +63,6 @@ if TYPE_CHECKING:
 
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
-GLOB_CHARACTERS = frozenset("*?[")
 #: URI schemes users write that name a store Airflow registers under another scheme.
 SCHEME_ALIASES = {"wasb": "abfs", "wasbs": "abfss"}
 #: Why a plain-text object holding JSON fails unsent when ``text_field``/``id_field`` is given.
