@@ -66,7 +66,7 @@ def test_source_and_results_path_in_the_worker_then_only_what_is_new(deepgram_co
     assert sentiments[store.name("in/a.txt")] == "positive"
     assert sentiments[store.name("in/b.txt")] == "negative"
 
-    folder = f"results/dag_id={DAG_ID}/run_id={RUN_ID}/task_id=score/"
+    folder = f"results/dag_id={DAG_ID}/run_id={RUN_ID}/task_id=score/map_index=-1/"
     assert first["results_uri"] == [store.name(folder + "part-00000.jsonl")]
     assert store.keys("results/") == [folder + "part-00000.jsonl"]
     lines = result_lines(store, first["results_uri"])
