@@ -1,20 +1,25 @@
 # Two entry points, both usable on a fresh machine (Python 3.11, root, package registries only):
 #   make demo   - emulator + example DAGs + SQLite, prints the stored scores
-#   make test   - starts PostgreSQL and an S3-compatible server, installs Chromium for the
-#                 connection-form test, lints, checks the built wheel, runs the unit and DAG tests
-#                 on Airflow 2.11 (.venv-af2), the whole test suite on Airflow 3, the commands of
-#                 docs/getting-started.md in a fresh folder (scripts/run-getting-started.sh), then
+#   make test   - starts PostgreSQL, S3 (moto), MariaDB, fakesnow, GCS (gcp-storage-emulator) and
+#                 Azure Blob (Azurite) servers on loopback, installs Chromium for the connection-form
+#                 test, lints, checks the built wheel, runs the unit and DAG tests on Airflow 2.11, the
+#                 whole test suite on Airflow 3.3, the commands of docs/getting-started.md in a fresh
+#                 folder (scripts/run-getting-started.sh), a subset on 3.0, 3.1 and 3.2 (each in its
+#                 pinned venv), then
 #                 test-deployment: a distributed Airflow 3 on loopback (PostgreSQL, Redis,
 #                 api-server, scheduler, dag-processor, triggerer, two Celery workers, S3, emulator)
 #                 and the nightly pipeline through its REST API, with a killed worker and a
-#                 restarted triggerer
+#                 restarted triggerer; the servers it started are stopped at the end
+#                 (DGS_KEEP_SERVICES=1 keeps them)
 SHELL := bash
 .SHELLFLAGS := -eo pipefail -c
 VENV ?= .venv
 PYTHON ?= python3
 CONSTRAINTS ?= constraints/airflow-3.txt
+#: The Airflow lines tested besides 3.3 (.venv) and 2.11 (.venv-af2), each in .venv-af<line> (scripts/test-airflow.sh).
+MIDDLE_AIRFLOW_LINES ?= 3.0 3.1 3.2
 
-.PHONY: demo test unit test-getting-started test-deployment lint services services-stop browser-deps benchmark benchmark-nightly benchmark-durability benchmark-scale benchmark-deployment venv clean
+.PHONY: demo test test-suites test-airflow-lines unit test-getting-started test-deployment lint services services-stop browser-deps benchmark benchmark-nightly benchmark-durability benchmark-scale benchmark-deployment venv clean
 
 venv: $(VENV)/.installed
 
@@ -22,7 +27,7 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	bash scripts/build-deps.sh
 	$(PYTHON) -m venv $(VENV)
 	# pip's notes about optional local mirrors are noise here; errors still fail the build.
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e '.[test,test-databases]' 2>&1 \
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e '.[test,test-databases,azure]' 2>&1 \
 		| { grep -v "^WARNING: Location 'file:" || true; }
 	touch $@
 
@@ -30,10 +35,10 @@ demo: venv
 	bash scripts/demo.sh
 
 services: venv
-	bash scripts/services.sh start
+	VENV=$(VENV) bash scripts/services.sh start
 
 services-stop:
-	bash scripts/services.sh stop
+	VENV=$(VENV) bash scripts/services.sh stop
 
 browser-deps: venv
 	bash scripts/browser-test-deps.sh
@@ -48,20 +53,29 @@ unit: venv
 		tests/emulator tests/test_architecture.py tests/test_exceptions.py tests/test_get_provider_info.py tests/test_docs.py \
 		-m "not integration"
 
-test: services browser-deps lint
+# The servers run for the whole of test-suites; the ones this started are stopped after it, pass or fail.
+test: venv browser-deps lint
+	VENV=$(VENV) bash scripts/services.sh run $(MAKE) --no-print-directory test-suites
+
+test-suites:
 	bash scripts/check-package.sh
-	bash scripts/test-airflow2.sh
-	bash scripts/test.sh
+	bash scripts/test-airflow.sh 2.11
+	VENV=$(VENV) bash scripts/test.sh
 	VENV=$(VENV) bash scripts/run-getting-started.sh
-	$(MAKE) test-deployment
+	$(MAKE) --no-print-directory test-airflow-lines
+	$(MAKE) --no-print-directory test-deployment
+
+# The unit and DAG tests that cover operator, sensor, deferrable and records, on each middle line.
+test-airflow-lines:
+	for line in $(MIDDLE_AIRFLOW_LINES); do bash scripts/test-airflow.sh $$line || exit 1; done
 
 # docs/getting-started.md's commands, run in a fresh temporary folder.
 test-getting-started: venv
 	VENV=$(VENV) bash scripts/run-getting-started.sh
 
-# Starts and stops its own deployment; needs the servers of `make services` (started when missing).
+# Starts and stops its own deployment, and the servers of `make services` when they are not running.
 test-deployment: venv
-	VENV=$(VENV) bash scripts/deployment.sh test
+	VENV=$(VENV) bash scripts/services.sh run bash scripts/deployment.sh test
 
 benchmark: venv
 	$(VENV)/bin/python benchmarks/throughput.py
@@ -93,4 +107,4 @@ benchmark-deployment: venv
 clean:
 	bash scripts/deployment.sh stop || true
 	bash scripts/services.sh stop || true
-	rm -rf $(VENV) .venv-af2 .airflow-home .demo .ci-state dist build
+	rm -rf $(VENV) .venv-af2 .venv-af30 .venv-af31 .venv-af32 .venv-af*.lock .airflow-home .demo .ci-state dist build

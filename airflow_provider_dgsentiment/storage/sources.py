@@ -63,6 +63,8 @@ if TYPE_CHECKING:
 
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
+#: URI schemes users write that name a store Airflow registers under another scheme.
+SCHEME_ALIASES = {"wasb": "abfs", "wasbs": "abfss"}
 #: Why a plain-text object holding JSON fails unsent when ``text_field``/``id_field`` is given.
 HOLDS_JSON = (
     "holds JSON but is read as one plain-text document, so text_field/id_field would be ignored and its "
@@ -89,15 +91,29 @@ def fingerprint(text: str) -> str:
 
 
 def storage_path(uri: str | ObjectStoragePath, conn_id: str | None = None) -> ObjectStoragePath:
-    """Return ``uri`` as an ``ObjectStoragePath`` (``conn_id`` wins over one in the URI)."""
+    """
+    Return ``uri`` as an ``ObjectStoragePath`` (``conn_id`` wins over one in the URI).
+
+    ``wasb://`` and ``wasbs://`` (Azure Blob as Airflow's ``wasb`` connections name it) are read
+    as ``abfs://`` and ``abfss://``: the Azure provider registers its blob filesystem (adlfs) for
+    those schemes only, and it is the same store, so a blob has one name however it was written.
+    """
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
     if isinstance(uri, ObjectStoragePath) and conn_id is None:
         return uri
+    uri = _registered_scheme(str(uri))
     if conn_id is None:
         # Airflow 2's ObjectStoragePath takes conn_id=None as "no connection" and drops one named in the URI.
         return ObjectStoragePath(str(uri))
     return ObjectStoragePath(str(uri), conn_id=conn_id)
+
+
+def _registered_scheme(uri: str) -> str:
+    """Return ``uri`` with a scheme Airflow registers no filesystem for replaced by the one it does."""
+    scheme, separator, rest = uri.partition("://")
+    alias = SCHEME_ALIASES.get(scheme.lower()) if separator else None
+    return f"{alias}://{rest}" if alias else uri
 
 
 def storage_conn_id(path: ObjectStoragePath) -> str | None:

@@ -12,7 +12,6 @@ carries ``endpoint_url`` (and ``region_name``): the amazon provider's S3 filesys
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,13 +19,10 @@ from dataclasses import dataclass
 import pytest
 
 from tests.conftest import require_service
+from tests.support.object_stores import s3_connection_and_client
 
 S3_CONN_ID = "aws_s3_test"
 POSTGRES_CONN_ID = "dgs_postgres_test"
-#: Dummy credentials: the local server accepts any, boto3 and s3fs need some.
-S3_KEY_ID = "testing"
-S3_SECRET = "testing"
-S3_REGION = "us-east-1"
 POOL_NAME = "deepgram"
 POOL_SLOTS = 2
 
@@ -73,27 +69,7 @@ class PostgresTables:
 @pytest.fixture
 def s3_bucket(monkeypatch) -> Iterator[Bucket]:
     """A new bucket on the S3-compatible server and the ``aws_s3_test`` connection pointing at it."""
-    endpoint = require_service("DGS_TEST_S3_ENDPOINT", "S3-compatible server")
-    import boto3
-
-    monkeypatch.setenv(
-        f"AIRFLOW_CONN_{S3_CONN_ID.upper()}",
-        json.dumps(
-            {
-                "conn_type": "aws",
-                "login": S3_KEY_ID,
-                "password": S3_SECRET,
-                "extra": {"endpoint_url": endpoint, "region_name": S3_REGION},
-            }
-        ),
-    )
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=S3_KEY_ID,
-        aws_secret_access_key=S3_SECRET,
-        region_name=S3_REGION,
-    )
+    client = s3_connection_and_client(S3_CONN_ID, monkeypatch)
     name = f"dgs-it-{uuid.uuid4().hex[:12]}"
     client.create_bucket(Bucket=name)
     try:
