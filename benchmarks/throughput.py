@@ -31,8 +31,8 @@ requests answered 429 (from the emulator's ``GET /_emulator/stats`` when it has 
 ``rate_limited`` counter, else the hooks' own counters), failed documents. Variants:
 ``split`` (each worker given a fixed share by hand, 3+3+2+2: the pool arithmetic users
 would otherwise do; no 429 is possible, so it is the reference for the machine as loaded),
-``aimd`` (the engine's default: the adaptive window with slow start) and ``aimd-pause``
-(the same, plus a 429's ``Retry-After`` pausing the whole engine, not just the request).
+``aimd`` (the adaptive window with slow start alone; ``aimd@DECREASE/INCREASE/slow|noslow``
+passes another :class:`EngineTuning`).
 
 The figures depend on the machine: the load average is printed with them.
 """
@@ -167,23 +167,22 @@ def _hook_counts(hook: Any, outcomes: Iterator[Any]) -> dict[str, Any]:
 
 
 def run_worker(
-    path: str, url: str, count: int, in_flight: int, offset: int, pause: bool, aimd: str | None, start_at: float
+    path: str, url: str, count: int, in_flight: int, offset: int, aimd: str | None, start_at: float
 ) -> dict[str, Any]:
     """Score ``count`` documents through ``path``; return the measurement (imports not counted)."""
     _connection_env(url)
     import aiohttp  # noqa: F401  (imported before the clock starts, like the provider's own imports)
 
-    from airflow_provider_dgsentiment.client import concurrency
-    from airflow_provider_dgsentiment.client import engine as engine_module
+    from airflow_provider_dgsentiment.client.tuning import EngineTuning
     from airflow_provider_dgsentiment.hooks.sentiment import DeepgramSentimentHook
 
-    if pause:
-        engine_module.PAUSE_ON_RETRY_AFTER = True
+    tuning = EngineTuning()
     if aimd:
         decrease, increase, slow_start = aimd.split("/")
-        concurrency.DECREASE_FACTOR, concurrency.ADDITIVE_INCREASE = float(decrease), float(increase)
-        concurrency.SLOW_START = slow_start == "slow"
-    hook = DeepgramSentimentHook()
+        tuning = EngineTuning(
+            decrease_factor=float(decrease), additive_increase=float(increase), slow_start=slow_start == "slow"
+        )
+    hook = DeepgramSentimentHook(tuning=tuning)
     _ = hook.settings  # the connection is read before the clock starts
     if start_at:  # several workers start scoring together, after their imports
         time.sleep(max(0.0, start_at - time.time()))
@@ -234,14 +233,11 @@ def spawn_worker(
     count: int,
     in_flight: int,
     offset: int = 0,
-    pause: bool = False,
     aimd: str | None = None,
     start_at: float = 0.0,
 ):
     command = [sys.executable, __file__, "--worker", path, "--url", url, "--count", str(count)]
     command += ["--worker-in-flight", str(in_flight), "--offset", str(offset), "--start-at", str(start_at)]
-    if pause:
-        command.append("--pause")
     if aimd:
         command += ["--aimd", aimd]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -304,7 +300,6 @@ def part_two(variants: list[str]) -> list[dict[str, Any]]:
                     # "split": the hand-computed share (3+3+2+2 = 10), no 429s possible: the reference.
                     _split_share(i) if name == "split" else SHARED_LIMIT,
                     offset=i * SHARED_DOCS_PER_WORKER,
-                    pause=name == "aimd-pause",
                     aimd=aimd or None,
                     start_at=start_at,
                 )
@@ -396,8 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parts", default="1,2", help="1 (one client), 2 (shared account), or 1,2")
     parser.add_argument(
         "--variants",
-        default="split,aimd,aimd-pause",
-        help="part 2 variants: split (fixed shares), aimd, aimd-pause; aimd* optionally @DECREASE/INCREASE/slow|noslow",
+        default="split,aimd",
+        help="part 2 variants: split (fixed shares), aimd; aimd optionally @DECREASE/INCREASE/slow|noslow",
     )
     parser.add_argument("--no-requests", action="store_true", help="skip the sequential requests row")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
@@ -407,7 +402,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--worker-in-flight", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--offset", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--pause", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--aimd", help=argparse.SUPPRESS)
     parser.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -419,7 +413,6 @@ def main(argv: list[str] | None = None) -> int:
             args.count,
             args.worker_in_flight,
             args.offset,
-            args.pause,
             args.aimd,
             args.start_at,
         )

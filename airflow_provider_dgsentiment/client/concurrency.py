@@ -20,19 +20,10 @@ it needs no lock.
 
 from __future__ import annotations
 
+from airflow_provider_dgsentiment.client.tuning import DEFAULT_TUNING, EngineTuning
+
 #: The window never shrinks below this many requests in flight.
 MIN_WINDOW = 1.0
-#: Multiplicative decrease on a 429 (gentle: windows shared by several workers are small,
-#: and halving a window of 3 gives back two slots of ten).
-DECREASE_FACTOR = 0.75
-#: Slots added per window of successes (TCP adds 1.0; see the module docstring).
-ADDITIVE_INCREASE = 1 / 32
-#: The additive increase grows by its own size every this many windows without a 429.
-ACCELERATE_AFTER_WINDOWS = 16
-#: Start small and double per round trip until the first 429 (TCP's slow start).
-SLOW_START = True
-#: The window slow start begins with.
-SLOW_START_WINDOW = 2
 
 
 class AdaptiveConcurrency:
@@ -40,28 +31,23 @@ class AdaptiveConcurrency:
     The number of requests an engine may have in flight right now.
 
     :param max_concurrency: the upper bound, e.g. the account's concurrency limit.
-    :param decrease_factor: the window is multiplied by this on a 429.
-    :param increase: slots added per window of successes.
+    :param tuning: the decrease, increase and slow start (:class:`~.tuning.EngineTuning`).
     """
 
-    def __init__(
-        self,
-        max_concurrency: int,
-        *,
-        decrease_factor: float | None = None,
-        increase: float | None = None,
-        slow_start: bool | None = None,
-    ) -> None:
+    def __init__(self, max_concurrency: int, *, tuning: EngineTuning = DEFAULT_TUNING) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
         self.max_concurrency = max_concurrency
-        self.decrease_factor = DECREASE_FACTOR if decrease_factor is None else decrease_factor
-        self.increase = ADDITIVE_INCREASE if increase is None else increase
+        self.tuning = tuning
+        self.decrease_factor = tuning.decrease_factor
+        self.increase = tuning.additive_increase
+        self._accelerate_after = tuning.accelerate_after_windows
         #: While True the window grows by one slot per success (doubling per round trip)
         #: until the maximum or the first 429: workers starting together on one account
         #: then overshoot its limit by a little, not by all their windows at once.
-        self.slow_start = SLOW_START if slow_start is None else slow_start
-        self._window = float(min(SLOW_START_WINDOW, max_concurrency)) if self.slow_start else float(max_concurrency)
+        self.slow_start = tuning.slow_start
+        start = min(tuning.slow_start_window, max_concurrency) if self.slow_start else max_concurrency
+        self._window = float(start)
         self._last_decrease: float | None = None
         self._successes_since_decrease = 0
         #: 429s reported (each one, including those a cooldown did not count).
@@ -94,7 +80,7 @@ class AdaptiveConcurrency:
                 # quick to take up what other workers left (e.g. when one of them finished).
                 self._successes_since_decrease += 1
                 windows_since = self._successes_since_decrease / window
-                step = self.increase * (1.0 + windows_since / ACCELERATE_AFTER_WINDOWS) / window
+                step = self.increase * (1.0 + windows_since / self._accelerate_after) / window
             window = min(window + step, float(self.max_concurrency))
             self._window = window
             self.limit = max(int(window), 1)

@@ -4,8 +4,10 @@ Every request the provider sends goes through one :class:`SentimentEngine`. The
 decisions live here once:
 
 - the window of requests in flight (:class:`~.concurrency.AdaptiveConcurrency`,
-  shared by every run of the engine) and the whole-engine pause a ``Retry-After``
-  on a 429 asks for;
+  shared by every run of the engine; its knobs are an :class:`~.tuning.EngineTuning`).
+  A 429's ``Retry-After`` delays the request retried only, never the whole engine: on a
+  limit shared by several workers, pausing a worker for a second per 429 left the
+  account idle (measured in 0.2's shared-account benchmark);
 - retries (:class:`~.retry.RetryPolicy`: which errors, how long to wait);
 - chunking over the token limit and the finer re-split when Deepgram counts more
   tokens than our estimate (``TOKEN_LIMIT_EXCEEDED``);
@@ -44,6 +46,7 @@ from airflow_provider_dgsentiment.client.transport import (
     read_query,
     redact_text,
 )
+from airflow_provider_dgsentiment.client.tuning import DEFAULT_TUNING, EngineTuning
 from airflow_provider_dgsentiment.exceptions import (
     DeepgramAPIError,
     DeepgramConnectionError,
@@ -66,11 +69,6 @@ RESPLIT_FACTOR = 4
 MAX_CONSECUTIVE_CONNECT_FAILURES = 5
 #: Texts a run holds (in flight, or answered but not yet handed back), per slot of its bound.
 UNDELIVERED_PER_SLOT = 2
-#: Whether a 429 with ``Retry-After`` pauses every new request of the engine until the retry
-#: is due (not only the request retried, which always waits what the header says). Off: on
-#: a concurrency limit shared by several workers (Deepgram's 429), pausing a whole worker for
-#: a second per 429 left the account idle; the benchmark's shared-account rows measure both.
-PAUSE_ON_RETRY_AFTER = False
 log = logging.getLogger(__name__)
 
 
@@ -184,6 +182,7 @@ class SentimentEngine:
     :param settings: base URL, key, timeout, retries and the default concurrency.
     :param max_chunk_tokens: texts with more estimated tokens are split before sending.
     :param logger: where retries and chunking are logged (the hook's ``log``).
+    :param tuning: the adaptive window's knobs (:class:`~.tuning.EngineTuning`).
     """
 
     def __init__(
@@ -192,21 +191,18 @@ class SentimentEngine:
         *,
         max_chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
         logger: logging.Logger | Any | None = None,
+        tuning: EngineTuning = DEFAULT_TUNING,
     ) -> None:
         self.settings = settings
         self.policy = RetryPolicy(max_retries=settings.max_retries)
         self.max_chunk_tokens = max_chunk_tokens
         self.log = logger if logger is not None else log
-        self.window = AdaptiveConcurrency(settings.max_concurrency)
-        #: Whether a 429's ``Retry-After`` pauses the whole engine, not just the request retried.
-        self.pause_on_retry_after = PAUSE_ON_RETRY_AFTER
+        self.window = AdaptiveConcurrency(settings.max_concurrency, tuning=tuning)
         self.stats = EngineStats()
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._in_flight = 0
         self._slot_waiters: deque[asyncio.Future[None]] = deque()
-        self._pausers = 0
-        self._unpaused: asyncio.Event | None = None
         self._consecutive_connect_failures = 0
         self._projects_url: Any = None
         self._proxy: Any = None
@@ -226,8 +222,6 @@ class SentimentEngine:
         if self._loop is not None and self._loop is not loop and (self._in_flight or self._slot_waiters):
             raise RuntimeError("a SentimentEngine is in use on another event loop")
         self._loop = loop
-        self._unpaused = asyncio.Event()
-        self._unpaused.set()
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30.0)
         self._session = session = aiohttp.ClientSession(
             connector=connector,
@@ -253,11 +247,8 @@ class SentimentEngine:
     # ------------------------------------------------------------------ the window
 
     async def _acquire(self) -> None:
-        """Wait for a slot of the window (and for any whole-engine pause to end)."""
+        """Wait for a slot of the window."""
         while True:
-            if self._pausers:
-                await self._unpaused.wait()  # type: ignore[union-attr]
-                continue
             if self._in_flight < self.window.limit:
                 self._in_flight += 1
                 return
@@ -360,36 +351,21 @@ class SentimentEngine:
                 attempt += 1
                 self.stats.retries += 1
                 self.log.warning("%s; retry %d/%d in %.2fs", error, attempt, policy.max_retries, delay)
-                pause = self.pause_on_retry_after and error.retry_after is not None and error.status == 429
-                await self._wait_to_retry(delay, pause=pause, run=run)
+                await self._wait_to_retry(delay, run=run)
                 if run is not None and run.stopped is not None:
                     raise error from None
 
-    async def _wait_to_retry(self, delay: float, *, pause: bool, run: _Run | None) -> None:
-        """
-        Sleep ``delay`` before a retry; a run's stop ends the wait early.
-
-        With ``pause`` (a 429 with ``Retry-After``) the whole engine sends nothing new
-        until the wait is over: the account asked every client to hold off.
-        """
-        if pause:
-            self._pausers += 1
-            self._unpaused.clear()  # type: ignore[union-attr]
+    async def _wait_to_retry(self, delay: float, *, run: _Run | None) -> None:
+        """Sleep ``delay`` before a retry; a run's stop ends the wait early."""
+        if run is None:
+            await retry_sleep(delay)
+            return
+        sleeper = asyncio.ensure_future(retry_sleep(delay))
         try:
-            if run is None:
-                await retry_sleep(delay)
-            else:
-                sleeper = asyncio.ensure_future(retry_sleep(delay))
-                try:
-                    await asyncio.wait((sleeper, run.stop_waiter), return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    if not sleeper.done():
-                        sleeper.cancel()
+            await asyncio.wait((sleeper, run.stop_waiter), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            if pause:
-                self._pausers -= 1
-                if not self._pausers:
-                    self._unpaused.set()  # type: ignore[union-attr]
+            if not sleeper.done():
+                sleeper.cancel()
 
     # ------------------------------------------------------------------ one document
 

@@ -31,6 +31,7 @@ from airflow_provider_dgsentiment.client.transport import (
     DEFAULT_TIMEOUT,
     DeepgramSettings,
 )
+from airflow_provider_dgsentiment.client.tuning import DEFAULT_TUNING, EngineTuning
 from airflow_provider_dgsentiment.exceptions import DeepgramAPIError, DeepgramConfigurationError
 
 if TYPE_CHECKING:
@@ -195,6 +196,9 @@ class DeepgramSentimentHook(BaseHook):
     :param max_retries: retries per request; overrides the ``max_retries`` extra.
     :param max_concurrency: requests in flight in ``analyze_many``; overrides the extra.
     :param max_chunk_tokens: texts with more estimated tokens are split before sending.
+    :param tuning: the adaptive window's knobs
+        (:class:`~airflow_provider_dgsentiment.client.tuning.EngineTuning`; the defaults suit a
+        shared account).
     """
 
     conn_name_attr = "deepgram_conn_id"
@@ -210,6 +214,7 @@ class DeepgramSentimentHook(BaseHook):
         max_retries: int | None = None,
         max_concurrency: int | None = None,
         max_chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+        tuning: EngineTuning = DEFAULT_TUNING,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -218,6 +223,7 @@ class DeepgramSentimentHook(BaseHook):
         self.max_retries = max_retries
         self.max_concurrency = max_concurrency
         self.max_chunk_tokens = max_chunk_tokens
+        self.tuning = tuning
         self._loop_thread: LoopThread | None = None
         self._sync_engine: SentimentEngine | None = None
         self._async_engine: SentimentEngine | None = None
@@ -281,7 +287,7 @@ class DeepgramSentimentHook(BaseHook):
     # ------------------------------------------------------------------ engines
 
     def _new_engine(self, settings: DeepgramSettings) -> SentimentEngine:
-        engine = SentimentEngine(settings, max_chunk_tokens=self.max_chunk_tokens, logger=self.log)
+        engine = SentimentEngine(settings, max_chunk_tokens=self.max_chunk_tokens, logger=self.log, tuning=self.tuning)
         self._engines_used.append(engine)
         return engine
 

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_dgsentiment.client.concurrency import (
-    ADDITIVE_INCREASE,
-    DECREASE_FACTOR,
-    SLOW_START_WINDOW,
-    AdaptiveConcurrency,
-)
+from airflow_provider_dgsentiment.client.concurrency import AdaptiveConcurrency
+from airflow_provider_dgsentiment.client.tuning import DEFAULT_TUNING, EngineTuning
+
+STEADY = EngineTuning(slow_start=False)
 
 
 def test_halves_on_rate_limit_and_grows_back_slowly():
-    window = AdaptiveConcurrency(10, decrease_factor=0.5, increase=1.0, slow_start=False)
+    window = AdaptiveConcurrency(10, tuning=EngineTuning(decrease_factor=0.5, additive_increase=1.0, slow_start=False))
     assert window.limit == 10
     # Each 429 is to a request sent after the previous decrease: each one counts.
     assert window.on_rate_limited(sent_at=1.0, now=1.1)
@@ -36,7 +34,7 @@ def test_halves_on_rate_limit_and_grows_back_slowly():
 
 
 def test_a_burst_of_429s_counts_once():
-    window = AdaptiveConcurrency(10, decrease_factor=0.5, slow_start=False)
+    window = AdaptiveConcurrency(10, tuning=EngineTuning(decrease_factor=0.5, slow_start=False))
     # Ten requests sent at t=0..0.09 all get 429 at t=0.1..0.19: one decrease.
     shrank = [window.on_rate_limited(sent_at=i / 100, now=0.1 + i / 100) for i in range(10)]
     assert shrank == [True] + [False] * 9
@@ -48,8 +46,8 @@ def test_a_burst_of_429s_counts_once():
 
 def test_default_policy_is_gentle_and_slow():
     """Defaults for workers sharing one account: give back a quarter, take 1/32 slot per window."""
-    assert (DECREASE_FACTOR, ADDITIVE_INCREASE) == (0.75, 1 / 32)
-    window = AdaptiveConcurrency(4, slow_start=False)
+    assert (DEFAULT_TUNING.decrease_factor, DEFAULT_TUNING.additive_increase) == (0.75, 1 / 32)
+    window = AdaptiveConcurrency(4, tuning=STEADY)
     window.on_rate_limited(sent_at=0.0, now=0.1)
     assert window.window == 3.0
     successes = 0
@@ -63,7 +61,7 @@ def test_default_policy_is_gentle_and_slow():
 
 def test_slow_start_doubles_per_window_until_the_first_429():
     window = AdaptiveConcurrency(10)
-    assert window.slow_start and window.limit == SLOW_START_WINDOW == 2
+    assert window.slow_start and window.limit == DEFAULT_TUNING.slow_start_window == 2
     for _ in range(2):  # one window of 2 successes: 2 -> 4
         window.on_success()
     assert window.limit == 4
@@ -78,7 +76,7 @@ def test_slow_start_doubles_per_window_until_the_first_429():
 
 
 def test_additive_increase_accelerates_while_no_429_comes():
-    window = AdaptiveConcurrency(100, decrease_factor=0.5, slow_start=False)
+    window = AdaptiveConcurrency(100, tuning=EngineTuning(decrease_factor=0.5, slow_start=False))
     window.on_rate_limited(sent_at=0.0, now=0.1)  # 100 -> 50
     grown = []
     for _ in range(4):  # four stretches of 16 windows (16 * ~50 successes each)
@@ -92,7 +90,7 @@ def test_additive_increase_accelerates_while_no_429_comes():
 
 
 def test_raise_maximum_only_grows():
-    window = AdaptiveConcurrency(5, slow_start=False)
+    window = AdaptiveConcurrency(5, tuning=STEADY)
     window.raise_maximum(3)
     assert (window.max_concurrency, window.limit) == (5, 5)
     window.raise_maximum(20)
@@ -105,3 +103,10 @@ def test_raise_maximum_only_grows():
 def test_rejects_zero():
     with pytest.raises(ValueError, match="at least 1"):
         AdaptiveConcurrency(0)
+
+
+def test_tuning_is_checked():
+    with pytest.raises(ValueError, match="decrease_factor"):
+        EngineTuning(decrease_factor=1.5)
+    with pytest.raises(ValueError, match="additive_increase"):
+        EngineTuning(additive_increase=0)
