@@ -52,11 +52,12 @@ except ImportError:  # Airflow 2
 from airflow_provider_dgsentiment.operators.sentiment import DeepgramSentimentOperator
 from airflow_provider_dgsentiment.sensors.sentiment import DeepgramSentimentSensor
 from airflow_provider_dgsentiment.storage.lineage import table_asset
+from airflow_provider_dgsentiment.storage.work_claims import publish_listing
 
 #: The pool every scoring task runs in (create it: ``airflow pools set deepgram 2 "..." --include-deferred``).
 POOL = "deepgram"
-#: Requests in flight per mapped task; pool slots x this must stay within the account limit.
-MAX_CONCURRENCY = 5
+#: Requests in flight per mapped task: the account limit; tasks sharing it split it (account budget).
+MAX_CONCURRENCY = 10
 #: Documents per mapped task: at 5 in flight and 50 ms a request that is ~50 s of scoring,
 #: so a task's start-up (a few seconds) stays a small share of its run.
 DEFAULT_SHARD_SIZE = 5000
@@ -120,11 +121,17 @@ with DAG(
 
     @task
     def plan_shards(sensed: dict, **context) -> list[dict]:
-        """One mapped scoring task per ``shard_size`` new documents: ``[{"shard": "i/n", "deferrable": ...}]``."""
+        """List ``source`` once; one mapped task per ``shard_size`` new documents: ``[{"claims": id, ...}]``."""
         params = context["params"]
         count = max(1, math.ceil(int(sensed["to_score"]) / int(params["shard_size"])))
-        print(f"{sensed['to_score']} new document(s) of {sensed['matched']}: {count} shard(s)")
-        return [{"shard": f"{index}/{count}", "deferrable": bool(params["deferrable"])} for index in range(count)]
+        listing = publish_listing(
+            params["source"],
+            sql_conn_id=params["sql_conn_id"],
+            listing=f"{context['dag'].dag_id}/{context['run_id']}",
+            source_conn_id=storage_conn_id(params["source"], params["source_conn_id"]) or None,
+        )
+        print(f"{sensed['to_score']} new document(s) of {sensed['matched']}: {count} task(s) over {listing}")
+        return [{"claims": listing["listing"], "deferrable": bool(params["deferrable"])} for _ in range(count)]
 
     score_shard = DeepgramSentimentOperator.partial(
         task_id="score_shard",

@@ -29,6 +29,7 @@ from airflow_provider_dgsentiment.storage.lineage import input_locations
 from airflow_provider_dgsentiment.storage.result_files import ResultFiles, failed_line, scored_line, skipped_line
 from airflow_provider_dgsentiment.storage.sources import SKIP_EMPTY, Document, DocumentSource, fingerprint
 from airflow_provider_dgsentiment.storage.warehouse import ScoredDocument, WarehouseWriter, batched
+from airflow_provider_dgsentiment.storage.work_claims import ClaimedNames
 
 if TYPE_CHECKING:
     from logging import Logger
@@ -171,7 +172,9 @@ class ScoringRun:
             names = await self._loop.run_in_executor(reader, self._list_names)
             # Record files and queries hold an unknown number of documents: count them as they come.
             outcome.total = 0 if self.source.holds_records(names) else len(names)
-            if not self.source.is_inline and not self.source.is_sql:
+            if isinstance(names, ClaimedNames):
+                outcome.inputs = input_locations(self.source.entries)
+            elif not self.source.is_inline and not self.source.is_sql:
                 outcome.inputs = input_locations(names)
             self.log.info(
                 "Scoring %d document(s) from %s (language=%s, max_concurrency=%s, skip_scored=%s)",
@@ -195,6 +198,12 @@ class ScoringRun:
                     outcome.stopped = self._stop_reason
                     await _cancelled(consume)
             await self._drain(outcome, storage)
+            if isinstance(names, ClaimedNames) and outcome.stopped is None and not self._write_failed:
+                # In the reader's thread, which claimed them on its connection (SQLite binds one to a thread).
+                done = await self._loop.run_in_executor(reader, names.finish)
+                self.log.info(
+                    "Claimed %d batch(es) of listing %s; %d marked done", names.batches, self.source.claims, done
+                )
         finally:
             self._abandoned.set()
             if consume is not None and not consume.done():
@@ -222,7 +231,7 @@ class ScoringRun:
             if deleted:
                 self.log.info("Deleted %d result part(s) of an earlier try in %s", deleted, self.result_files.folder)
 
-    def _list_names(self) -> list[str]:
+    def _list_names(self) -> list[str] | ClaimedNames:
         names, unmatched = self.source.list_names(log=self.log)
         for entry in unmatched:
             if names:
@@ -233,7 +242,7 @@ class ScoringRun:
                 raise DeepgramError(f"{message} (set fail_on_empty_source=False to succeed with zero documents)")
             self.log.warning("%s; nothing to score", message)
         bound = self.options.max_documents
-        if bound is not None and len(names) > bound:
+        if bound is not None and isinstance(names, list) and len(names) > bound:
             raise DeepgramConfigurationError(
                 f"{self.source.describe()} names {len(names)} documents, more than the {bound} a deferred run "
                 "may carry back in its event: give sql_conn_id or results_path and xcom_output='manifest' "
@@ -243,7 +252,7 @@ class ScoringRun:
 
     async def _consume(
         self,
-        names: list[str],
+        names: list[str] | ClaimedNames,
         outcome: ScoringOutcome,
         progress: ProgressLog,
         storage: ThreadPoolExecutor,
@@ -325,7 +334,7 @@ class ScoringRun:
 
     def _produce(
         self,
-        names: list[str],
+        names: list[str] | ClaimedNames,
         queue: asyncio.Queue,
         loop: asyncio.AbstractEventLoop,
         storage: ThreadPoolExecutor,

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError, DeepgramError, DocumentReadError
 from airflow_provider_dgsentiment.storage.records import detect_format, iter_file_records, iter_sql_records
 from airflow_provider_dgsentiment.storage.warehouse import DEFAULT_AVERAGES_TABLE, WarehouseWriter, sql_hook
+from airflow_provider_dgsentiment.storage.work_claims import ClaimedNames, WorkClaims
 
 if TYPE_CHECKING:
     from logging import Logger
@@ -449,6 +450,10 @@ class DocumentSource:
     :param id_field: the field (or column) that keys a record; None: its 1-based line or row number.
     :param sql: a SELECT whose rows are the documents, or None.
     :param sql_conn_id: the connection (any ``DbApiHook``) to run ``sql`` on.
+    :param claims: a listing published by :func:`~.work_claims.publish_listing`: the objects are
+        taken from it in claimed batches (:class:`~.work_claims.ClaimedNames`), never listed.
+    :param claims_conn_id: the SQL connection holding the listing (the results database).
+    :param claim_holder: who claims: the task (the same on a retry, so it takes its batches back).
     """
 
     entries: tuple[str, ...] = ()
@@ -464,6 +469,9 @@ class DocumentSource:
     id_field: str | None = None
     sql: str | None = None
     sql_conn_id: str | None = None
+    claims: str | None = None
+    claims_conn_id: str | None = None
+    claim_holder: str | None = None
 
     @classmethod
     def inline(cls, text: str | list[str], stored_prefix: str) -> DocumentSource:
@@ -487,17 +495,23 @@ class DocumentSource:
         if self.sql is not None:
             return f"the rows of a query on {self.sql_conn_id}"
         shard = f" (shard {self.shard[0]}/{self.shard[1]})" if self.shard else ""
+        if self.claims is not None:
+            shard = f" (batches claimed from listing {self.claims})"
         if not self.entries and self.given_as is not None:
             return f"source {self.given_as} (no URI given)"
         return f"source {describe_entries(list(self.entries))}{shard}"
 
-    def list_names(self, *, log: Logger | None = None) -> tuple[list[str], list[str]]:
+    def list_names(self, *, log: Logger | None = None) -> tuple[list[str] | ClaimedNames, list[str]]:
         """
         Return ``(names, unmatched entries)``.
 
         The names are the documents (inline texts, text objects) or the containers of
-        documents (record files; for SQL one name for the query), in order (see :func:`list_objects`).
+        documents (record files; for SQL one name for the query), in order (see :func:`list_objects`);
+        with ``claims``, the batches claimed from the published listing as they are read.
         """
+        if self.claims is not None:
+            claims = WorkClaims(sql_hook(self.claims_conn_id or "", "sql_conn_id"), self.claims)
+            return ClaimedNames(claims, self.claim_holder or "task"), []
         if self.texts is not None:
             names = ["text"] if self.single_text else [f"text[{index}]" for index in range(len(self.texts))]
             return names, []
@@ -508,13 +522,13 @@ class DocumentSource:
             names = [name for name in names if in_shard(name, self.shard)]
         return names, unmatched
 
-    def holds_records(self, names: list[str]) -> bool:
-        """True when ``names`` are not documents themselves but hold them (record files, a query)."""
-        if self.sql is not None:
+    def holds_records(self, names: list[str] | ClaimedNames) -> bool:
+        """True when ``names`` are not documents themselves but hold them (record files, a query), or are claimed."""
+        if self.sql is not None or isinstance(names, ClaimedNames):
             return True
         return self.texts is None and any(detect_format(name, self.format) != "text" for name in names)
 
-    def documents(self, names: list[str]) -> Iterator[Document]:
+    def documents(self, names: Iterable[str]) -> Iterator[Document]:
         """Read the documents of ``names`` (from :meth:`list_names`) in order, each once."""
         if self.texts is not None:
             for name, text in zip(names, self.texts):
@@ -587,6 +601,9 @@ class DocumentSource:
             "id_field": self.id_field,
             "sql": self.sql,
             "sql_conn_id": self.sql_conn_id,
+            "claims": self.claims,
+            "claims_conn_id": self.claims_conn_id,
+            "claim_holder": self.claim_holder,
         }
 
     @classmethod
@@ -603,6 +620,9 @@ class DocumentSource:
             id_field=data.get("id_field"),
             sql=data.get("sql"),
             sql_conn_id=data.get("sql_conn_id"),
+            claims=data.get("claims"),
+            claims_conn_id=data.get("claims_conn_id"),
+            claim_holder=data.get("claim_holder"),
         )
 
 
