@@ -52,7 +52,6 @@ except ImportError:  # Airflow 2
 from airflow_provider_dgsentiment.operators.sentiment import DeepgramSentimentOperator
 from airflow_provider_dgsentiment.sensors.sentiment import DeepgramSentimentSensor
 from airflow_provider_dgsentiment.storage.lineage import table_asset
-from airflow_provider_dgsentiment.storage.work_claims import publish_listing
 
 #: The pool every scoring task runs in (create it: ``airflow pools set deepgram 2 "..." --include-deferred``).
 POOL = "deepgram"
@@ -64,6 +63,8 @@ DEFAULT_SHARD_SIZE = 5000
 DEFAULT_SOURCE = os.environ.get(
     "DGSENTIMENT_EXAMPLE_SOURCE", f"file://{Path(__file__).resolve().parent / 'sample_texts'}/*.txt"
 )
+#: The run's listing: the sensor publishes it, the scoring tasks claim batches of it.
+LISTING = "{{ dag.dag_id }}/{{ run_id }}"
 DEFAULT_SQL_CONN_ID = os.environ.get("DGSENTIMENT_EXAMPLE_SQL_CONN_ID", "dgsentiment_sqlite")
 SEGMENTS_TABLE = "deepgram_sentiment_segments"
 AVERAGES_TABLE = "deepgram_sentiment_averages"
@@ -111,6 +112,7 @@ with DAG(
         sql_conn_id="{{ params.sql_conn_id }}",
         averages_table="{{ params.averages_table }}",
         xcom_output="counts",
+        claims=LISTING,
         min_objects=1,
         mode="reschedule",
         poke_interval=10 * 60,
@@ -121,17 +123,20 @@ with DAG(
 
     @task
     def plan_shards(sensed: dict, **context) -> list[dict]:
-        """List ``source`` once; one mapped task per ``shard_size`` new documents: ``[{"claims": id, ...}]``."""
+        """
+        One mapped task per ``shard_size`` new documents.
+
+        Over the sensor's listing (``[{"claims": listing, ...}]``) when it published one, else over
+        hash shards of the source (``[{"shard": "i/n", ...}]``, each task listing it).
+        """
         params = context["params"]
         count = max(1, math.ceil(int(sensed["to_score"]) / int(params["shard_size"])))
-        listing = publish_listing(
-            params["source"],
-            sql_conn_id=params["sql_conn_id"],
-            listing=f"{context['dag'].dag_id}/{context['run_id']}",
-            source_conn_id=storage_conn_id(params["source"], params["source_conn_id"]) or None,
-        )
-        print(f"{sensed['to_score']} new document(s) of {sensed['matched']}: {count} task(s) over {listing}")
-        return [{"claims": listing["listing"], "deferrable": bool(params["deferrable"])} for _ in range(count)]
+        listing = sensed.get("listing")
+        print(f"{sensed['to_score']} new document(s) of {sensed['matched']}: {count} shard(s), listing {listing}")
+        deferrable = bool(params["deferrable"])
+        if listing:
+            return [{"claims": listing, "deferrable": deferrable} for _ in range(count)]
+        return [{"shard": f"{index}/{count}", "deferrable": deferrable} for index in range(count)]
 
     score_shard = DeepgramSentimentOperator.partial(
         task_id="score_shard",

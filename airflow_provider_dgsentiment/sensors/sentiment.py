@@ -14,6 +14,7 @@ from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError
 from airflow_provider_dgsentiment.run.events import check_event
 from airflow_provider_dgsentiment.storage.sources import SensedObjects, describe_entries, find_objects, source_entries
 from airflow_provider_dgsentiment.storage.warehouse import DEFAULT_AVERAGES_TABLE, validate_table_name
+from airflow_provider_dgsentiment.storage.work_claims import publish_names
 from airflow_provider_dgsentiment.triggers.sentiment import DeepgramObjectsTrigger
 
 if TYPE_CHECKING:
@@ -59,6 +60,11 @@ class DeepgramSentimentSensor(BaseSensorOperator):
         set, only objects not yet scored count. (templated)
     :param averages_table: the averages table, ``name`` or ``schema.name``. (templated)
     :param xcom_output: ``"uris"`` or ``"counts"`` (see above).
+    :param claims: a listing id (added to the ``counts`` XCom as ``listing``) (e.g. ``"{{ dag.dag_id }}/{{ run_id }}"``): on success the objects
+        that count are published there, in the database of ``sql_conn_id``, as batches the
+        operator's ``claims=`` takes, so the run lists the source once, here
+        (:mod:`~airflow_provider_dgsentiment.storage.work_claims`). A deferred sensor lists once
+        more when it resumes (the trigger's event carries counts, not 100k names). (templated)
     :param deferrable: after one poke in the worker, wait in the triggerer
         (:class:`~airflow_provider_dgsentiment.triggers.sentiment.DeepgramObjectsTrigger`);
         default Airflow's ``operators.default_deferrable``.
@@ -66,7 +72,7 @@ class DeepgramSentimentSensor(BaseSensorOperator):
     :param conn_id: deprecated name of ``source_conn_id``.
     """
 
-    template_fields: Sequence[str] = ("source", "source_conn_id", "sql_conn_id", "averages_table")
+    template_fields: Sequence[str] = ("source", "source_conn_id", "sql_conn_id", "averages_table", "claims")
     template_fields_renderers = {"source": "py"}
     ui_color = "#13ef93"
 
@@ -79,6 +85,7 @@ class DeepgramSentimentSensor(BaseSensorOperator):
         sql_conn_id: str | None = None,
         averages_table: str = DEFAULT_AVERAGES_TABLE,
         xcom_output: str = "uris",
+        claims: str | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         path: Any = None,
         conn_id: str | None = None,
@@ -109,6 +116,7 @@ class DeepgramSentimentSensor(BaseSensorOperator):
         self.sql_conn_id = sql_conn_id
         self.averages_table = averages_table
         self.xcom_output = xcom_output
+        self.claims = claims
         self.deferrable = deferrable
 
     def execute(self, context: Context) -> Any:
@@ -140,6 +148,8 @@ class DeepgramSentimentSensor(BaseSensorOperator):
         sensed = SensedObjects(
             matched=int(payload["matched"]), uris=list(payload.get("uris") or []), scored=int(payload["scored"])
         )
+        if self.claims:
+            self._publish(lambda: self.find_objects().uris)
         return self._xcom_value(sensed, int(payload.get("to_score", len(sensed.uris))))
 
     def _check_arguments(self) -> None:
@@ -153,6 +163,8 @@ class DeepgramSentimentSensor(BaseSensorOperator):
             )
         if self.sql_conn_id:
             validate_table_name(self.averages_table, "averages_table")
+        if self.claims and not self.sql_conn_id:
+            raise DeepgramConfigurationError("claims needs sql_conn_id: the listing is published in that database")
 
     def find_objects(self) -> SensedObjects:
         """Look at the storage (and the averages table) once."""
@@ -190,17 +202,28 @@ class DeepgramSentimentSensor(BaseSensorOperator):
                 self.min_objects,
                 f": {shown}" if shown else "",
             )
+        if done and self.claims:
+            self._publish(sensed.uris)
         return PokeReturnValue(is_done=done, xcom_value=self._xcom_value(sensed, len(sensed.uris)) if done else None)
+
+    def _publish(self, uris: Any) -> None:
+        published = publish_names(uris, sql_conn_id=self.sql_conn_id, listing=self.claims)
+        self.log.info(
+            "Listing %s: %s object(s) in %d batch(es)", self.claims, published["objects"], published["batches"]
+        )
 
     def _xcom_value(self, sensed: SensedObjects, to_score: int) -> Any:
         if self.xcom_output == "uris":
             return sensed.uris
-        return {
+        counts = {
             "source": [str(entry) for entry in source_entries(self.source)],
             "matched": sensed.matched,
             "scored": sensed.scored,
             "to_score": to_score,
         }
+        if self.claims:
+            counts["listing"] = self.claims  # the operator's claims=
+        return counts
 
     def _describe_source(self) -> str:
         return describe_entries(source_entries(self.source))

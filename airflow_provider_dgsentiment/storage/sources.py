@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError, DeepgramError, DocumentReadError
 from airflow_provider_dgsentiment.storage.records import detect_format, iter_file_records, iter_sql_records
 from airflow_provider_dgsentiment.storage.warehouse import DEFAULT_AVERAGES_TABLE, WarehouseWriter, sql_hook
-from airflow_provider_dgsentiment.storage.work_claims import ClaimedNames, WorkClaims
+from airflow_provider_dgsentiment.storage.work_claims import DEFAULT_BATCH_SIZE, ClaimedNames, WorkClaims, publish_names
 
 if TYPE_CHECKING:
     from logging import Logger
@@ -450,7 +450,7 @@ class DocumentSource:
     :param id_field: the field (or column) that keys a record; None: its 1-based line or row number.
     :param sql: a SELECT whose rows are the documents, or None.
     :param sql_conn_id: the connection (any ``DbApiHook``) to run ``sql`` on.
-    :param claims: a listing published by :func:`~.work_claims.publish_listing`: the objects are
+    :param claims: a listing published by :func:`publish_listing` (or the sensor's ``claims=``): the objects are
         taken from it in claimed batches (:class:`~.work_claims.ClaimedNames`), never listed.
     :param claims_conn_id: the SQL connection holding the listing (the results database).
     :param claim_holder: who claims: the task (the same on a retry, so it takes its batches back).
@@ -590,7 +590,7 @@ class DocumentSource:
         """The source as trigger kwargs: plain JSON, never inline text."""
         if self.texts is not None:
             raise DeepgramError("Inline text is never handed to the triggerer")
-        return {
+        data = {
             "entries": list(self.entries),
             "conn_id": self.conn_id,
             "stored_prefix": self.stored_prefix,
@@ -601,10 +601,10 @@ class DocumentSource:
             "id_field": self.id_field,
             "sql": self.sql,
             "sql_conn_id": self.sql_conn_id,
-            "claims": self.claims,
-            "claims_conn_id": self.claims_conn_id,
-            "claim_holder": self.claim_holder,
         }
+        if self.claims is not None:  # only then: the kwargs of 0.2's triggers stay as they were
+            data.update(claims=self.claims, claims_conn_id=self.claims_conn_id, claim_holder=self.claim_holder)
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DocumentSource:
@@ -678,3 +678,30 @@ def find_objects(
         scored = writer.known_sources(matched)
     unscored = [uri for uri in matched if uri not in scored]
     return SensedObjects(matched=len(matched), uris=unscored, scored=len(matched) - len(unscored))
+
+
+def publish_listing(
+    source: Any,
+    *,
+    sql_conn_id: str,
+    listing: str,
+    source_conn_id: str | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> dict[str, Any]:
+    """
+    List ``source`` once and publish its objects as claimable batches (a planning task calls it).
+
+    :param source: the operator's ``source`` (URI, glob, prefix or a list of those).
+    :param sql_conn_id: the results database (the scoring tasks' ``sql_conn_id``).
+    :param listing: the listing's id, e.g. ``"<dag_id>/<run_id>"``; publishing it again keeps
+        the first listing (a retried planner hands out the same batches).
+    :param source_conn_id: the storage connection; default the one named in the URIs.
+    :param batch_size: object names per claimed batch.
+    :return: ``{"listing": id, "objects": n, "batches": n}`` (small enough for XCom).
+    """
+
+    def names() -> list[str]:
+        entries = source_entries(source)
+        return list_objects(entries, source_conn_id or conn_id_in_uris(entries))[0]
+
+    return publish_names(names, sql_conn_id=sql_conn_id, listing=listing, batch_size=batch_size)

@@ -1,6 +1,7 @@
 """List once, claim as you go: a run's objects listed once into SQL, handed out in small batches.
 
-A planning step lists the source once (:func:`publish_listing`) into the ``dgsentiment_work_claims``
+The sensor's look (``claims=``, :func:`publish_names`) or a planning step
+(:func:`~.sources.publish_listing`) lists the source once into the ``dgsentiment_work_claims``
 table of the results database: one row per batch of object names. Scoring tasks given that
 listing (the operator's ``claims`` argument) never list the source again; each takes the next
 batch nobody holds (:class:`ClaimedNames`, iterated lazily by the scorer's reader thread), so a
@@ -26,10 +27,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError
+from airflow_provider_dgsentiment.storage.warehouse import sql_hook
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
@@ -237,37 +239,26 @@ class ClaimedNames:
             self.claims.close()
 
 
-def publish_listing(
-    source: Any,
+def publish_names(
+    names: Callable[[], Sequence[str]] | Sequence[str],
     *,
     sql_conn_id: str,
     listing: str,
-    source_conn_id: str | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> dict[str, Any]:
     """
-    List ``source`` once and publish its objects as claimable batches (a planning task calls it).
+    Publish object names already listed (e.g. by the sensor's look) as claimable batches.
 
-    :param source: the operator's ``source`` (URI, glob, prefix or a list of those).
-    :param sql_conn_id: the results database (the scoring tasks' ``sql_conn_id``).
-    :param listing: the listing's id, e.g. ``"<dag_id>/<run_id>"``; publishing it again keeps
-        the first listing (a retried planner hands out the same batches).
-    :param source_conn_id: the storage connection; default the one named in the URIs.
-    :param batch_size: object names per claimed batch.
-    :return: ``{"listing": id, "objects": n, "batches": n}`` (small enough for XCom).
+    :param names: the names, or a function listing them (called only when the listing is new).
+    :return: ``{"listing": id, "objects": n or None when it was published before, "batches": n}``.
     """
-    # Imported here: sources.py builds ClaimedNames from this module.
-    from airflow_provider_dgsentiment.storage.sources import conn_id_in_uris, list_objects, source_entries
-    from airflow_provider_dgsentiment.storage.warehouse import sql_hook
-
     claims = WorkClaims(sql_hook(sql_conn_id, "sql_conn_id"), listing)
     try:
         claims.ensure_table()
         published = claims.batches()
         if published:
             return {"listing": listing, "objects": None, "batches": published}
-        entries = source_entries(source)
-        names, _ = list_objects(entries, source_conn_id or conn_id_in_uris(entries))
-        return {"listing": listing, "objects": len(names), "batches": claims.publish(names, batch_size)}
+        listed = names() if callable(names) else names
+        return {"listing": listing, "objects": len(listed), "batches": claims.publish(listed, batch_size)}
     finally:
         claims.close()

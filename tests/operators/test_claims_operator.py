@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError
+from airflow_provider_dgsentiment.storage.sources import publish_listing
 from airflow_provider_dgsentiment.storage.warehouse import sql_hook
-from airflow_provider_dgsentiment.storage.work_claims import WorkClaims, publish_listing
+from airflow_provider_dgsentiment.storage.work_claims import WorkClaims
 from tests.conftest import SQL_CONN_ID
 from tests.support.operator_runs import RUN_ID, make_operator, run, run_deferred, table_rows
 

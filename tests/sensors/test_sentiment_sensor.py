@@ -63,7 +63,13 @@ def sqlite_db(tmp_path, monkeypatch) -> Path:
 
 
 def test_template_fields_and_init_store_arguments_verbatim():
-    assert DeepgramSentimentSensor.template_fields == ("source", "source_conn_id", "sql_conn_id", "averages_table")
+    assert DeepgramSentimentSensor.template_fields == (
+        "source",
+        "source_conn_id",
+        "sql_conn_id",
+        "averages_table",
+        "claims",
+    )
     assert isinstance(DeepgramSentimentSensor.template_fields, tuple)
     # Nothing is checked at construction: a template or a bad value is stored as given.
     sensor = make_sensor(

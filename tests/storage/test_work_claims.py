@@ -8,13 +8,9 @@ import uuid
 
 import pytest
 
+from airflow_provider_dgsentiment.storage.sources import publish_listing
 from airflow_provider_dgsentiment.storage.warehouse import sql_hook
-from airflow_provider_dgsentiment.storage.work_claims import (
-    CLAIMS_TABLE,
-    ClaimedNames,
-    WorkClaims,
-    publish_listing,
-)
+from airflow_provider_dgsentiment.storage.work_claims import CLAIMS_TABLE, ClaimedNames, WorkClaims
 from tests.conftest import SQL_CONN_ID, require_service
 
 NAMES = [f"file:///in/doc-{index:03d}.txt" for index in range(10)]
