@@ -396,3 +396,35 @@ class DocumentReadError(DeepgramError):
 
     def __reduce__(self):
         return (DocumentReadError, (self.source, self.reason))
+
+
+class RecordFileError(DocumentReadError):
+    """
+    A record file cannot be read as records: not gzip, not Parquet, no such column, unreadable.
+
+    :param source: the object's URI.
+    :param reason: what was wrong, in one line.
+    """
+
+    def __reduce__(self):
+        return (RecordFileError, (self.source, self.reason))
+
+
+#: How many names a message or log line lists before "and N more".
+NAMED_IN_MESSAGES = 5
+
+
+def first_and_more(
+    names: list[str], *, total: int | None = None, limit: int = NAMED_IN_MESSAGES, separator: str = ", "
+) -> str:
+    """
+    List the first ``limit`` of ``names``, then ``and N more`` for the rest of ``total``.
+
+    :param names: what to name (already shortened to what the caller kept, or all of it).
+    :param total: how many there are in all (default: ``len(names)``).
+    :param limit: how many to name.
+    :param separator: between the names (and before the ``and N more`` clause).
+    """
+    shown = [str(name) for name in names[:limit]]
+    more = (len(names) if total is None else total) - len(shown)
+    return separator.join(shown + ([f"and {more} more"] if more > 0 else []))

@@ -12,6 +12,20 @@ from airflow_provider_dgsentiment import __version__
 
 PACKAGE_NAME = "airflow-provider-dgsentiment"
 
+#: The connection's numeric extras, defined once: name -> (kind, smallest allowed value, default).
+#: The UI form below and the hook's checks (``hooks/sentiment.py``) both read this.
+#: ``timeout`` may be any positive number of seconds (sub-second deadlines included).
+CONNECTION_NUMBERS: dict[str, tuple[type, float, float]] = {
+    "timeout": (float, 0.001, 60.0),
+    "max_retries": (int, 0, 5),
+    "max_concurrency": (int, 1, 10),
+}
+
+
+def _number_schema(name: str) -> dict[str, Any]:
+    kind, minimum, default = CONNECTION_NUMBERS[name]
+    return {"type": ["integer" if kind is int else "number", "null"], "minimum": minimum, "default": kind(default)}
+
 
 def get_provider_info() -> dict[str, Any]:
     """Return the provider's metadata, including the ``deepgram`` connection form."""
@@ -68,17 +82,17 @@ def get_provider_info() -> dict[str, Any]:
                     "timeout": {
                         "label": "Timeout (seconds)",
                         "description": "Seconds to wait for one response before retrying it.",
-                        "schema": {"type": ["number", "null"], "minimum": 1, "default": 60},
+                        "schema": _number_schema("timeout"),
                     },
                     "max_retries": {
                         "label": "Max retries",
                         "description": "Retries of a request after a 429, 408, 5xx or a connection error.",
-                        "schema": {"type": ["integer", "null"], "minimum": 0, "default": 5},
+                        "schema": _number_schema("max_retries"),
                     },
                     "max_concurrency": {
                         "label": "Max concurrency",
                         "description": "Requests in flight at once (Deepgram pay-as-you-go allows 10 per project).",
-                        "schema": {"type": ["integer", "null"], "minimum": 1, "default": 10},
+                        "schema": _number_schema("max_concurrency"),
                     },
                     "allow_insecure_http": {
                         "label": "Allow plain http",

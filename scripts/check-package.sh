@@ -66,6 +66,10 @@ problems = []
 required = [
     f"{package}/__init__.py",
     f"{package}/get_provider_info.py",
+    f"{package}/py.typed",
+    f"{package}/client/engine.py",
+    f"{package}/storage/warehouse.py",
+    f"{package}/run/scoring.py",
     f"{package}/hooks/sentiment.py",
     f"{package}/operators/sentiment.py",
     f"{package}/sensors/sentiment.py",

@@ -6,3 +6,4 @@ VENV="${VENV:-.venv}"
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check .
 "$VENV/bin/lint-imports" --config pyproject.toml
+"$VENV/bin/mypy"

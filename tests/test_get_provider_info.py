@@ -55,3 +55,28 @@ def test_providers_manager_sees_hook_and_connection_type():
     assert "airflow-provider-dgsentiment" in manager.providers
     assert "deepgram" in manager.hooks
     assert manager.hooks["deepgram"].hook_class_name.endswith("DeepgramSentimentHook")
+
+
+def test_the_form_and_the_hook_agree_on_each_number(monkeypatch):
+    """What the form offers as default and minimum is what the hook uses and accepts."""
+    import pytest
+
+    from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError
+
+    fields = get_provider_info()["connection-types"][0]["conn-fields"]
+
+    def settings(**extra):
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_DGS_FORM",
+            json.dumps({"conn_type": "deepgram", "host": "http://127.0.0.1:9", "password": "k", "extra": extra}),
+        )
+        return DeepgramSentimentHook(deepgram_conn_id="dgs_form").settings
+
+    defaults = settings()
+    for name in ("timeout", "max_retries", "max_concurrency"):
+        schema = fields[name]["schema"]
+        assert getattr(defaults, name) == schema["default"], name
+        assert getattr(settings(**{name: schema["minimum"]}), name) == schema["minimum"], name
+        below = schema["minimum"] - (1 if "integer" in schema["type"] else schema["minimum"])
+        with pytest.raises(DeepgramConfigurationError, match=f"{name} must be at least"):
+            settings(**{name: below})

@@ -29,9 +29,9 @@ import asyncio
 import json
 import logging
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_dgsentiment.client.account_budget import RENEW_INTERVAL, AccountBudget, holder_name
 from airflow_provider_dgsentiment.client.chunking import DEFAULT_CHUNK_TOKENS, chunk_text, count_tokens, merge_results
@@ -71,6 +71,8 @@ MAX_CONSECUTIVE_CONNECT_FAILURES = 5
 #: Texts a run holds (in flight, or answered but not yet handed back), per slot of its bound.
 UNDELIVERED_PER_SLOT = 2
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 async def retry_sleep(seconds: float) -> None:
@@ -130,14 +132,14 @@ class _Source:
     def __init__(self, texts: Iterable[str] | AsyncIterable[str]) -> None:
         self.index = 0
         self.exhausted = False
-        if hasattr(texts, "__aiter__"):
-            self._aiter: AsyncIterator[str] | None = texts.__aiter__()  # type: ignore[union-attr]
-            self._iter: Iterator[str] | None = None
-            self._lock: asyncio.Lock | None = asyncio.Lock()
+        self._aiter: AsyncIterator[str] | None = None
+        self._iter: Iterator[str] | None = None
+        self._lock: asyncio.Lock | None = None
+        if isinstance(texts, AsyncIterable):
+            self._aiter = texts.__aiter__()
+            self._lock = asyncio.Lock()
         else:
-            self._aiter = None
-            self._iter = iter(texts)  # type: ignore[arg-type]
-            self._lock = None
+            self._iter = iter(texts)
 
     async def next(self) -> tuple[int, str] | None:
         if self.exhausted:
@@ -149,6 +151,7 @@ class _Source:
                 self.exhausted = True
                 return None
         else:
+            assert self._lock is not None and self._aiter is not None
             async with self._lock:  # an async generator must not be advanced twice at once
                 if self.exhausted:
                     return None
@@ -308,9 +311,10 @@ class SentimentEngine:
 
     async def _renew_lease(self) -> bool:
         """Renew the lease and apply the share; on an error of the budget, fall back to the window alone."""
-        budget = self.budget
+        budget, loop = self.budget, self._loop
+        assert budget is not None and loop is not None
         try:
-            share = await self._loop.run_in_executor(  # type: ignore[union-attr]
+            share = await loop.run_in_executor(
                 None, budget.lease, self._holder, self.window.max_concurrency, self._in_flight
             )
         except Exception as exc:
@@ -382,7 +386,7 @@ class SentimentEngine:
 
     # ------------------------------------------------------------------ retries
 
-    async def _with_retries(self, attempt_once: Callable[[], Coroutine[Any, Any, Any]], run: _Run | None) -> Any:
+    async def _with_retries(self, attempt_once: Callable[[], Coroutine[Any, Any, T]], run: _Run | None) -> T:
         """Run ``attempt_once`` until it succeeds, a failure is not retryable, or the retries are spent."""
         policy = self.policy
         attempt = 0
@@ -548,8 +552,9 @@ class SentimentEngine:
         try:
             done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
             for worker in done:
-                if worker.exception() is not None:
-                    raise worker.exception()  # type: ignore[misc]
+                failure = worker.exception()
+                if failure is not None:
+                    raise failure
         finally:
             for worker in workers:
                 worker.cancel()
@@ -564,7 +569,7 @@ class SentimentEngine:
         tags: Iterable[str] | None = None,
         max_input_tokens: int | None = None,
         used_input_tokens: int = 0,
-    ) -> AsyncIterator[tuple[int, SentimentResult | DeepgramAPIError]]:
+    ) -> AsyncGenerator[tuple[int, SentimentResult | DeepgramAPIError], None]:
         """
         Score many texts, yielding ``(index, result_or_error)`` as each completes.
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 #: Scores above this are positive, below its negative are negative, the rest neutral.
 SENTIMENT_THRESHOLD = 0.333
@@ -213,10 +213,10 @@ class _ShapeReader:
     def __init__(self, request_id: str | None) -> None:
         self.request_id = request_id
 
-    def fail(self, path: str, expected: str, value: Any) -> None:
+    def fail(self, path: str, expected: str, value: Any) -> NoReturn:
         self.refuse(f"{path or 'response body'} should be {expected}, got {type(value).__name__}")
 
-    def refuse(self, message: str) -> None:
+    def refuse(self, message: str) -> NoReturn:
         # Imported here so the result model (used by the emulator) does not import Airflow.
         from airflow_provider_dgsentiment.exceptions import DeepgramResponseError
 

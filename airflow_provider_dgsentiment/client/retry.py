@@ -15,7 +15,9 @@ import random
 import time
 from dataclasses import dataclass
 
-DEFAULT_MAX_RETRIES = 5
+from airflow_provider_dgsentiment.get_provider_info import CONNECTION_NUMBERS
+
+DEFAULT_MAX_RETRIES = int(CONNECTION_NUMBERS["max_retries"][2])
 INITIAL_RETRY_DELAY = 0.5
 MAX_RETRY_DELAY = 30.0
 MAX_RETRY_AFTER = 60.0
@@ -72,4 +74,4 @@ class RetryPolicy:
             return min(retry_after, self.max_retry_after)
         backoff = min(self.initial_delay * (2**attempt), self.max_delay)
         jitter = (rng or random).uniform(0.5, 1.0)
-        return backoff * jitter
+        return float(backoff * jitter)

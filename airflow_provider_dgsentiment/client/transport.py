@@ -21,10 +21,12 @@ from airflow_provider_dgsentiment.exceptions import (
     make_api_error,
     summarize_body,
 )
+from airflow_provider_dgsentiment.get_provider_info import CONNECTION_NUMBERS
 
 DEFAULT_BASE_URL = "https://api.deepgram.com"
-DEFAULT_TIMEOUT = 60.0
-DEFAULT_MAX_CONCURRENCY = 10
+#: The connection's defaults, defined once with the UI form (``get_provider_info.CONNECTION_NUMBERS``).
+DEFAULT_TIMEOUT = float(CONNECTION_NUMBERS["timeout"][2])
+DEFAULT_MAX_CONCURRENCY = int(CONNECTION_NUMBERS["max_concurrency"][2])
 READ_PATH = "/v1/read"
 PROJECTS_PATH = "/v1/projects"
 USER_AGENT = "airflow-provider-dgsentiment"

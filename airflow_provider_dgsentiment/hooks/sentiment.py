@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import weakref
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Coroutine, Iterable, Iterator
 from contextlib import aclosing
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -25,15 +25,13 @@ from airflow_provider_dgsentiment.client.account_budget import AccountBudget, Ho
 from airflow_provider_dgsentiment.client.chunking import DEFAULT_CHUNK_TOKENS
 from airflow_provider_dgsentiment.client.engine import SentimentEngine
 from airflow_provider_dgsentiment.client.loop_bridge import LoopThread
-from airflow_provider_dgsentiment.client.retry import DEFAULT_MAX_RETRIES
 from airflow_provider_dgsentiment.client.transport import (
     DEFAULT_BASE_URL,
-    DEFAULT_MAX_CONCURRENCY,
-    DEFAULT_TIMEOUT,
     DeepgramSettings,
 )
 from airflow_provider_dgsentiment.client.tuning import DEFAULT_TUNING, EngineTuning
 from airflow_provider_dgsentiment.exceptions import DeepgramAPIError, DeepgramConfigurationError
+from airflow_provider_dgsentiment.get_provider_info import CONNECTION_NUMBERS
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Connection
@@ -76,19 +74,10 @@ def settings_from_connection(
     allow_insecure = _as_bool(extras.get("allow_insecure_http", False), "allow_insecure_http")
     check_base_url(base_url, allow_insecure)
 
+    given = {"timeout": timeout, "max_retries": max_retries, "max_concurrency": max_concurrency}
     values = {
-        "timeout": _number(extras.get("timeout"), "timeout", float, DEFAULT_TIMEOUT, minimum=0.001),
-        "max_retries": _number(extras.get("max_retries"), "max_retries", int, DEFAULT_MAX_RETRIES, minimum=0),
-        "max_concurrency": _number(
-            extras.get("max_concurrency"), "max_concurrency", int, DEFAULT_MAX_CONCURRENCY, minimum=1
-        ),
+        name: _number(given[name] if given[name] is not None else extras.get(name), name) for name in CONNECTION_NUMBERS
     }
-    if timeout is not None:
-        values["timeout"] = _number(timeout, "timeout", float, DEFAULT_TIMEOUT, minimum=0.001)
-    if max_retries is not None:
-        values["max_retries"] = _number(max_retries, "max_retries", int, DEFAULT_MAX_RETRIES, minimum=0)
-    if max_concurrency is not None:
-        values["max_concurrency"] = _number(max_concurrency, "max_concurrency", int, DEFAULT_MAX_CONCURRENCY, minimum=1)
     return DeepgramSettings(base_url=base_url, api_key=api_key, **values)
 
 
@@ -169,9 +158,11 @@ def _as_bool(value: Any, name: str) -> bool:
     raise DeepgramConfigurationError(f"Connection extra {name} must be true or false, got {value!r}")
 
 
-def _number(value: Any, name: str, kind: type, default: Any, *, minimum: float) -> Any:
+def _number(value: Any, name: str) -> Any:
+    """Check one numeric extra (or hook argument) against :data:`CONNECTION_NUMBERS`."""
+    kind, minimum, default = CONNECTION_NUMBERS[name]
     if value is None or value == "":
-        return default
+        return kind(default)
     try:
         number = kind(value)
     except (TypeError, ValueError):
@@ -262,9 +253,10 @@ class DeepgramSentimentHook(BaseHook):
     def settings(self) -> DeepgramSettings:
         """The resolved connection settings (loaded once)."""
         try:
-            conn = self.get_connection(self.deepgram_conn_id)
+            conn: Connection | None = self.get_connection(self.deepgram_conn_id)
         except AirflowNotFoundException:
-            conn = self._env_only_fallback()
+            self._check_env_only_fallback()
+            conn = None
         return self._settings_for(conn)
 
     async def aget_settings(self) -> DeepgramSettings:
@@ -275,21 +267,21 @@ class DeepgramSentimentHook(BaseHook):
         from asgiref.sync import sync_to_async
 
         try:
-            conn = await get_async_connection(self.deepgram_conn_id, self)
+            conn: Connection | None = await get_async_connection(self.deepgram_conn_id, self)
         except AirflowNotFoundException:
-            conn = self._env_only_fallback()
+            self._check_env_only_fallback()
+            conn = None
         # Reading extras and registering the key with the secrets masker may call the
         # supervisor synchronously: do it in a worker thread, off the event loop.
         self.__dict__["settings"] = settings = await sync_to_async(self._settings_for)(conn)
         return settings
 
-    def _env_only_fallback(self) -> None:
+    def _check_env_only_fallback(self) -> None:
         """Without a ``deepgram_default`` connection, use ``DEEPGRAM_API_KEY`` and the default host."""
         if self.deepgram_conn_id != self.default_conn_name or not os.environ.get(API_KEY_ENV_VAR):
             raise AirflowNotFoundException(
                 f"The conn_id `{self.deepgram_conn_id}` isn't defined (and {API_KEY_ENV_VAR} is not set)"
             )
-        return None
 
     def _settings_for(self, conn: Connection | None) -> DeepgramSettings:
         return settings_from_connection(
@@ -446,7 +438,7 @@ class DeepgramSentimentHook(BaseHook):
         tags: Iterable[str] | None = None,
         max_input_tokens: int | None = None,
         used_input_tokens: int = 0,
-    ) -> AsyncIterator[tuple[int, SentimentResult | DeepgramAPIError]]:
+    ) -> AsyncGenerator[tuple[int, SentimentResult | DeepgramAPIError], None]:
         """
         Async :meth:`analyze_many` on the running loop, for the triggerer: same arguments and yields.
 

@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowException, BaseOperator, conf
 
-from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError, DeepgramError
+from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError, DeepgramError, first_and_more
 from airflow_provider_dgsentiment.hooks.sentiment import DeepgramSentimentHook
 from airflow_provider_dgsentiment.run.events import OUTCOME_KEY, check_event
 from airflow_provider_dgsentiment.run.outcome import (
+    MAX_LISTED_DOCUMENTS,
     PER_DOCUMENT_OUTPUTS,
     XCOM_ITEMS_WARNING,
     XCOM_OUTPUTS,
@@ -23,6 +24,7 @@ from airflow_provider_dgsentiment.run.scoring import (
     WRITE_BATCH_SIZE,
     ScoringOptions,
     ScoringRun,
+    too_many_for_the_event,
 )
 from airflow_provider_dgsentiment.storage import lineage
 from airflow_provider_dgsentiment.storage.records import FORMATS
@@ -301,7 +303,7 @@ class DeepgramSentimentOperator(BaseOperator):
             self._active_run = None
             self._close()
         if not source.is_inline:
-            self._lineage_inputs = [tuple(location) for location in outcome.inputs]
+            self._lineage_inputs = [(location[0], location[1]) for location in outcome.inputs]
         return self._finish(context, outcome, single_text=source.single_text)
 
     def on_kill(self) -> None:
@@ -323,10 +325,8 @@ class DeepgramSentimentOperator(BaseOperator):
         if not keeps_results and source.holds_records(list(source.entries)):
             # Records are counted only as they are read, and with nowhere to store them a run stopped
             # at the bound would lose what it paid for: refuse here, before any request.
-            raise DeepgramConfigurationError(
-                f"{source.describe()} holds records, which a deferred run that stores nowhere can carry back "
-                f"in its event only up to {MAX_DEFERRED_DOCUMENTS}: give sql_conn_id or results_path and "
-                "xcom_output='manifest' (or 'none'), or score them with deferrable=False"
+            raise too_many_for_the_event(
+                f"{source.describe()} holds records, which may be more than", MAX_DEFERRED_DOCUMENTS
             )
         options = self._options(max_documents=MAX_DEFERRED_DOCUMENTS if bounded else None)
         self.log.info(
@@ -341,7 +341,7 @@ class DeepgramSentimentOperator(BaseOperator):
                 source=source.to_json(),
                 xcom_output=self.xcom_output,
                 options=options.to_json(),
-                sql=self._sql_kwargs(),
+                warehouse=self._warehouse_kwargs(),
                 results=self._results_kwargs(context),
             ),
             method_name="execute_complete",
@@ -363,7 +363,7 @@ class DeepgramSentimentOperator(BaseOperator):
         payload = check_event(event, "Scoring")
         outcome = ScoringOutcome.from_state(payload.get(OUTCOME_KEY))
         self._run_identity = run_identity(self, context)
-        self._lineage_inputs = [tuple(location) for location in outcome.inputs]
+        self._lineage_inputs = [(location[0], location[1]) for location in outcome.inputs]
         self.log.info("Resumed from the triggerer: %s", payload.get("message"))
         return self._finish(context, outcome)
 
@@ -398,12 +398,10 @@ class DeepgramSentimentOperator(BaseOperator):
         :return: the XCom value.
         """
         if outcome.empty_count:
-            more = outcome.empty_count - len(outcome.empty)
             self.log.warning(
-                "Skipped %d empty document(s) without a request: %s%s",
+                "Skipped %d empty document(s) without a request: %s",
                 outcome.empty_count,
-                ", ".join(outcome.empty),
-                f" and {more} more" if more else "",
+                first_and_more(outcome.empty, total=outcome.empty_count, limit=MAX_LISTED_DOCUMENTS),
             )
         if outcome.already_scored:
             self.log.info("Skipped %d already-scored document(s)", outcome.already_scored)
@@ -467,7 +465,7 @@ class DeepgramSentimentOperator(BaseOperator):
             progress_interval=float(self.progress_interval),
         )
 
-    def _sql_kwargs(self) -> dict[str, Any] | None:
+    def _warehouse_kwargs(self) -> dict[str, Any] | None:
         if not self.sql_conn_id:
             return None
         run = self._run_identity

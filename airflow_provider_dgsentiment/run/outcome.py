@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_dgsentiment.exceptions import DeepgramAPIError, DeepgramError
+from airflow_provider_dgsentiment.client.results import SENTIMENT_LABELS
+from airflow_provider_dgsentiment.exceptions import DeepgramAPIError, DeepgramError, first_and_more
 from airflow_provider_dgsentiment.storage.sources import SKIP_EMPTY
 
 if TYPE_CHECKING:
@@ -40,7 +41,6 @@ MAX_LISTED_DOCUMENTS = 20
 XCOM_ITEMS_WARNING = 10_000
 #: Why a document already stored with the same content is skipped.
 SKIP_ALREADY_SCORED = "already scored (stored with the same content fingerprint)"
-SENTIMENTS = ("positive", "neutral", "negative")
 
 
 @dataclass
@@ -63,7 +63,7 @@ class ScoringOutcome:
     already_scored: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
-    sentiment_counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SENTIMENTS, 0))
+    sentiment_counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SENTIMENT_LABELS, 0))
     #: Per-document XCom items by position in the run (``full`` / ``summary`` only).
     items: dict[int, dict[str, Any]] = field(default_factory=dict)
     #: ``(name, reason)`` of the first failures, up to ``MANIFEST_FAILURES``.
@@ -176,11 +176,8 @@ class ScoringOutcome:
 
     def failure_lines(self) -> str:
         """One ``name: reason`` line per failure (the first few), then ``and N more``."""
-        shown = self.failures[:MAX_LISTED_DOCUMENTS]
-        lines = [f"  {name}: {reason}" for name, reason in shown]
-        if self.failed > len(shown):
-            lines.append(f"  ... and {self.failed - len(shown)} more")
-        return "\n".join(lines)
+        lines = [f"{name}: {reason}" for name, reason in self.failures[:MAX_LISTED_DOCUMENTS]]
+        return "  " + first_and_more(lines, total=self.failed, limit=MAX_LISTED_DOCUMENTS, separator="\n  ")
 
     # ------------------------------------------------------------------ travel (trigger -> task)
 

@@ -32,7 +32,10 @@ from airflow_provider_dgsentiment.storage.warehouse import ScoredDocument, Wareh
 from airflow_provider_dgsentiment.storage.work_claims import ClaimedNames
 
 if TYPE_CHECKING:
-    from logging import Logger
+    from logging import Logger as StdLogger
+
+    # The task's or trigger's logger: a stdlib logger or Airflow's structlog logger.
+    Logger = StdLogger | Any
 
     from airflow_provider_dgsentiment.hooks.sentiment import DeepgramSentimentHook
 
@@ -47,6 +50,19 @@ PENDING_WRITES = 4
 #: Seconds between two checks of a blocked hand-over from the reader thread.
 HAND_OVER_POLL = 0.5
 DEFAULT_PROGRESS_INTERVAL = 30.0
+
+
+def too_many_for_the_event(what: str, bound: int) -> DeepgramConfigurationError:
+    """
+    The one refusal of a deferred run that would carry more per-document results back than its event may.
+
+    :param what: the start of the sentence, naming the source (``"<source> holds more than"``).
+    :param bound: how many documents the event may carry.
+    """
+    return DeepgramConfigurationError(
+        f"{what} the {bound} documents a deferred run that stores nowhere can carry back in its event: give "
+        "sql_conn_id or results_path and xcom_output='manifest' (or 'none'), or score them with deferrable=False"
+    )
 
 
 @dataclass(frozen=True)
@@ -171,7 +187,7 @@ class ScoringRun:
             await self._loop.run_in_executor(storage, self._prepare_storage)
             names = await self._loop.run_in_executor(reader, self._list_names)
             # Record files and queries hold an unknown number of documents: count them as they come.
-            outcome.total = 0 if self.source.holds_records(names) else len(names)
+            outcome.total = 0 if isinstance(names, ClaimedNames) or self.source.holds_records(names) else len(names)
             if isinstance(names, ClaimedNames):
                 outcome.inputs = input_locations(self.source.entries)
             elif not self.source.is_inline and not self.source.is_sql:
@@ -243,11 +259,7 @@ class ScoringRun:
             self.log.warning("%s; nothing to score", message)
         bound = self.options.max_documents
         if bound is not None and isinstance(names, list) and len(names) > bound:
-            raise DeepgramConfigurationError(
-                f"{self.source.describe()} names {len(names)} documents, more than the {bound} a deferred run "
-                "may carry back in its event: give sql_conn_id or results_path and xcom_output='manifest' "
-                "(or 'none'), or score them with deferrable=False"
-            )
+            raise too_many_for_the_event(f"{self.source.describe()} names {len(names)} documents, more than", bound)
         return names
 
     async def _consume(
@@ -276,11 +288,7 @@ class ScoringRun:
                     return
                 for position, document, content_key, stored_key in batch:
                     if bound is not None and position >= bound:
-                        raise DeepgramConfigurationError(
-                            f"{self.source.describe()} holds more than the {bound} documents a deferred run may "
-                            "carry back in its event: give sql_conn_id or results_path and xcom_output='manifest' "
-                            "(or 'none'), or score them with deferrable=False"
-                        )
+                        raise too_many_for_the_event(f"{self.source.describe()} holds more than", bound)
                     outcome.total = max(outcome.total, position + 1)
                     name = document.source
                     if document.error is not None:
@@ -355,6 +363,7 @@ class ScoringRun:
                 stored: dict[str, str] = {}
                 if lookup and keys:
                     wanted = [prefix + document.source for position, document in batch if position in keys]
+                    assert self.writer is not None  # lookup implies a writer
                     stored = storage.submit(self.writer.stored_fingerprints, wanted).result()
                 entries = [
                     (position, document, keys.get(position), stored.get(prefix + document.source))

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.exceptions import AirflowProviderDeprecationWarning
 from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue, conf
 
-from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError
+from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError, first_and_more
 from airflow_provider_dgsentiment.run.events import check_event
 from airflow_provider_dgsentiment.storage.sources import SensedObjects, describe_entries, find_objects, source_entries
 from airflow_provider_dgsentiment.storage.warehouse import DEFAULT_AVERAGES_TABLE, validate_table_name
@@ -20,8 +20,6 @@ from airflow_provider_dgsentiment.triggers.sentiment import DeepgramObjectsTrigg
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
-#: URIs named in a log line at most; the rest are counted.
-MAX_LOGGED_URIS = 5
 SENSOR_XCOM_OUTPUTS = ("uris", "counts")
 
 
@@ -130,7 +128,7 @@ class DeepgramSentimentSensor(BaseSensorOperator):
         self.defer(
             trigger=DeepgramObjectsTrigger(
                 source=[str(entry) for entry in source_entries(self.source)],
-                conn_id=self.source_conn_id or None,
+                source_conn_id=self.source_conn_id or None,
                 min_objects=self.min_objects,
                 sql_conn_id=self.sql_conn_id or None,
                 averages_table=self.averages_table,
@@ -180,9 +178,7 @@ class DeepgramSentimentSensor(BaseSensorOperator):
         self._check_arguments()
         sensed = self.find_objects()
         done = len(sensed.uris) >= self.min_objects
-        shown = ", ".join(sensed.uris[:MAX_LOGGED_URIS]) + (
-            f" and {len(sensed.uris) - MAX_LOGGED_URIS} more" if len(sensed.uris) > MAX_LOGGED_URIS else ""
-        )
+        shown = first_and_more(sensed.uris)
         if self.sql_conn_id:
             self.log.info(
                 "%s matches %d object(s), %d already scored in %s, %d to score (need %d)%s",
@@ -207,6 +203,7 @@ class DeepgramSentimentSensor(BaseSensorOperator):
         return PokeReturnValue(is_done=done, xcom_value=self._xcom_value(sensed, len(sensed.uris)) if done else None)
 
     def _publish(self, uris: Any) -> None:
+        assert self.sql_conn_id and self.claims  # checked in _check_arguments
         published = publish_names(uris, sql_conn_id=self.sql_conn_id, listing=self.claims)
         self.log.info(
             "Listing %s: %s object(s) in %d batch(es)", self.claims, published["objects"], published["batches"]

@@ -22,18 +22,26 @@ import os
 import posixpath
 import stat
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError, DeepgramError, DocumentReadError
+from airflow_provider_dgsentiment.exceptions import (
+    DeepgramConfigurationError,
+    DeepgramError,
+    DocumentReadError,
+    first_and_more,
+)
 from airflow_provider_dgsentiment.storage.records import detect_format, iter_file_records, iter_sql_records
 from airflow_provider_dgsentiment.storage.warehouse import DEFAULT_AVERAGES_TABLE, WarehouseWriter, sql_hook
 from airflow_provider_dgsentiment.storage.work_claims import DEFAULT_BATCH_SIZE, ClaimedNames, WorkClaims, publish_names
 
 if TYPE_CHECKING:
-    from logging import Logger
+    from logging import Logger as StdLogger
+
+    # The task's or trigger's logger: a stdlib logger or Airflow's structlog logger.
+    Logger = StdLogger | Any
 
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
@@ -46,8 +54,6 @@ DEFAULT_READ_AHEAD = 32
 MAX_READ_THREADS = 16
 #: Rows fetched from a SQL source at once.
 READ_BATCH_ROWS = 1000
-#: Entries of ``source`` named in a description at most; the rest are counted.
-MAX_DESCRIBED_ENTRIES = 5
 
 
 def fingerprint(text: str) -> str:
@@ -144,7 +150,7 @@ def is_pattern(entry: str | ObjectStoragePath) -> bool:
 
 def conn_id_in_uris(entries: Iterable[str | ObjectStoragePath], argument: str = "source") -> str | None:
     """Return the storage connection named in the URIs (``s3://conn@bucket/...``), if they agree on one."""
-    conn_ids = {storage_conn_id(storage_path(entry)) for entry in entries} - {None}
+    conn_ids = {conn_id for conn_id in (storage_conn_id(storage_path(entry)) for entry in entries) if conn_id}
     if len(conn_ids) > 1:
         raise DeepgramConfigurationError(
             f"{argument} names several storage connections ({', '.join(sorted(conn_ids))}); "
@@ -157,9 +163,7 @@ def describe_entries(entries: list[Any]) -> str:
     """A short description of ``source`` entries for log lines (patterns, never document text)."""
     if not entries:
         return "(no URI given)"
-    text = ", ".join(str(entry) for entry in entries[:MAX_DESCRIBED_ENTRIES])
-    more = len(entries) - MAX_DESCRIBED_ENTRIES
-    return text + (f" (and {more} more)" if more > 0 else "")
+    return first_and_more([str(entry) for entry in entries])
 
 
 def parse_shard(shard: Any) -> tuple[int, int] | None:
@@ -281,6 +285,7 @@ def _expand_local(location: str, log: Logger | None) -> tuple[list[str], bool]:
     fsspec's local listing builds an info dict per file first: at 100k files that alone is tens
     of MB, so a big local folder would cost memory in proportion to its size twice over.
     """
+    matches: Iterable[str]
     if os.path.exists(location):
         if not os.path.isdir(location):
             return _documents_only([location], "file", log, explicit=True), True
@@ -395,7 +400,7 @@ def read_objects(
     conn_id: str | None = None,
     *,
     read_ahead: int = DEFAULT_READ_AHEAD,
-) -> Iterator[Document]:
+) -> Generator[Document, None, None]:
     """
     Read objects in order, with up to ``read_ahead`` reads running ahead in threads.
 
@@ -528,7 +533,7 @@ class DocumentSource:
             return True
         return self.texts is None and any(detect_format(name, self.format) != "text" for name in names)
 
-    def documents(self, names: Iterable[str]) -> Iterator[Document]:
+    def documents(self, names: Iterable[str]) -> Generator[Document, None, None]:
         """Read the documents of ``names`` (from :meth:`list_names`) in order, each once."""
         if self.texts is not None:
             for name, text in zip(names, self.texts):
@@ -548,7 +553,7 @@ class DocumentSource:
             yield from self._record_documents(name, kind)
         yield from read_objects(text_objects, self.conn_id)
 
-    def _record_documents(self, name: str, kind: str) -> Iterator[Document]:
+    def _record_documents(self, name: str, kind: str) -> Generator[Document, None, None]:
         path = storage_path(name, self.conn_id)
         if (path.protocol or "file") == "file":
             what = _local_kind(_normalized_local(path.path))
@@ -573,7 +578,7 @@ class DocumentSource:
     def _sql_prefix(self) -> str:
         return f"sql://{self.sql_conn_id}/{self.id_field or 'row'}"
 
-    def _sql_documents(self) -> Iterator[Document]:
+    def _sql_documents(self) -> Generator[Document, None, None]:
         hook = sql_hook(self.sql_conn_id or "", "sql_source_conn_id")
         prefix = self._sql_prefix()
         records = iter_sql_records(

@@ -165,9 +165,9 @@ class WorkClaims:
                 return None
             # Its own batches first (a retry picks up where it stopped), then the lowest free one.
             batch, previous, previous_expires = min(rows, key=lambda row: (row[1] != holder, row[0]))
-            if previous is None:
-                condition, parameters = "holder IS NULL", ()
-            else:
+            parameters: tuple[Any, ...] = ()
+            condition = "holder IS NULL"
+            if previous is not None:
                 condition, parameters = "holder = ? AND expires = ?", (previous, previous_expires)
             _, count = self._run(
                 f"UPDATE {CLAIMS_TABLE} SET holder = ?, expires = ? WHERE listing = ? AND batch = ? AND done = 0 "

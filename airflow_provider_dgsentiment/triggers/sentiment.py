@@ -44,10 +44,11 @@ class DeepgramSentimentTrigger(BaseTrigger):
         connection, shard and stored-name prefix.
     :param xcom_output: the operator's XCom shape (which per-document items to keep).
     :param options: ``ScoringOptions.to_json()``.
-    :param sql: the SQL destination (``sql_conn_id``, ``segments_table``,
+    :param warehouse: the SQL destination (``sql_conn_id``, ``segments_table``,
         ``averages_table``, ``dag_id``, ``task_id``, ``run_id``), or None.
     :param results: the ``results_path`` destination (``results_path``, ``conn_id``,
         ``dag_id``, ``run_id``, ``task_id``, ``map_index``), or None.
+    :param sql: 0.2's name of ``warehouse``, accepted so a task deferred under 0.2 resumes.
     """
 
     def __init__(
@@ -57,15 +58,17 @@ class DeepgramSentimentTrigger(BaseTrigger):
         source: dict[str, Any],
         xcom_output: str = "manifest",
         options: dict[str, Any] | None = None,
-        sql: dict[str, Any] | None = None,
+        warehouse: dict[str, Any] | None = None,
         results: dict[str, Any] | None = None,
+        sql: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.deepgram_conn_id = deepgram_conn_id
         self.source = dict(source)
         self.xcom_output = xcom_output
         self.options = dict(options or {})
-        self.sql = dict(sql) if sql else None
+        warehouse = warehouse or sql
+        self.warehouse = dict(warehouse) if warehouse else None
         self.results = dict(results) if results else None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -77,7 +80,7 @@ class DeepgramSentimentTrigger(BaseTrigger):
                 "source": self.source,
                 "xcom_output": self.xcom_output,
                 "options": self.options,
-                "sql": self.sql,
+                "warehouse": self.warehouse,
                 "results": self.results,
             },
         )
@@ -114,14 +117,15 @@ class DeepgramSentimentTrigger(BaseTrigger):
         return success_event(message, **{OUTCOME_KEY: outcome.to_state()})
 
     def _writer(self) -> WarehouseWriter | None:
-        if not self.sql:
+        if not self.warehouse:
             return None
+        destination = self.warehouse
         return WarehouseWriter(
-            self.sql["sql_conn_id"],
-            segments_table=self.sql["segments_table"],
-            averages_table=self.sql["averages_table"],
+            destination["sql_conn_id"],
+            segments_table=destination["segments_table"],
+            averages_table=destination["averages_table"],
             run=RunIdentity(
-                dag_id=self.sql.get("dag_id"), task_id=self.sql.get("task_id"), run_id=self.sql.get("run_id")
+                dag_id=destination.get("dag_id"), task_id=destination.get("task_id"), run_id=destination.get("run_id")
             ),
         )
 
@@ -139,29 +143,31 @@ class DeepgramObjectsTrigger(BaseTrigger):
     sensor's ``timeout`` bounds the wait.
 
     :param source: a URI glob, prefix or object, or a list of those (strings).
-    :param conn_id: the storage connection; None uses the one named in each URI.
+    :param source_conn_id: the storage connection; None uses the one named in each URI.
     :param min_objects: how many objects must count.
     :param sql_conn_id: a SQL connection with the averages table; when set, only objects
         not yet scored count.
     :param averages_table: the averages table, ``name`` or ``schema.name``.
     :param poke_interval: seconds between two looks.
     :param return_uris: put the URIs in the event (False: counts only, for big listings).
+    :param conn_id: 0.2's name of ``source_conn_id``, accepted so a sensor deferred under 0.2 resumes.
     """
 
     def __init__(
         self,
         *,
         source: str | Sequence[str],
-        conn_id: str | None = None,
+        source_conn_id: str | None = None,
         min_objects: int = 1,
         sql_conn_id: str | None = None,
         averages_table: str = DEFAULT_AVERAGES_TABLE,
         poke_interval: float = DEFAULT_POKE_INTERVAL,
         return_uris: bool = True,
+        conn_id: str | None = None,
     ) -> None:
         super().__init__()
         self.source = str(source) if isinstance(source, str) else [str(entry) for entry in source]
-        self.conn_id = conn_id
+        self.source_conn_id = source_conn_id or conn_id
         self.min_objects = min_objects
         self.sql_conn_id = sql_conn_id
         self.averages_table = averages_table
@@ -174,7 +180,7 @@ class DeepgramObjectsTrigger(BaseTrigger):
             f"{cls.__module__}.{cls.__qualname__}",
             {
                 "source": self.source,
-                "conn_id": self.conn_id,
+                "source_conn_id": self.source_conn_id,
                 "min_objects": self.min_objects,
                 "sql_conn_id": self.sql_conn_id,
                 "averages_table": self.averages_table,
@@ -196,7 +202,7 @@ class DeepgramObjectsTrigger(BaseTrigger):
             sensed = await asyncio.to_thread(
                 find_objects,
                 self.source,
-                self.conn_id or None,
+                self.source_conn_id or None,
                 sql_conn_id=self.sql_conn_id or None,
                 averages_table=self.averages_table,
                 log=self.log,

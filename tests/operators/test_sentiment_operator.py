@@ -370,7 +370,7 @@ def test_on_error_fail_lists_at_most_twenty_failures(mock_deepgram):
     lines = str(excinfo.value).splitlines()
     assert lines[0] == "25 of 25 document(s) failed:"
     assert len(lines) == 1 + 20 + 1
-    assert lines[-1] == "  ... and 5 more"
+    assert lines[-1] == "  and 5 more"
 
 
 def test_on_error_skip_succeeds_with_failures_in_the_output(mock_deepgram, log_text):

@@ -108,7 +108,7 @@ def test_execute_defers_with_plain_json_kwargs_no_key_no_text(deepgram_conn, inb
             "max_documents": 1000,  # per-document XCom travels back in the event: bounded
             "progress_interval": 30.0,
         },
-        "sql": None,
+        "warehouse": None,
         "results": None,
     }
     stored = json.dumps(kwargs)  # plain JSON ...

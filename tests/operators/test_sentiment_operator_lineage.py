@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from airflow_provider_dgsentiment.exceptions import DeepgramError
-from airflow_provider_dgsentiment.storage.lineage import MAX_LINEAGE_INPUTS, object_location
+from airflow_provider_dgsentiment.storage.lineage import MAX_LINEAGE_INPUTS
 from tests.conftest import POSITIVE, SQL_CONN_ID
 from tests.support.operator_runs import context, defer, make_operator, run, trigger_event
 
@@ -108,23 +108,6 @@ def test_nothing_is_reported_before_the_run_knows_what_it_reads(deepgram_conn, s
         run(operator)
 
     assert lineage(operator) == ([], [])
-
-
-@pytest.mark.parametrize(
-    ("uri", "expected"),
-    [
-        ("s3://bucket/in/a.txt", ("s3://bucket", "in/a.txt")),
-        ("s3://aws_conn@bucket/in/a.txt", ("s3://bucket", "in/a.txt")),
-        ("s3://bucket/in/2024/*.txt", ("s3://bucket", "in/2024")),
-        ("s3://bucket/in/", ("s3://bucket", "in")),
-        ("s3://bucket/*.txt", ("s3://bucket", "/")),
-        ("gs://bucket/a/b/c.txt", ("gs://bucket", "a/b/c.txt")),
-        ("file:///data/in/a.txt", ("file", "/data/in/a.txt")),
-        ("file:///data/**/*.txt", ("file", "/data")),
-    ],
-)
-def test_lineage_location(uri, expected):
-    assert object_location(uri) == expected
 
 
 def test_without_the_openlineage_provider_the_operator_runs_and_reports_nothing(

@@ -192,7 +192,7 @@ def test_retry_budget_exhausted_then_task_retry_scores_only_the_failed(batch, mo
     assert 0 < failed < DOCUMENTS
     message = str(raised.value)
     assert message.startswith(f"{failed} of {DOCUMENTS} document(s) failed:\n  file://")
-    assert f"  ... and {failed - 20} more" in message  # the first 20 are named, with their error
+    assert f"\n  and {failed - 20} more" in message  # the first 20 are named, with their error
     assert count(db, AVERAGES) == DOCUMENTS - failed  # everything that was scored was stored
 
     stored_before, sent = retry_and_check(deepgram_emulator_factory(), documents, glob, db, monkeypatch)

@@ -160,7 +160,7 @@ def test_a_document_source_travels_as_plain_json_and_never_with_inline_text(tmp_
 
 def test_descriptions_name_patterns_never_text():
     assert describe_entries([f"s3://b/{index}.txt" for index in range(7)]) == (
-        "s3://b/0.txt, s3://b/1.txt, s3://b/2.txt, s3://b/3.txt, s3://b/4.txt (and 2 more)"
+        "s3://b/0.txt, s3://b/1.txt, s3://b/2.txt, s3://b/3.txt, s3://b/4.txt, and 2 more"
     )
     assert DocumentSource.inline("secret words", "p").describe() == "1 inline text(s)"
     assert DocumentSource(entries=("s3://b/in/",), shard=(0, 4)).describe() == "source s3://b/in/ (shard 0/4)"

@@ -18,6 +18,7 @@ from airflow_provider_dgsentiment.exceptions import (
 from airflow_provider_dgsentiment.storage import sources as sources_module
 from airflow_provider_dgsentiment.triggers.sentiment import DeepgramObjectsTrigger, DeepgramSentimentTrigger
 from tests.conftest import NEGATIVE, POSITIVE, SQL_CONN_ID, airflow_serde
+from tests.support.triggers import only_event
 
 TRIGGER_PATH = "airflow_provider_dgsentiment.triggers.sentiment.DeepgramSentimentTrigger"
 OBJECTS_TRIGGER_PATH = "airflow_provider_dgsentiment.triggers.sentiment.DeepgramObjectsTrigger"
@@ -29,24 +30,6 @@ SQL = {
     "task_id": "t",
     "run_id": "r",
 }
-
-
-def all_events(trigger) -> list:
-    """Run the trigger to its end and return every event it yielded."""
-
-    async def collect() -> list:
-        return [event async for event in trigger.run()]
-
-    return asyncio.run(collect())
-
-
-def only_event(trigger) -> dict:
-    """Run the trigger; check it yields exactly one event and return that event's payload."""
-    events = all_events(trigger)
-    assert len(events) == 1, f"expected one terminal event, got {len(events)}"
-    payload = events[0].payload
-    json.dumps(payload)  # plain JSON, nothing pickled
-    return payload
 
 
 def sha256(text: str) -> str:
@@ -83,7 +66,7 @@ def test_serialize_is_exact_and_round_trips():
         source={"entries": ["s3://bucket/in/*.txt"], "conn_id": "aws_default", "shard": [1, 4]},
         xcom_output="manifest",
         options={"language": "en", "max_concurrency": 4},
-        sql=SQL,
+        warehouse=SQL,
         results={"results_path": "s3://bucket/results", "conn_id": None, "task_id": "t", "map_index": 3},
     )
     classpath, kwargs = trigger.serialize()
@@ -93,7 +76,7 @@ def test_serialize_is_exact_and_round_trips():
         "source": {"entries": ["s3://bucket/in/*.txt"], "conn_id": "aws_default", "shard": [1, 4]},
         "xcom_output": "manifest",
         "options": {"language": "en", "max_concurrency": 4},
-        "sql": SQL,
+        "warehouse": SQL,
         "results": {"results_path": "s3://bucket/results", "conn_id": None, "task_id": "t", "map_index": 3},
     }
     # Through JSON and through Airflow's own serde (what the task runner stores), then re-instantiated.
@@ -110,7 +93,7 @@ def test_serialize_is_exact_and_round_trips():
 def test_objects_trigger_serialize_is_exact_and_round_trips():
     trigger = DeepgramObjectsTrigger(
         source=["file:///data/in/*.txt", "s3://aws_x@bucket/in/"],
-        conn_id=None,
+        source_conn_id=None,
         min_objects=3,
         sql_conn_id="warehouse",
         averages_table="analytics.averages",
@@ -120,7 +103,7 @@ def test_objects_trigger_serialize_is_exact_and_round_trips():
     assert classpath == OBJECTS_TRIGGER_PATH
     assert kwargs == {
         "source": ["file:///data/in/*.txt", "s3://aws_x@bucket/in/"],
-        "conn_id": None,
+        "source_conn_id": None,
         "min_objects": 3,
         "sql_conn_id": "warehouse",
         "averages_table": "analytics.averages",
@@ -171,7 +154,7 @@ def test_with_sql_the_trigger_stores_the_rows_and_the_event_carries_no_results(d
     folder.mkdir()
     for i in range(300):
         (folder / f"{i:03}.txt").write_text(f"Review {i}: {'great value, I love it' if i % 2 else 'awful'}.")
-    event = only_event(score_trigger([f"file://{folder}/"], xcom_output="manifest", sql=SQL))
+    event = only_event(score_trigger([f"file://{folder}/"], xcom_output="manifest", warehouse=SQL))
     encoded = json.dumps(event)
     assert len(encoded) < 4096, len(encoded)  # counts, not 300 results
     assert "segments" not in encoded and "great value" not in encoded
@@ -270,7 +253,10 @@ def test_more_documents_than_the_bound_is_refused_before_any_request(deepgram_co
     event = only_event(score_trigger([f"file://{tmp_path}/*.txt"], options={"max_documents": 4}))
     assert deepgram_conn.stats()["requests"] - before == 0
     assert event["status"] == "error" and event["error_class"] == "DeepgramConfigurationError"
-    assert "names 5 documents, more than the 4 a deferred run may carry back" in event["message"]
+    assert (
+        "names 5 documents, more than the 4 documents a deferred run that stores nowhere can carry back"
+        in event["message"]
+    )
     assert "give sql_conn_id or results_path and xcom_output='manifest'" in event["message"]
 
 
