@@ -11,8 +11,9 @@ key learn of each other only through 429s when each adapts alone (the AIMD windo
   it only grows into slots nobody else holds (``limit - sum(others' held)``), so a holder
   joining takes free slots at once and the rest as the others give theirs back at their next
   renewal; the sum of the slots held never passes the limit;
-- ``held`` is written as ``max(share, requests in flight)``, so slots given back are free only
-  once their requests answered;
+- ``held`` is written as ``max(share, slots in use)`` (the requests in flight, or the limit the
+  engine sends up to until the new share applies), so slots given back are free only once their
+  requests answered;
 - a holder that stops deletes its lease; one that died stops renewing and its lease expires
   after ``ttl`` seconds, so its slots go back to the others.
 

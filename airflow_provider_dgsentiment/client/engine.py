@@ -314,9 +314,10 @@ class SentimentEngine:
         budget, loop = self.budget, self._loop
         assert budget is not None and loop is not None
         try:
-            share = await loop.run_in_executor(
-                None, budget.lease, self._holder, self.window.max_concurrency, self._in_flight
-            )
+            # Until the new share applies, requests may still start up to the current limit:
+            # the lease holds at least that many, so no other holder counts those slots free.
+            in_use = max(self._in_flight, self.window.limit)
+            share = await loop.run_in_executor(None, budget.lease, self._holder, self.window.max_concurrency, in_use)
         except Exception as exc:
             self.log.warning("The account budget failed (%s); the adaptive window alone limits requests now", exc)
             self.budget = None
