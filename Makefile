@@ -13,7 +13,7 @@ VENV ?= .venv
 PYTHON ?= python3
 CONSTRAINTS ?= constraints/airflow-3.txt
 
-.PHONY: demo test unit test-deployment lint services services-stop browser-deps benchmark benchmark-scale benchmark-deployment venv clean
+.PHONY: demo test unit test-deployment lint services services-stop browser-deps benchmark benchmark-nightly benchmark-scale benchmark-deployment venv clean
 
 venv: $(VENV)/.installed
 
@@ -58,7 +58,13 @@ test-deployment: venv
 
 benchmark: venv
 	$(VENV)/bin/python benchmarks/throughput.py
+	$(MAKE) benchmark-nightly
 	$(MAKE) benchmark-scale
+
+# A night over 10k objects of which 1% changed, 0.2's way (read all) beside 0.3's (listing + changed only).
+# BENCHMARK_NIGHTLY_ARGS="--objects 100000 --week 10000" for the issue's full sizes (several minutes).
+benchmark-nightly: venv
+	$(VENV)/bin/python benchmarks/nightly.py $(BENCHMARK_NIGHTLY_ARGS)
 
 # 10k/100k file:// documents (worker and deferrable), a 200k-record JSONL.gz and a 200k-row table;
 # inputs are cached under /tmp/dgsentiment-scale-cache. BENCHMARK_SCALE_ARGS="--text-sizes 1000 10000" for a quick run.

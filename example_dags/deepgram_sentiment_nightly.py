@@ -1,19 +1,27 @@
-"""Nightly enrichment: wait for new text objects, score them in mapped shards, store them in SQL.
+"""Nightly enrichment: wait for new or changed objects, score them in mapped shards, store them in SQL.
 
-``wait_for_texts`` (a sensor) waits until objects under ``source`` exist that are not yet in
-the averages table and returns their count (never the list: 100k URIs would not fit in
-XCom); ``plan_shards`` turns the count into shards of about ``shard_size`` documents;
-``score_shard`` is mapped over the shards, each mapped task listing ``source`` itself and
-scoring the objects whose name hashes into its shard (``shard="i/n"``), with
-``max_concurrency`` requests in flight, writing the per-segment and per-document rows, and
-returning a bounded manifest. Every XCom value stays a few hundred bytes at any size.
+``source`` holds text objects (one document each) and record exports (``.jsonl.gz`` of tickets,
+one document per record, keyed by ``ticket_id`` in the ``tickets`` key namespace, so a ticket in
+tomorrow's export is the same document as today's and costs nothing unless its text changed).
+``wait_for_texts`` (a sensor) waits until objects under ``source`` exist that the operator would
+read (new or changed since a complete read, by the load history both share; it is given the
+operator's reading options) and returns their count (never the list: 100k URIs would not fit in
+XCom) with the records the history knows in them, and publishes those objects, listed once, into
+the results database (``claims=``: batches of names in the ``dgsentiment_work_claims`` table);
+``plan_shards`` turns the count into about one mapped task per ``shard_size`` documents;
+``score_shard`` is mapped over them, each mapped task taking batches of that listing as it reads
+(``claims=``: it never lists ``source`` itself, and a fast task takes more batches, so they finish
+together), with ``max_concurrency`` requests in flight, writing the per-segment and per-document
+rows, and returning a bounded manifest. Every XCom value stays a few hundred bytes at any size.
 
-Rate limit: every mapped task runs in the Airflow pool ``deepgram``, and the Deepgram account
-limit (10 concurrent requests on pay-as-you-go) is shared by all of them, so size the pool so
-that ``pool slots x MAX_CONCURRENCY <= account limit``, and make the pool count deferred
-tasks, or deferrable runs would leave their slots while they score in the triggerer::
+Rate limit: the Deepgram account limit (10 concurrent requests on pay-as-you-go) is shared by
+every mapped task: each is allowed the whole limit (``MAX_CONCURRENCY`` = the connection's
+``max_concurrency``), and tasks on one host split it through the hook's account budget (a lease
+per task, so a task finishing early hands its slots to the others); tasks on other hosts converge
+through the adaptive window. The tasks run in the Airflow pool ``deepgram``, which counts deferred
+tasks, so that deferrable runs keep their slots while they score in the triggerer::
 
-    airflow pools set deepgram 2 "Deepgram: 2 slots x 5 requests = the 10-request account limit" \\
+    airflow pools set deepgram 2 "Deepgram: scoring tasks sharing the 10-request account" \\
         --include-deferred
 
 A task whose pool does not exist is never scheduled, so create the pool before the first run.
@@ -60,9 +68,12 @@ MAX_CONCURRENCY = 10
 #: Documents per mapped task: at 5 in flight and 50 ms a request that is ~50 s of scoring,
 #: so a task's start-up (a few seconds) stays a small share of its run.
 DEFAULT_SHARD_SIZE = 5000
-DEFAULT_SOURCE = os.environ.get(
-    "DGSENTIMENT_EXAMPLE_SOURCE", f"file://{Path(__file__).resolve().parent / 'sample_texts'}/*.txt"
-)
+#: The sample texts and the sample ticket export, side by side (``sample_texts/*.txt``, ``sample_exports/*.jsonl.gz``).
+DEFAULT_SOURCE = os.environ.get("DGSENTIMENT_EXAMPLE_SOURCE", f"file://{Path(__file__).resolve().parent}/sample_*/*")
+#: How the record exports are read; text objects are whole documents whatever these say.
+TEXT_FIELD = "body"
+ID_FIELD = "ticket_id"
+KEY_NAMESPACE = "tickets"
 #: The run's listing: the sensor publishes it, the scoring tasks claim batches of it.
 LISTING = "{{ dag.dag_id }}/{{ run_id }}"
 DEFAULT_SQL_CONN_ID = os.environ.get("DGSENTIMENT_EXAMPLE_SQL_CONN_ID", "dgsentiment_sqlite")
@@ -94,11 +105,14 @@ with DAG(
     doc_md=__doc__,
     user_defined_macros={"storage_conn_id": storage_conn_id},
     params={
-        "source": Param(DEFAULT_SOURCE, type="string", description="URI glob or prefix of the text objects"),
+        "source": Param(DEFAULT_SOURCE, type="string", description="URI glob or prefix of the texts and exports"),
         "source_conn_id": Param(
             None, type=["null", "string"], description="storage connection; default the one in the URI"
         ),
         "sql_conn_id": Param(DEFAULT_SQL_CONN_ID, type="string", description="SQL connection for the tables"),
+        "text_field": Param(TEXT_FIELD, type="string", description="field of an exported record to score"),
+        "id_field": Param(ID_FIELD, type="string", description="field that keys an exported record"),
+        "key_namespace": Param(KEY_NAMESPACE, type="string", description="the entities the keys name"),
         "shard_size": Param(DEFAULT_SHARD_SIZE, type="integer", minimum=1, description="documents per mapped task"),
         "deferrable": Param(False, type="boolean", description="score in the triggerer instead of the workers"),
         "segments_table": Param(SEGMENTS_TABLE, type="string"),
@@ -111,6 +125,10 @@ with DAG(
         source_conn_id="{{ storage_conn_id(params.source, params.source_conn_id) }}",
         sql_conn_id="{{ params.sql_conn_id }}",
         averages_table="{{ params.averages_table }}",
+        # The operator's reading options: "new" means what the operator would read.
+        text_field="{{ params.text_field }}",
+        id_field="{{ params.id_field }}",
+        key_namespace="{{ params.key_namespace }}",
         xcom_output="counts",
         claims=LISTING,
         min_objects=1,
@@ -124,15 +142,21 @@ with DAG(
     @task
     def plan_shards(sensed: dict, **context) -> list[dict]:
         """
-        One mapped task per ``shard_size`` new documents.
+        One mapped scoring task per ``shard_size`` documents to read.
 
         Over the sensor's listing (``[{"claims": listing, ...}]``) when it published one, else over
-        hash shards of the source (``[{"shard": "i/n", ...}]``, each task listing it).
+        hash shards of the source (``[{"shard": "i/n", ...}]``, each task listing it). Documents are
+        the records the load history knows in the changed objects (their last read) plus one per
+        object never read (a text, or a new export whose size is not known yet).
         """
         params = context["params"]
-        count = max(1, math.ceil(int(sensed["to_score"]) / int(params["shard_size"])))
+        documents = int(sensed["records"]) + int(sensed["unknown"])
+        count = max(1, math.ceil(documents / int(params["shard_size"])))
         listing = sensed.get("listing")
-        print(f"{sensed['to_score']} new document(s) of {sensed['matched']}: {count} shard(s), listing {listing}")
+        print(
+            f"{sensed['to_score']} new or changed object(s) of {sensed['matched']}, about {documents} "
+            f"document(s): {count} shard(s), listing {listing}"
+        )
         deferrable = bool(params["deferrable"])
         if listing:
             return [{"claims": listing, "deferrable": deferrable} for _ in range(count)]
@@ -145,6 +169,9 @@ with DAG(
         sql_conn_id="{{ params.sql_conn_id }}",
         segments_table="{{ params.segments_table }}",
         averages_table="{{ params.averages_table }}",
+        text_field="{{ params.text_field }}",
+        id_field="{{ params.id_field }}",
+        key_namespace="{{ params.key_namespace }}",
         deepgram_conn_id="deepgram_default",
         max_concurrency=MAX_CONCURRENCY,
         xcom_output="manifest",

@@ -69,7 +69,10 @@ start_s3() {
   if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
     echo "services: S3-compatible server already running on 127.0.0.1:$S3_PORT"
   else
-    nohup "$VENV/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT" >"$STATE/moto.log" 2>&1 &
+    # Tests count the requests the server receives with moto's recorder (off until a test starts it);
+    # its file goes to the state folder, not the working directory.
+    MOTO_RECORDER_FILEPATH="$STATE/moto_recording" \
+      nohup "$VENV/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT" >"$STATE/moto.log" 2>&1 &
     echo $! >"$pidfile"
     for _ in $(seq 1 100); do
       if "$VENV/bin/python" -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$S3_PORT/moto-api/', timeout=1)" 2>/dev/null; then

@@ -74,7 +74,8 @@ class DeepgramSentimentOperator(BaseOperator):
       one entry per document in input order: scored documents as that dict; skipped ones
       as ``{"source", "status": "skipped", "reason"}``; failed ones (``on_error="skip"``)
       as ``{"source", "status": "failed", "error"}``. Only scored entries have ``"results"``.
-    - ``xcom_output="summary"``: ``{"documents", "scored", "skipped", "failed", "items"}``,
+    - ``xcom_output="summary"``: ``{"documents", "scored", "skipped", "failed", "unchanged",
+      "known_failed", "items"}``,
       ``items`` one per document in input order, each with ``source``, ``status``
       (``"scored"``/``"skipped"``/``"failed"``), ``sentiment``, ``sentiment_score``,
       ``segment_count``, ``request_id`` (None where they do not apply), plus ``reason``
@@ -133,9 +134,22 @@ class DeepgramSentimentOperator(BaseOperator):
     :param sql_source_conn_id: the connection (any ``DbApiHook``) to run ``sql`` on; default
         ``sql_conn_id``, so a table can be enriched in place. (templated)
     :param text_field: the field of a record (JSONL key, CSV/Parquet column, SQL column) to
-        score. (templated)
-    :param id_field: the field that keys a record; None keys it by its 1-based line (JSONL) or
-        row (CSV, Parquet, SQL) number. A record of a file is named ``<object URI>#<key>``. (templated)
+        score; a dotted path reaches into nested JSON objects or Parquet struct columns
+        (``ticket.body``), a literal key holding the dot winning. A field none of a file's first
+        100 records holds fails that file once, naming the fields they have. (templated)
+    :param id_field: the field (or dotted path) that keys a record; None keys it by its 1-based
+        line (JSONL) or row (CSV, Parquet, SQL) number. With ``id_field`` a record is the entity its
+        key names, named ``<key_namespace>#<key>``: the same key in another object (tomorrow's dated
+        export, a re-export, another shard file) or another run is the same document, sent again
+        only when its content changed (its rows are then replaced). Records keyed by line are
+        named ``<object URI>#<line>``, scoped to their object. (templated)
+    :param key_namespace: scopes record keys: two tasks scoring different entities with
+        overlapping ids into the same tables give different namespaces, two tasks sharing
+        entities give the same one. Default for record files ``<dag_id>.<task_id>``; SQL rows keep
+        0.2's names (``sql://<conn>/<id_field>#<key>``) unless it is given. (templated)
+    :param retry_failed: read and send again the documents recorded as failed for their content
+        (``deepgram_sentiment_unscored``). Without it a known failure whose content is unchanged is
+        not sent again, is listed as a known failure, and does not fail the task.
     :param format: how to read each object of ``source``: ``"auto"`` (by extension:
         ``.jsonl``/``.ndjson``, ``.csv``, ``.tsv``, ``.parquet``, each optionally ``.gz``, are
         record files; anything else is one text document), ``"text"``, ``"jsonl"``, ``"csv"``
@@ -161,9 +175,12 @@ class DeepgramSentimentOperator(BaseOperator):
         per-document XCom (``full``/``summary``), or storing nowhere, is limited to 1,000
         documents. Inline ``text`` is always scored in the worker (document text must not go
         into trigger arguments, which Airflow stores in its database).
-    :param skip_scored: with ``sql_conn_id``, skip documents already stored in the averages
-        table with the same content fingerprint (sha256); a changed document is scored again
-        and its rows replaced.
+    :param skip_scored: with ``sql_conn_id``, skip what was done before: objects whose listed
+        version (ETag, generation, size and mtime) and reading options are unchanged since a
+        complete read are not read at all (the load history, ``deepgram_sentiment_loads``), and
+        documents already stored in the averages table with the same content fingerprint (sha256)
+        or failed for the same content are not sent; a changed document is scored again and its
+        rows replaced. False reads and sends everything.
     :param fail_on_empty_source: fail when ``source`` matches no object; False logs a
         warning and succeeds with zero documents.
     :param progress_interval: seconds between progress log lines (a last line is always
@@ -185,6 +202,7 @@ class DeepgramSentimentOperator(BaseOperator):
         "sql_source_conn_id",
         "text_field",
         "id_field",
+        "key_namespace",
         "format",
         "tags",
         "language",
@@ -211,6 +229,7 @@ class DeepgramSentimentOperator(BaseOperator):
         sql_source_conn_id: str | None = None,
         text_field: str = "text",
         id_field: str | None = None,
+        key_namespace: str | None = None,
         format: str = "auto",
         tags: list[str] | None = None,
         max_input_tokens: int | None = None,
@@ -219,6 +238,7 @@ class DeepgramSentimentOperator(BaseOperator):
         max_concurrency: int | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         skip_scored: bool = True,
+        retry_failed: bool = False,
         fail_on_empty_source: bool = True,
         progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
         **kwargs: Any,
@@ -240,6 +260,7 @@ class DeepgramSentimentOperator(BaseOperator):
         self.sql_source_conn_id = sql_source_conn_id
         self.text_field = text_field
         self.id_field = id_field
+        self.key_namespace = key_namespace
         self.format = format
         self.tags = tags
         self.max_input_tokens = max_input_tokens
@@ -248,6 +269,7 @@ class DeepgramSentimentOperator(BaseOperator):
         self.max_concurrency = max_concurrency
         self.deferrable = deferrable
         self.skip_scored = skip_scored
+        self.retry_failed = retry_failed
         self.fail_on_empty_source = fail_on_empty_source
         self.progress_interval = progress_interval
         self._run_identity = RunIdentity()
@@ -403,8 +425,19 @@ class DeepgramSentimentOperator(BaseOperator):
                 outcome.empty_count,
                 first_and_more(outcome.empty, total=outcome.empty_count, limit=MAX_LISTED_DOCUMENTS),
             )
+        if outcome.unchanged:
+            self.log.info(
+                "Skipped %d object(s) unchanged since their last complete read (not read again)", outcome.unchanged
+            )
         if outcome.already_scored:
             self.log.info("Skipped %d already-scored document(s)", outcome.already_scored)
+        if outcome.known_failed:
+            self.log.warning(
+                "%d known failure(s), unchanged since they failed: not sent again and not failing the task "
+                "(retry_failed=True sends them again):\n%s",
+                outcome.known_failed,
+                outcome.failure_lines(known=True),
+            )
         if self.sql_conn_id:
             self.log.info(
                 "Stored %d document(s) in %s and %s", outcome.stored, self.averages_table, self.segments_table
@@ -423,8 +456,8 @@ class DeepgramSentimentOperator(BaseOperator):
                 f"Stopped before the end: {outcome.stopped}; {outcome.scored} of {outcome.total} document(s) "
                 f"scored{stored}, {left} left unscored (a retry scores them)"
             )
-        if outcome.failed:
-            message = f"{outcome.failed} of {outcome.total} document(s) failed:\n{outcome.failure_lines()}"
+        if outcome.new_failed:
+            message = f"{outcome.new_failed} of {outcome.total} document(s) failed:\n{outcome.failure_lines()}"
             if self.on_error == "fail":
                 raise DeepgramError(message)
             self.log.warning("%s", message)
@@ -463,6 +496,7 @@ class DeepgramSentimentOperator(BaseOperator):
             fail_on_empty_source=bool(self.fail_on_empty_source),
             max_documents=max_documents,
             progress_interval=float(self.progress_interval),
+            retry_failed=bool(self.retry_failed),
         )
 
     def _warehouse_kwargs(self) -> dict[str, Any] | None:
@@ -535,6 +569,12 @@ class DeepgramSentimentOperator(BaseOperator):
             raise DeepgramConfigurationError(f"text_field must name a field, got {self.text_field!r}")
         if self.id_field is not None and (not isinstance(self.id_field, str) or not self.id_field.strip()):
             raise DeepgramConfigurationError(f"id_field must name a field or be None, got {self.id_field!r}")
+        if self.key_namespace is not None and (
+            not isinstance(self.key_namespace, str) or not self.key_namespace.strip() or "#" in self.key_namespace
+        ):
+            raise DeepgramConfigurationError(
+                f"key_namespace must be a non-empty name without '#' (e.g. 'tickets'), or None, got {self.key_namespace!r}"
+            )
         if self.text is not None:
             if isinstance(self.text, (list, tuple)):
                 for index, item in enumerate(self.text):
@@ -599,6 +639,7 @@ class DeepgramSentimentOperator(BaseOperator):
                 sql_conn_id=self.sql_source_conn_id or self.sql_conn_id,
                 text_field=self.text_field,
                 id_field=self.id_field,
+                key_namespace=self.key_namespace or None,
             )
         entries = source_entries(self.source)
         conn_id = self.source_conn_id or conn_id_in_uris(entries)
@@ -613,12 +654,18 @@ class DeepgramSentimentOperator(BaseOperator):
             format=self.format,
             text_field=self.text_field,
             id_field=self.id_field,
+            key_namespace=self.key_namespace or default_key_namespace(self),
         )
 
 
 def claim_holder(task: BaseOperator, context: Context) -> str:
     """Who claims batches of a listing: the task instance, the same on each of its tries."""
     return f"{task.dag_id}/{run_identity(task, context).run_id}/{task.task_id}/{map_index(context)}"
+
+
+def default_key_namespace(task: BaseOperator) -> str:
+    """``<dag_id>.<task_id>``: the key namespace of a task's record files when it names none."""
+    return f"{task.dag_id}.{task.task_id}"
 
 
 def map_index(context: Context) -> int:

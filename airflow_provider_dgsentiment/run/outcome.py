@@ -41,6 +41,8 @@ MAX_LISTED_DOCUMENTS = 20
 XCOM_ITEMS_WARNING = 10_000
 #: Why a document already stored with the same content is skipped.
 SKIP_ALREADY_SCORED = "already scored (stored with the same content fingerprint)"
+#: Why an object is not read: the load history holds a complete read of its listed version.
+SKIP_UNCHANGED = "unchanged since its last complete read"
 
 
 @dataclass
@@ -51,16 +53,22 @@ class ScoringOutcome:
     :param keep: the XCom shape: ``"full"``, ``"summary"``, ``"manifest"`` or ``"none"``;
         only the first two keep an item per document.
     :param total: documents in the run (grows as record files are read).
+    :param streaming: the documents are counted as they are read (records), so ``total`` is "so far".
     """
 
     keep: str
     total: int = 0
+    streaming: bool = False
     scored: int = 0
     skipped: int = 0
     failed: int = 0
     #: Documents written to SQL.
     stored: int = 0
     already_scored: int = 0
+    #: Objects not read, unchanged since a complete read (counted in ``skipped``, one each).
+    unchanged: int = 0
+    #: Failures recorded by an earlier run whose content is unchanged (counted in ``failed``).
+    known_failed: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     sentiment_counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SENTIMENT_LABELS, 0))
@@ -68,6 +76,8 @@ class ScoringOutcome:
     items: dict[int, dict[str, Any]] = field(default_factory=dict)
     #: ``(name, reason)`` of the first failures, up to ``MANIFEST_FAILURES``.
     failures: list[tuple[str, str]] = field(default_factory=list)
+    #: ``(name, reason)`` of the first known failures, up to ``MANIFEST_FAILURES``.
+    known_failures: list[tuple[str, str]] = field(default_factory=list)
     #: Names of the first empty documents, up to ``MAX_LISTED_DOCUMENTS``.
     empty: list[str] = field(default_factory=list)
     empty_count: int = 0
@@ -83,6 +93,11 @@ class ScoringOutcome:
     @property
     def processed(self) -> int:
         return self.scored + self.skipped + self.failed
+
+    @property
+    def new_failed(self) -> int:
+        """Failures that are not known failures: the ones ``on_error="fail"`` fails the task for."""
+        return self.failed - self.known_failed
 
     @property
     def keeps_items(self) -> bool:
@@ -110,7 +125,21 @@ class ScoringOutcome:
                 request_id=result.request_id,
             )
 
-    def record_skipped(self, position: int, name: str, reason: str) -> None:
+    def record_skipped(
+        self,
+        position: int,
+        name: str,
+        reason: str,
+        *,
+        sentiment: str | None = None,
+        sentiment_score: float | None = None,
+    ) -> None:
+        """
+        Count a document settled without a request.
+
+        :param sentiment: the stored label of a document already scored (its summary item carries it).
+        :param sentiment_score: the stored score of a document already scored.
+        """
         self.skipped += 1
         if reason == SKIP_EMPTY:
             self.empty_count += 1
@@ -121,12 +150,31 @@ class ScoringOutcome:
         if self.keep == "full":
             self.items[position] = {"source": name, "status": "skipped", "reason": reason}
         elif self.keep == "summary":
-            self.items[position] = summary_item(name, "skipped", reason=reason)
+            self.items[position] = summary_item(
+                name, "skipped", sentiment=sentiment, sentiment_score=sentiment_score, reason=reason
+            )
 
-    def record_failed(self, position: int, name: str, reason: str, request_id: str | None = None) -> None:
+    def record_unchanged(self, position: int, name: str, last_read: str) -> None:
+        """Count an object not read: unchanged since a complete read (``last_read`` describes it)."""
+        self.unchanged += 1
+        self.record_skipped(position, name, f"{SKIP_UNCHANGED} ({last_read})")
+
+    def record_failed(
+        self, position: int, name: str, reason: str, request_id: str | None = None, *, known: bool = False
+    ) -> None:
+        """
+        Count a failed document.
+
+        :param known: an earlier run recorded the same failure of the same content: it was not sent
+            again and does not fail the task.
+        """
         self.failed += 1
-        if len(self.failures) < MANIFEST_FAILURES:
-            self.failures.append((name, reason))
+        if known:
+            self.known_failed += 1
+            reason = f"known failure, not sent again: {reason}"
+        listed = self.known_failures if known else self.failures
+        if len(listed) < MANIFEST_FAILURES:
+            listed.append((name, reason))
         if self.keep == "full":
             self.items[position] = {"source": name, "status": "failed", "error": reason}
         elif self.keep == "summary":
@@ -141,6 +189,8 @@ class ScoringOutcome:
             "scored": self.scored,
             "skipped": self.skipped,
             "failed": self.failed,
+            "unchanged": self.unchanged,
+            "known_failed": self.known_failed,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "sentiment_counts": dict(self.sentiment_counts),
@@ -151,9 +201,8 @@ class ScoringOutcome:
         return {
             "schema_version": MANIFEST_SCHEMA_VERSION,
             **self.counts(),
-            "failures": [
-                {"source": _clip(name), "error": _clip(reason)} for name, reason in self.failures[:MANIFEST_FAILURES]
-            ],
+            "failures": _listed(self.failures),
+            "known_failures": _listed(self.known_failures),
             "results_uri": _bounded_uris(self.results_uris),
         }
 
@@ -170,14 +219,17 @@ class ScoringOutcome:
                 "scored": self.scored,
                 "skipped": self.skipped,
                 "failed": self.failed,
+                "unchanged": self.unchanged,
+                "known_failed": self.known_failed,
                 "items": items,
             }
         return items[0] if single_text and items else items
 
-    def failure_lines(self) -> str:
-        """One ``name: reason`` line per failure (the first few), then ``and N more``."""
-        lines = [f"{name}: {reason}" for name, reason in self.failures[:MAX_LISTED_DOCUMENTS]]
-        return "  " + first_and_more(lines, total=self.failed, limit=MAX_LISTED_DOCUMENTS, separator="\n  ")
+    def failure_lines(self, *, known: bool = False) -> str:
+        """One ``name: reason`` line per new (or known) failure (the first few), then ``and N more``."""
+        listed, count = (self.known_failures, self.known_failed) if known else (self.failures, self.new_failed)
+        lines = [f"{name}: {reason}" for name, reason in listed[:MAX_LISTED_DOCUMENTS]]
+        return "  " + first_and_more(lines, total=count, limit=MAX_LISTED_DOCUMENTS, separator="\n  ")
 
     # ------------------------------------------------------------------ travel (trigger -> task)
 
@@ -186,16 +238,20 @@ class ScoringOutcome:
         return {
             "keep": self.keep,
             "total": self.total,
+            "streaming": self.streaming,
             "scored": self.scored,
             "skipped": self.skipped,
             "failed": self.failed,
             "stored": self.stored,
             "already_scored": self.already_scored,
+            "unchanged": self.unchanged,
+            "known_failed": self.known_failed,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "sentiment_counts": dict(self.sentiment_counts),
             "items": [self.items.get(position) for position in range(self.total)] if self.keeps_items else None,
             "failures": [[name, reason] for name, reason in self.failures],
+            "known_failures": [[name, reason] for name, reason in self.known_failures],
             "empty": list(self.empty),
             "empty_count": self.empty_count,
             "results_uris": list(self.results_uris),
@@ -217,16 +273,20 @@ class ScoringOutcome:
             outcome = cls(
                 keep=str(state["keep"]),
                 total=int(state["total"]),
+                streaming=bool(state.get("streaming")),
                 scored=int(state["scored"]),
                 skipped=int(state["skipped"]),
                 failed=int(state["failed"]),
                 stored=int(state["stored"]),
                 already_scored=int(state["already_scored"]),
+                unchanged=int(state.get("unchanged") or 0),
+                known_failed=int(state.get("known_failed") or 0),
                 input_tokens=int(state["input_tokens"]),
                 output_tokens=int(state["output_tokens"]),
                 sentiment_counts={str(key): int(value) for key, value in dict(state["sentiment_counts"]).items()},
                 items={position: item for position, item in enumerate(items or []) if item is not None},
                 failures=[(str(name), str(reason)) for name, reason in state["failures"]],
+                known_failures=[(str(name), str(reason)) for name, reason in state.get("known_failures") or []],
                 empty=[str(name) for name in state["empty"]],
                 empty_count=int(state["empty_count"]),
                 results_uris=[str(uri) for uri in state["results_uris"]],
@@ -261,6 +321,10 @@ def summary_item(
     }
 
 
+def _listed(failures: list[tuple[str, str]]) -> list[dict[str, str]]:
+    return [{"source": _clip(name), "error": _clip(reason)} for name, reason in failures[:MANIFEST_FAILURES]]
+
+
 def _bounded_uris(uris: list[str]) -> list[str]:
     """The result part URIs, or (above ``MANIFEST_RESULT_URIS``) the folder holding them, as ``<folder>/part-*.jsonl``."""
     if len(uris) <= MANIFEST_RESULT_URIS:
@@ -275,6 +339,9 @@ def _clip(text: str) -> str:
 class ProgressLog:
     """
     Log ``Processed n/total`` lines with rate and ETA, at most every ``interval`` seconds.
+
+    For a streaming outcome (records counted as they are read) the line says ``n documents so
+    far``, without a total or an ETA that a growing denominator would make wrong.
 
     :param log: the logger.
     :param interval: seconds between lines.
@@ -298,6 +365,16 @@ class ProgressLog:
         self._last_logged = outcome.processed
         elapsed = max(now - self.started, 1e-9)
         rate = outcome.processed / elapsed
+        if outcome.streaming:  # records are counted as they are read: no total, so no ETA
+            self.log.info(
+                "Processed %d documents so far (scored %d, failed %d, skipped %d), %.1f docs/s",
+                outcome.processed,
+                outcome.scored,
+                outcome.failed,
+                outcome.skipped,
+                rate,
+            )
+            return
         remaining = max(outcome.total - outcome.processed, 0)
         eta = f"{remaining / rate:.0f}s" if rate > 0 else "unknown"
         self.log.info(

@@ -16,19 +16,40 @@ connections belong to the thread that opened them). The worker drives a run with
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_dgsentiment.exceptions import DeepgramAPIError, DeepgramConfigurationError, DeepgramError
+from airflow_provider_dgsentiment.exceptions import (
+    DeepgramAPIError,
+    DeepgramBadRequestError,
+    DeepgramConfigurationError,
+    DeepgramError,
+)
 from airflow_provider_dgsentiment.run.outcome import SKIP_ALREADY_SCORED, ProgressLog, ScoringOutcome
 from airflow_provider_dgsentiment.storage.lineage import input_locations
+from airflow_provider_dgsentiment.storage.load_history import (
+    DOCUMENT_COUNTS,
+    EMPTY,
+    FAILED,
+    Load,
+    LoadHistory,
+    ReadPlan,
+    Unscored,
+)
 from airflow_provider_dgsentiment.storage.result_files import ResultFiles, failed_line, scored_line, skipped_line
-from airflow_provider_dgsentiment.storage.sources import SKIP_EMPTY, Document, DocumentSource, fingerprint
-from airflow_provider_dgsentiment.storage.warehouse import ScoredDocument, WarehouseWriter, batched
+from airflow_provider_dgsentiment.storage.sources import (
+    SKIP_EMPTY,
+    Document,
+    DocumentSource,
+    fingerprint,
+    plan_object_reads,
+)
+from airflow_provider_dgsentiment.storage.warehouse import ScoredDocument, StoredDocument, WarehouseWriter, batched
 from airflow_provider_dgsentiment.storage.work_claims import ClaimedNames
 
 if TYPE_CHECKING:
@@ -37,6 +58,7 @@ if TYPE_CHECKING:
     # The task's or trigger's logger: a stdlib logger or Airflow's structlog logger.
     Logger = StdLogger | Any
 
+    from airflow_provider_dgsentiment.client.results import SentimentResult
     from airflow_provider_dgsentiment.hooks.sentiment import DeepgramSentimentHook
 
 #: Documents read, fingerprinted and looked up in the averages table at once.
@@ -79,6 +101,7 @@ class ScoringOptions:
     :param tags: Deepgram ``tag`` query parameters of every request.
     :param max_input_tokens: stop before a request would pass this many input tokens for the
         task run (tokens its rows already stored in the tables count, so a retry keeps to it).
+    :param retry_failed: read and send known failures again (documents whose content failed before).
     """
 
     language: str = "en"
@@ -89,6 +112,7 @@ class ScoringOptions:
     progress_interval: float = DEFAULT_PROGRESS_INTERVAL
     tags: tuple[str, ...] = ()
     max_input_tokens: int | None = None
+    retry_failed: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -100,6 +124,7 @@ class ScoringOptions:
             "fail_on_empty_source": self.fail_on_empty_source,
             "max_documents": self.max_documents,
             "progress_interval": self.progress_interval,
+            "retry_failed": self.retry_failed,
         }
 
     @classmethod
@@ -107,6 +132,93 @@ class ScoringOptions:
         values = {key: data[key] for key in cls.__dataclass_fields__ if key in data}
         values["tags"] = tuple(values.get("tags") or ())
         return cls(**values)
+
+
+#: What becomes of a document that was read (:func:`decide`).
+SEND = "send"
+FAIL = "fail"
+KNOWN_FAILURE = "known failure"
+EMPTY_DOCUMENT = "empty"
+ALREADY_STORED = "already stored"
+
+
+@dataclass(frozen=True)
+class DocumentRead:
+    """
+    A document read, with what the tables know about it.
+
+    :param position: its place in the run.
+    :param document: the document.
+    :param key: sha256 of its text; of its failure's cause when it could not be read; None when empty.
+    :param stored: its row in the averages table (or its 0.2 row), or None.
+    :param unscored: its row among the unscored documents, or None.
+    """
+
+    position: int
+    document: Document
+    key: str | None
+    stored: StoredDocument | None = None
+    unscored: Unscored | None = None
+
+
+def decide(read: DocumentRead, *, retry_failed: bool) -> str:
+    """
+    The one decision of what a document read costs: :data:`SEND` it, or settle it without a request.
+
+    A document that could not be read fails (:data:`FAIL`), unless the same failure of the same
+    content is recorded (:data:`KNOWN_FAILURE`; never for a storage error, which the next run
+    retries). Empty text is :data:`EMPTY_DOCUMENT`; text stored with the same fingerprint is
+    :data:`ALREADY_STORED`; text the API refused before (a 400) with the same fingerprint is a
+    :data:`KNOWN_FAILURE`. ``retry_failed`` turns known failures back into new ones.
+    """
+    document = read.document
+    known = (
+        not retry_failed
+        and read.unscored is not None
+        and read.unscored.status == FAILED
+        and read.unscored.fingerprint == read.key
+    )
+    if document.error is not None:
+        return KNOWN_FAILURE if known and not document.transient else FAIL
+    if read.key is None:
+        return EMPTY_DOCUMENT
+    if read.stored is not None and read.stored.fingerprint == read.key:
+        return ALREADY_STORED
+    return KNOWN_FAILURE if known else SEND
+
+
+def failure_fingerprint(document: Document) -> str:
+    """The fingerprint of why a document could not be read (its content's fault), without where it is."""
+    return fingerprint(f"failure: {document.cause or document.error}")
+
+
+@dataclass(frozen=True)
+class _Unchanged:
+    """An object the run does not read (the load history holds a complete read of this version)."""
+
+    position: int
+    name: str
+    load: Load
+
+
+@dataclass(frozen=True)
+class _ObjectRead:
+    """Every document of the object ``name`` has been handed over."""
+
+    name: str
+
+
+@dataclass
+class _ObjectTally:
+    """What became of one object's documents so far: a complete read goes into the load history."""
+
+    version: str
+    #: Documents by what became of them (:data:`DOCUMENT_COUNTS`), as the load history records them.
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DOCUMENT_COUNTS, 0))
+    in_request: int = 0
+    read: bool = False
+    #: A document failed for a reason that is not its content's (429, 5xx, storage): read it again.
+    transient: bool = False
 
 
 class ScoringRun:
@@ -139,6 +251,7 @@ class ScoringRun:
         self.options = options
         self.log = log
         self.writer = writer
+        self.history = LoadHistory(writer) if writer is not None else None
         self.result_files = result_files
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested: asyncio.Event | None = None
@@ -147,6 +260,11 @@ class ScoringRun:
         self._abandoned = threading.Event()
         self._to_store: list[ScoredDocument] = []
         self._lines: list[dict[str, Any]] = []
+        #: Complete object reads and unscored documents to record, after the scored documents before them.
+        self._loads: list[Load] = []
+        self._unscored: list[Unscored] = []
+        #: Objects being read whose reads the load history records, by name.
+        self._objects: dict[str, _ObjectTally] = {}
         self._pending: list[tuple[asyncio.Future, int]] = []
         #: A write failed: the database (or storage) is broken, so nothing more is written.
         self._write_failed = False
@@ -185,23 +303,18 @@ class ScoringRun:
         consume: asyncio.Future | None = None
         try:
             await self._loop.run_in_executor(storage, self._prepare_storage)
-            names = await self._loop.run_in_executor(reader, self._list_names)
+            # In the storage thread: the load history is read on its connection (SQLite connections are per thread).
+            names, plan = await self._loop.run_in_executor(storage, self._list_names)
             # Record files and queries hold an unknown number of documents: count them as they come.
-            outcome.total = 0 if isinstance(names, ClaimedNames) or self.source.holds_records(names) else len(names)
+            outcome.streaming = isinstance(names, ClaimedNames) or self.source.holds_records(names)
+            outcome.total = 0 if outcome.streaming or isinstance(names, ClaimedNames) else len(names)
             if isinstance(names, ClaimedNames):
                 outcome.inputs = input_locations(self.source.entries)
-            elif not self.source.is_inline and not self.source.is_sql:
+            elif self.source.reads_objects:
                 outcome.inputs = input_locations(names)
-            self.log.info(
-                "Scoring %d document(s) from %s (language=%s, max_concurrency=%s, skip_scored=%s)",
-                outcome.total,
-                self.source.describe(),
-                self.options.language,
-                self.options.max_concurrency or "from connection",
-                self.options.skip_scored and self.writer is not None,
-            )
+            self._log_start(names, plan, outcome)
             if names:
-                consume = asyncio.ensure_future(self._consume(names, outcome, progress, storage, reader))
+                consume = asyncio.ensure_future(self._consume(names, plan, outcome, progress, storage, reader))
                 stopper = asyncio.ensure_future(self._stop_requested.wait())
                 try:
                     await asyncio.wait({consume, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -234,6 +347,8 @@ class ScoringRun:
         """Check the tables and clear earlier result files, before the first request (storage thread)."""
         if self.writer is not None:
             self.writer.check_tables()
+            if self.history is not None:
+                self.history.ensure_tables()
             if self.options.max_input_tokens is not None:
                 self._used_input_tokens = self.writer.stored_input_tokens()
                 if self._used_input_tokens:
@@ -247,24 +362,95 @@ class ScoringRun:
             if deleted:
                 self.log.info("Deleted %d result part(s) of an earlier try in %s", deleted, self.result_files.folder)
 
-    def _list_names(self) -> list[str] | ClaimedNames:
-        names, unmatched = self.source.list_names(log=self.log)
+    def _list_names(self) -> tuple[list[str] | ClaimedNames, ReadPlan | None]:
+        """List what to score; for objects, decide with the load history which to read (storage thread)."""
+        plan: ReadPlan | None = None
+        if self.source.claims is not None:
+            # The listing was made (and decided over the load history) by whoever published it:
+            # batches are claimed as the reader reaches them, their versions recorded as they come.
+            claimed, _ = self.source.list_names(log=self.log)
+            assert isinstance(claimed, ClaimedNames)
+            if self.history is not None:
+                claimed.on_batch = self._claimed_batch
+            return claimed, None
+        if self.source.reads_objects:
+            plan, unmatched, matched = plan_object_reads(
+                self.source,
+                self.history,
+                retry_failed=self.options.retry_failed,
+                force=not self.options.skip_scored,
+                log=self.log,
+            )
+            names = sorted([*plan.to_read, *plan.unchanged])
+            self._objects = {
+                name: _ObjectTally(version=version) for name, version in plan.to_read.items() if version is not None
+            }
+            if self.history is None:
+                self._objects = {}
+        else:
+            listed, unmatched = self.source.list_names(log=self.log)
+            assert not isinstance(listed, ClaimedNames)  # claims are handled above
+            names, matched = listed, len(listed)
         for entry in unmatched:
             if names:
                 self.log.warning("source entry %s matched no objects", entry)
-        if not names and not self.source.is_inline:
+        if not matched and not self.source.is_inline:
             message = f"{self.source.describe()} matched no objects"
             if self.options.fail_on_empty_source:
                 raise DeepgramError(f"{message} (set fail_on_empty_source=False to succeed with zero documents)")
             self.log.warning("%s; nothing to score", message)
+        elif not names:
+            self.log.info("%s: no object of %d falls in this shard; nothing to score", self.source.describe(), matched)
         bound = self.options.max_documents
         if bound is not None and isinstance(names, list) and len(names) > bound:
             raise too_many_for_the_event(f"{self.source.describe()} names {len(names)} documents, more than", bound)
-        return names
+        return names, plan
+
+    def _claimed_batch(self, versions: dict[str, str | None]) -> None:
+        """A batch of the listing was claimed: its objects' versions go to the load history once read (reader thread)."""
+        self._objects.update(
+            {name: _ObjectTally(version=version) for name, version in versions.items() if version is not None}
+        )
+
+    def _log_start(self, names: list[str] | ClaimedNames, plan: ReadPlan | None, outcome: ScoringOutcome) -> None:
+        settings = (
+            self.options.language,
+            self.options.max_concurrency or "from connection",
+            self.options.skip_scored and self.writer is not None,
+        )
+        if isinstance(names, ClaimedNames):
+            self.log.info(
+                "Scoring the objects of listing %s, claimed in batches (language=%s, max_concurrency=%s, "
+                "skip_scored=%s)",
+                self.source.claims,
+                *settings,
+            )
+        elif outcome.streaming:
+            what = "the rows of" if self.source.is_sql else f"the records of {len(names)} object(s) from"
+            self.log.info(
+                "Scoring %s %s (language=%s, max_concurrency=%s, skip_scored=%s)",
+                what,
+                self.source.describe(),
+                *settings,
+            )
+        else:
+            self.log.info(
+                "Scoring %d document(s) from %s (language=%s, max_concurrency=%s, skip_scored=%s)",
+                outcome.total,
+                self.source.describe(),
+                *settings,
+            )
+        if plan is not None and plan.unchanged and not isinstance(names, ClaimedNames):
+            self.log.info(
+                "%d of %d object(s) are unchanged since their last complete read (load history): not read again",
+                len(plan.unchanged),
+                len(names),
+            )
 
     async def _consume(
         self,
         names: list[str] | ClaimedNames,
+        plan: ReadPlan | None,
         outcome: ScoringOutcome,
         progress: ProgressLog,
         storage: ThreadPoolExecutor,
@@ -272,12 +458,9 @@ class ScoringRun:
     ) -> None:
         """Feed the documents to the engine and record each result as it completes."""
         assert self._loop is not None
-        queue: asyncio.Queue[list[tuple[int, Document, str | None, str | None]] | None] = asyncio.Queue(
-            QUEUED_READ_BATCHES
-        )
-        producing = self._loop.run_in_executor(reader, self._produce, names, queue, self._loop, storage)
-        in_request: dict[int, tuple[int, str, str]] = {}
-        prefix = self.source.stored_prefix
+        queue: asyncio.Queue[list[DocumentRead | _Unchanged | _ObjectRead] | None] = asyncio.Queue(QUEUED_READ_BATCHES)
+        producing = self._loop.run_in_executor(reader, self._produce, names, plan, queue, self._loop, storage)
+        in_request: dict[int, DocumentRead] = {}
         bound = self.options.max_documents
 
         async def texts() -> AsyncIterator[str]:
@@ -286,24 +469,20 @@ class ScoringRun:
                 batch = await queue.get()
                 if batch is None:
                     return
-                for position, document, content_key, stored_key in batch:
-                    if bound is not None and position >= bound:
+                for entry in batch:
+                    if isinstance(entry, _ObjectRead):
+                        self._object_settled(entry.name, read=True)
+                        continue
+                    if bound is not None and entry.position >= bound:
                         raise too_many_for_the_event(f"{self.source.describe()} holds more than", bound)
-                    outcome.total = max(outcome.total, position + 1)
-                    name = document.source
-                    if document.error is not None:
-                        outcome.record_failed(position, name, document.error)
-                        self._lines.append(failed_line(name, document.error))
-                    elif content_key is None:
-                        outcome.record_skipped(position, name, SKIP_EMPTY)
-                        self._lines.append(skipped_line(name, SKIP_EMPTY))
-                    elif stored_key == content_key:
-                        outcome.record_skipped(position, name, SKIP_ALREADY_SCORED)
-                        self._lines.append(skipped_line(name, SKIP_ALREADY_SCORED))
-                    else:
-                        in_request[sent] = (position, name, content_key)
+                    outcome.total = max(outcome.total, entry.position + 1)
+                    if isinstance(entry, _Unchanged):
+                        outcome.record_unchanged(entry.position, entry.name, entry.load.describe())
+                        continue
+                    if self._settle_read(entry, outcome) == SEND:
+                        in_request[sent] = entry
                         sent += 1
-                        yield document.text or ""
+                        yield entry.document.text or ""
                 progress.update(outcome)
 
         results = self.hook.aanalyze_many(
@@ -317,22 +496,12 @@ class ScoringRun:
         try:
             async with aclosing(results):
                 async for index, result in results:
-                    position, name, content_key = in_request.pop(index)
+                    read = in_request.pop(index)
                     if isinstance(result, DeepgramAPIError):
-                        outcome.record_failed(position, name, str(result), result.request_id)
-                        self._lines.append(failed_line(name, str(result)))
-                        if result.systemic and outcome.systemic_error is None:
-                            outcome.systemic_error = result
-                            self.log.error("Stopping: %s", result)
+                        self._settle_refused(read, result, outcome)
                     else:
-                        outcome.record_scored(position, name, result)
-                        if self.writer is not None:
-                            self._to_store.append(
-                                ScoredDocument(prefix + name, content_key, result, self.options.language)
-                            )
-                        if self.result_files is not None:
-                            self._lines.append(scored_line(name, content_key, result.to_dict()))
-                    if len(self._to_store) >= WRITE_BATCH_SIZE or len(self._lines) >= WRITE_BATCH_SIZE:
+                        self._settle_scored(read, result, outcome)
+                    if max(len(self._to_store), len(self._lines), len(self._unscored)) >= WRITE_BATCH_SIZE:
                         await self._flush(outcome, storage)
                     progress.update(outcome)
         finally:
@@ -340,40 +509,206 @@ class ScoringRun:
             await asyncio.wait({producing})
         producing.result()  # a listing or reading failure that is not one document's
 
+    # ------------------------------------------------------------------ settling
+
+    def _settle_read(self, read: DocumentRead, outcome: ScoringOutcome) -> str:
+        """Settle a document read without a request where :func:`decide` says so; return the decision."""
+        document = read.document
+        name = document.source
+        where = {"record_key": document.record_key, "location": document.location}
+        tally = self._objects.get(document.container or "")
+        if tally is not None:
+            tally.counts["records"] += 1
+        decision = decide(read, retry_failed=self.options.retry_failed)
+        if decision in (FAIL, KNOWN_FAILURE):
+            error = document.error or (read.unscored.error if read.unscored is not None else None) or "failed"
+            outcome.record_failed(read.position, name, error, known=decision == KNOWN_FAILURE)
+            self._lines.append(failed_line(name, error, **where))
+            if document.transient:
+                self._object_settled(document.container, transient=True)
+            else:
+                self._record_unscored(read, FAILED, error)
+                self._object_settled(document.container, failed=1)
+        elif decision == EMPTY_DOCUMENT:
+            outcome.record_skipped(read.position, name, SKIP_EMPTY)
+            self._lines.append(skipped_line(name, SKIP_EMPTY, **where))
+            self._record_unscored(read, EMPTY, None)
+            self._object_settled(document.container, empty=1)
+        elif decision == ALREADY_STORED:
+            stored = read.stored
+            outcome.record_skipped(
+                read.position,
+                name,
+                SKIP_ALREADY_SCORED,
+                sentiment=stored.sentiment if stored is not None else None,
+                sentiment_score=stored.sentiment_score if stored is not None else None,
+            )
+            self._lines.append(skipped_line(name, SKIP_ALREADY_SCORED, **where))
+            self._object_settled(document.container, skipped=1)
+        elif tally is not None:
+            tally.in_request += 1
+        return decision
+
+    def _settle_scored(self, read: DocumentRead, result: SentimentResult, outcome: ScoringOutcome) -> None:
+        document = read.document
+        outcome.record_scored(read.position, document.source, result)
+        if self.writer is not None:
+            self._to_store.append(
+                ScoredDocument(
+                    self.source.stored_prefix + document.source,
+                    read.key or "",
+                    result,
+                    self.options.language,
+                    record_key=document.record_key,
+                    location=document.location,
+                    entity=document.entity,
+                )
+            )
+        if self.result_files is not None:
+            self._lines.append(
+                scored_line(
+                    document.source,
+                    read.key or "",
+                    result.to_dict(),
+                    record_key=document.record_key,
+                    location=document.location,
+                )
+            )
+        self._object_settled(document.container, scored=1, answered=True)
+
+    def _settle_refused(self, read: DocumentRead, error: DeepgramAPIError, outcome: ScoringOutcome) -> None:
+        document = read.document
+        outcome.record_failed(read.position, document.source, str(error), error.request_id)
+        self._lines.append(
+            failed_line(document.source, str(error), record_key=document.record_key, location=document.location)
+        )
+        if error.systemic and outcome.systemic_error is None:
+            outcome.systemic_error = error
+            self.log.error("Stopping: %s", error)
+        # A request the API refuses for what it is (400) fails the same way until the content changes.
+        if isinstance(error, DeepgramBadRequestError) and not error.systemic:
+            self._record_unscored(read, FAILED, str(error))
+            self._object_settled(document.container, failed=1, answered=True)
+        else:
+            self._object_settled(document.container, transient=True, answered=True)
+
+    def _record_unscored(self, read: DocumentRead, status: str, error: str | None) -> None:
+        if self.history is None:
+            return
+        document = read.document
+        self._unscored.append(
+            Unscored(
+                source=self.source.stored_prefix + document.source,
+                status=status,
+                fingerprint=read.key or fingerprint(document.text or ""),
+                error=error,
+                record_key=document.record_key,
+                location=document.location,
+            )
+        )
+
+    def _object_settled(
+        self,
+        name: str | None,
+        *,
+        read: bool = False,
+        answered: bool = False,
+        transient: bool = False,
+        **counts: int,
+    ) -> None:
+        """Count a settled document of object ``name``; once all are, record its read as complete."""
+        tally = self._objects.get(name or "")
+        if tally is None:
+            return
+        tally.read = tally.read or read
+        tally.transient = tally.transient or transient
+        tally.in_request -= 1 if answered else 0
+        for what, count in counts.items():
+            tally.counts[what] += count
+        if not tally.read or tally.in_request > 0:
+            return
+        del self._objects[name or ""]
+        if tally.transient:
+            return  # read again by the next run
+        reading, namespace = self.source.reading_of(name or "")
+        self._loads.append(Load.counted(name or "", reading, namespace or "", tally.version, tally.counts))
+
+    # ------------------------------------------------------------------ reading
+
     def _produce(
         self,
         names: list[str] | ClaimedNames,
+        plan: ReadPlan | None,
         queue: asyncio.Queue,
         loop: asyncio.AbstractEventLoop,
         storage: ThreadPoolExecutor,
     ) -> None:
-        """Read the documents in order and hand them over in batches, with their stored fingerprints (reader thread)."""
-        documents = self.source.documents(names)
+        """Read the documents in order and hand them over in batches, with what the tables know (reader thread)."""
+        unchanged = plan.unchanged if plan is not None else {}
+        # Claimed names come once, as they are claimed: the reads and the listing order share them.
+        listing, to_read = itertools.tee(names) if isinstance(names, ClaimedNames) else (names, names)
+        documents = self.source.documents(name for name in to_read if name not in unchanged)
         lookup = self.writer is not None and self.options.skip_scored
-        prefix = self.source.stored_prefix
         try:
-            for batch in batched(enumerate(documents), READ_BATCH_SIZE):
+            entries = self._in_listing_order(listing, unchanged, documents)
+            for batch in batched(entries, READ_BATCH_SIZE):
                 if self._abandoned.is_set():
                     return
-                keys = {
-                    position: fingerprint(document.text)
-                    for position, document in batch
-                    if document.text is not None and document.text.strip()
-                }
-                stored: dict[str, str] = {}
-                if lookup and keys:
-                    wanted = [prefix + document.source for position, document in batch if position in keys]
-                    assert self.writer is not None  # lookup implies a writer
-                    stored = storage.submit(self.writer.stored_fingerprints, wanted).result()
-                entries = [
-                    (position, document, keys.get(position), stored.get(prefix + document.source))
-                    for position, document in batch
-                ]
-                if not self._hand_over(queue, loop, entries):
+                read = [entry for entry in batch if isinstance(entry, DocumentRead)]
+                if lookup and read:
+                    stored, unscored = storage.submit(self._lookup, [entry.document for entry in read]).result()
+                    prefix = self.source.stored_prefix
+                    batch = [
+                        DocumentRead(
+                            entry.position,
+                            entry.document,
+                            entry.key,
+                            stored.get(prefix + entry.document.source),
+                            unscored.get(prefix + entry.document.source),
+                        )
+                        if isinstance(entry, DocumentRead)
+                        else entry
+                        for entry in batch
+                    ]
+                if not self._hand_over(queue, loop, batch):
                     return
         finally:
             documents.close()
             self._hand_over(queue, loop, None)
+
+    def _in_listing_order(
+        self, names: Iterable[str], unchanged: dict[str, Load], documents: Iterator[Document]
+    ) -> Iterator[DocumentRead | _Unchanged | _ObjectRead]:
+        """The run's entries in listing order: unchanged objects, documents read, ends of objects."""
+        position = 0
+        pending = next(documents, None)
+        for name in names:
+            if name in unchanged:
+                yield _Unchanged(position, name, unchanged[name])
+                position += 1
+                continue
+            while pending is not None and pending.container == name:
+                yield DocumentRead(position, pending, _content_key(pending))
+                position += 1
+                pending = next(documents, None)
+            if self.source.reads_objects:
+                yield _ObjectRead(name)
+        while pending is not None:  # inline texts and SQL rows
+            yield DocumentRead(position, pending, _content_key(pending))
+            position += 1
+            pending = next(documents, None)
+
+    def _lookup(self, documents: list[Document]) -> tuple[dict[str, StoredDocument], dict[str, Unscored]]:
+        """What the tables hold for a batch of documents (storage thread)."""
+        assert self.writer is not None and self.history is not None
+        prefix = self.source.stored_prefix
+        with_text = [document for document in documents if document.text is not None and document.text.strip()]
+        stored = self.writer.stored_documents(
+            [prefix + document.source for document in with_text],
+            {prefix + document.source: document.record_key or "" for document in with_text if document.entity},
+        )
+        unscored = self.history.unscored(prefix + document.source for document in documents)
+        return stored, unscored
 
     def _hand_over(self, queue: asyncio.Queue, loop: asyncio.AbstractEventLoop, item: Any) -> bool:
         """Put ``item`` on the scorer's queue, waiting while it is full; False once the scorer is gone."""
@@ -394,10 +729,10 @@ class ScoringRun:
     async def _flush(self, outcome: ScoringOutcome, storage: ThreadPoolExecutor) -> None:
         """Hand the scored documents and result lines so far to the storage thread."""
         assert self._loop is not None
-        documents, lines = self._to_store, self._lines
-        self._to_store, self._lines = [], []
-        if documents or lines:
-            future = self._loop.run_in_executor(storage, self._write, documents, lines)
+        documents, lines, loads, unscored = self._to_store, self._lines, self._loads, self._unscored
+        self._to_store, self._lines, self._loads, self._unscored = [], [], [], []
+        if documents or lines or loads or unscored:
+            future = self._loop.run_in_executor(storage, self._write, documents, lines, loads, unscored)
             self._pending.append((future, len(documents)))
         while self._pending and (self._pending[0][0].done() or len(self._pending) > PENDING_WRITES):
             await self._settle_oldest_write(outcome)
@@ -411,13 +746,25 @@ class ScoringRun:
             raise  # what the write raised: the task fails with it
         outcome.stored += count
 
-    def _write(self, documents: list[ScoredDocument], lines: list[dict[str, Any]]) -> None:
-        """Store one batch (storage thread); after a failed write, refuse to write more."""
+    def _write(
+        self,
+        documents: list[ScoredDocument],
+        lines: list[dict[str, Any]],
+        loads: list[Load],
+        unscored: list[Unscored],
+    ) -> None:
+        """
+        Store one batch (storage thread); after a failed write, refuse to write more.
+
+        The scored documents go first: a load is recorded only once its documents are stored.
+        """
         if self._write_failed:
             raise _WriteRefused("not stored: an earlier write failed")
         try:
             if self.writer is not None and documents:
                 self.writer.write(documents)
+            if self.history is not None:
+                self.history.record(loads, unscored, [document.source for document in documents])
             if self.result_files is not None and lines:
                 self.result_files.write(lines)
         except BaseException:
@@ -448,6 +795,14 @@ class ScoringRun:
         finally:
             if self.writer is not None:
                 await self._loop.run_in_executor(storage, self.writer.close)
+
+
+def _content_key(document: Document) -> str | None:
+    """sha256 of a document's text (None when empty), or of its failure's cause when it could not be read."""
+    if document.error is not None:
+        return failure_fingerprint(document)
+    text = document.text or ""
+    return fingerprint(text) if text.strip() else None
 
 
 class _WriteRefused(DeepgramError):

@@ -12,6 +12,7 @@ from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnVa
 
 from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError, first_and_more
 from airflow_provider_dgsentiment.run.events import check_event
+from airflow_provider_dgsentiment.storage.records import FORMATS
 from airflow_provider_dgsentiment.storage.sources import SensedObjects, describe_entries, find_objects, source_entries
 from airflow_provider_dgsentiment.storage.warehouse import DEFAULT_AVERAGES_TABLE, validate_table_name
 from airflow_provider_dgsentiment.storage.work_claims import publish_names
@@ -39,16 +40,23 @@ class DeepgramSentimentSensor(BaseSensorOperator):
     under it) or one object, or a list of those, as for ``DeepgramSentimentOperator``.
     Hidden objects (``.name``) and special files (named pipes, sockets) never count.
 
-    With ``sql_conn_id`` only objects not yet scored count: those whose URI is not a
-    ``source`` in ``averages_table`` (the operator's table of one row per document).
-    While every match is scored the sensor keeps waiting, until ``timeout``.
+    With ``sql_conn_id`` only the objects the operator would read count: the decision is the
+    operator's own (``plan_object_reads`` over its load history in the same database), so new
+    or changed objects count, and objects read completely at their listed version (scored,
+    empty or failed alike, record files included) do not. Give the operator's reading options
+    (``format``, ``text_field``, ``id_field``, ``key_namespace``) where they are not the defaults;
+    without ``key_namespace`` a read in any namespace counts. While nothing is new the sensor
+    keeps waiting, until ``timeout``.
 
     The XCom value (a ``PokeReturnValue``) is, with ``xcom_output="uris"`` (default), the
     sorted list of the URIs that count, without connection id, ready for
     ``DeepgramSentimentOperator(source=...)``. For big listings use ``xcom_output="counts"``:
-    ``{"source", "matched", "scored", "to_score"}``, a few bytes at any number of objects,
-    and give the operator the same ``source`` with ``.expand(shard=...)``. Use
-    ``mode="reschedule"`` for long waits; the listing is redone at every poke.
+    ``{"source", "matched", "scored", "to_score", "records", "unknown"}``, a few bytes at any
+    number of objects (``scored``: objects unchanged since a complete read; ``to_score``: objects
+    to read; ``records``: the documents the history knows in them, from their last read;
+    ``unknown``: objects to read never read before), and give the operator the same ``source``
+    with ``.expand(shard=...)``. Use ``mode="reschedule"`` for long waits; the listing is redone
+    at every poke.
 
     :param source: a URI glob, prefix or object, an ``ObjectStoragePath``, or a list of those. (templated)
     :param source_conn_id: the storage connection; default the one named in each URI, else
@@ -57,8 +65,14 @@ class DeepgramSentimentSensor(BaseSensorOperator):
     :param sql_conn_id: a SQL connection (any ``DbApiHook``) with the averages table; when
         set, only objects not yet scored count. (templated)
     :param averages_table: the averages table, ``name`` or ``schema.name``. (templated)
+    :param format: the operator's ``format``. (templated)
+    :param text_field: the operator's ``text_field``. (templated)
+    :param id_field: the operator's ``id_field``. (templated)
+    :param key_namespace: the operator's ``key_namespace`` (the operator's default is
+        ``<dag_id>.<operator task_id>``); None counts a read in any namespace. (templated)
     :param xcom_output: ``"uris"`` or ``"counts"`` (see above).
-    :param claims: a listing id (added to the ``counts`` XCom as ``listing``) (e.g. ``"{{ dag.dag_id }}/{{ run_id }}"``): on success the objects
+    :param claims: a listing id (e.g. ``"{{ dag.dag_id }}/{{ run_id }}"``; the ``counts`` XCom
+        carries it as ``listing``): on success the objects
         that count are published there, in the database of ``sql_conn_id``, as batches the
         operator's ``claims=`` takes, so the run lists the source once, here
         (:mod:`~airflow_provider_dgsentiment.storage.work_claims`). A deferred sensor lists once
@@ -70,7 +84,17 @@ class DeepgramSentimentSensor(BaseSensorOperator):
     :param conn_id: deprecated name of ``source_conn_id``.
     """
 
-    template_fields: Sequence[str] = ("source", "source_conn_id", "sql_conn_id", "averages_table", "claims")
+    template_fields: Sequence[str] = (
+        "source",
+        "source_conn_id",
+        "sql_conn_id",
+        "averages_table",
+        "format",
+        "text_field",
+        "id_field",
+        "key_namespace",
+        "claims",
+    )
     template_fields_renderers = {"source": "py"}
     ui_color = "#13ef93"
 
@@ -82,6 +106,10 @@ class DeepgramSentimentSensor(BaseSensorOperator):
         min_objects: int = 1,
         sql_conn_id: str | None = None,
         averages_table: str = DEFAULT_AVERAGES_TABLE,
+        format: str = "auto",
+        text_field: str = "text",
+        id_field: str | None = None,
+        key_namespace: str | None = None,
         xcom_output: str = "uris",
         claims: str | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
@@ -113,6 +141,10 @@ class DeepgramSentimentSensor(BaseSensorOperator):
         self.min_objects = min_objects
         self.sql_conn_id = sql_conn_id
         self.averages_table = averages_table
+        self.format = format
+        self.text_field = text_field
+        self.id_field = id_field
+        self.key_namespace = key_namespace
         self.xcom_output = xcom_output
         self.claims = claims
         self.deferrable = deferrable
@@ -134,6 +166,7 @@ class DeepgramSentimentSensor(BaseSensorOperator):
                 averages_table=self.averages_table,
                 poke_interval=self.poke_interval,
                 return_uris=self.xcom_output == "uris",
+                reading=self._reading(),
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),
@@ -144,10 +177,14 @@ class DeepgramSentimentSensor(BaseSensorOperator):
         payload = check_event(event, f"Waiting for objects at {self._describe_source()}")
         self.log.info("%s: %s", self._describe_source(), payload.get("message"))
         sensed = SensedObjects(
-            matched=int(payload["matched"]), uris=list(payload.get("uris") or []), scored=int(payload["scored"])
+            matched=int(payload["matched"]),
+            uris=list(payload.get("uris") or []),
+            scored=int(payload["scored"]),
+            records=int(payload.get("records") or 0),
+            unknown=int(payload.get("unknown") or 0),
         )
         if self.claims:
-            self._publish(lambda: self.find_objects().uris)
+            self._publish(lambda: self.find_objects().versions)
         return self._xcom_value(sensed, int(payload.get("to_score", len(sensed.uris))))
 
     def _check_arguments(self) -> None:
@@ -163,15 +200,29 @@ class DeepgramSentimentSensor(BaseSensorOperator):
             validate_table_name(self.averages_table, "averages_table")
         if self.claims and not self.sql_conn_id:
             raise DeepgramConfigurationError("claims needs sql_conn_id: the listing is published in that database")
+        if self.format not in FORMATS:
+            raise DeepgramConfigurationError(
+                f"format must be one of {', '.join(map(repr, FORMATS))}, got {self.format!r}"
+            )
+
+    def _reading(self) -> dict[str, Any]:
+        """The operator's reading options, as ``find_objects`` takes them (plain JSON for the trigger)."""
+        return {
+            "format": self.format,
+            "text_field": self.text_field,
+            "id_field": self.id_field or None,
+            "key_namespace": self.key_namespace or None,
+        }
 
     def find_objects(self) -> SensedObjects:
-        """Look at the storage (and the averages table) once."""
+        """Look at the storage (and the operator's load history) once."""
         return find_objects(
             self.source,
             self.source_conn_id or None,
             sql_conn_id=self.sql_conn_id or None,
             averages_table=self.averages_table,
             log=self.log,
+            **self._reading(),
         )
 
     def poke(self, context: Context) -> PokeReturnValue:
@@ -181,7 +232,8 @@ class DeepgramSentimentSensor(BaseSensorOperator):
         shown = first_and_more(sensed.uris)
         if self.sql_conn_id:
             self.log.info(
-                "%s matches %d object(s), %d already scored in %s, %d to score (need %d)%s",
+                "%s matches %d object(s), %d unchanged since their last complete read into %s, "
+                "%d new or changed to read (need %d)%s",
                 self._describe_source(),
                 sensed.matched,
                 sensed.scored,
@@ -199,12 +251,12 @@ class DeepgramSentimentSensor(BaseSensorOperator):
                 f": {shown}" if shown else "",
             )
         if done and self.claims:
-            self._publish(sensed.uris)
+            self._publish(sensed.versions)
         return PokeReturnValue(is_done=done, xcom_value=self._xcom_value(sensed, len(sensed.uris)) if done else None)
 
-    def _publish(self, uris: Any) -> None:
+    def _publish(self, versions: Any) -> None:
         assert self.sql_conn_id and self.claims  # checked in _check_arguments
-        published = publish_names(uris, sql_conn_id=self.sql_conn_id, listing=self.claims)
+        published = publish_names(versions, sql_conn_id=self.sql_conn_id, listing=self.claims)
         self.log.info(
             "Listing %s: %s object(s) in %d batch(es)", self.claims, published["objects"], published["batches"]
         )
@@ -217,6 +269,8 @@ class DeepgramSentimentSensor(BaseSensorOperator):
             "matched": sensed.matched,
             "scored": sensed.scored,
             "to_score": to_score,
+            "records": sensed.records,
+            "unknown": sensed.unknown,
         }
         if self.claims:
             counts["listing"] = self.claims  # the operator's claims=

@@ -19,6 +19,10 @@ Decisions, for the reader of an error message:
   bad byte never stops the file: a record fails only when its text or key field holds such bytes
   (bad bytes in columns that are not read are ignored).
 * **Empty text** (``""`` or only whitespace) is a good record; the caller skips it without a request.
+* **Fields.** ``text_field`` / ``id_field`` may be dotted paths into nested JSON objects or
+  Parquet struct columns (``ticket.body``); a literal key holding the dot wins. A field that none
+  of a JSONL file's first :data:`FIELD_CHECK_RECORDS` records holds fails the file once, naming the
+  fields they have (CSV and Parquet check their header / schema the same way).
 * **Keys.** With ``id_field`` the key is ``str(value)``; a missing, null, empty or non-scalar key
   fails the record (its ``key`` is then its line or row number). A key seen before in the same file
   or query fails the later record, naming where the first one is. Without ``id_field`` there are
@@ -46,7 +50,7 @@ import zlib
 from array import array
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +73,10 @@ CSV_FIELD_LIMIT = 16 * 1024 * 1024
 READ_BUFFER_BYTES = 1024 * 1024
 #: Rows per Arrow batch taken out of a Parquet row group.
 PARQUET_BATCH_ROWS = 1024
+#: Records of a JSONL file checked for the ``text_field`` / ``id_field`` before the file fails once.
+FIELD_CHECK_RECORDS = 100
+#: Fields named in the message of a file whose records lack the field asked for.
+MAX_NAMED_FIELDS = 30
 #: Rows per fetch from a SQL cursor.
 DEFAULT_SQL_BATCH_SIZE = 1000
 
@@ -86,12 +94,18 @@ class Record:
         ``"row 1234"`` (Parquet, SQL).
     :param text: the text to score (possibly empty or whitespace); None when the record is bad.
     :param error: why the record is bad, naming the field and the cause; None when it is good.
+    :param number: its 1-based data row number: the line of a JSONL file, the data row of a CSV
+        file (after the header), the row of a Parquet file or a SQL result.
+    :param by_id: True when ``key`` is the record's ``id_field`` value, False when it is its number.
     """
 
     key: str
     location: str
     text: str | None
     error: str | None = None
+    # Derived from the reading (``location`` says the number too): not part of a record's equality.
+    number: int = field(default=0, compare=False)
+    by_id: bool = field(default=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -178,8 +192,11 @@ def iter_file_records(
 
     :param path: the object: anything with ``open("rb")`` (``ObjectStoragePath``, ``pathlib.Path``).
     :param fmt: ``"jsonl"``, ``"csv"``, ``"tsv"`` or ``"parquet"`` (see :func:`detect_format`).
-    :param text_field: the field (JSONL key, CSV column, Parquet column) holding the text.
-    :param id_field: the field holding the record key, or None to key records by line/row number.
+    :param text_field: the field (JSONL key, CSV column, Parquet column) holding the text; in JSONL and
+        Parquet a dotted path (``ticket.body``) reaches into nested objects / struct columns, a
+        literal key or column holding the dot winning where both exist.
+    :param id_field: the field holding the record key (a dotted path too), or None to key records
+        by line/row number.
     :param name: the object's name in messages (default ``str(path)``).
     :raises DeepgramConfigurationError: at once, for a bad ``fmt``, ``text_field`` or ``id_field``.
     :raises RecordFileError: while iterating, when the whole file is unreadable as records.
@@ -237,14 +254,16 @@ def _stream_records(
         buffered = stack.enter_context(io.BufferedReader(stream, buffer_size=READ_BUFFER_BYTES))
         try:
             if fmt == "jsonl":
-                yield from _jsonl_records(buffered, text_field, id_field)
+                yield from _fields_checked(_jsonl_records(buffered, text_field, id_field), source, text_field, id_field)
             else:
                 yield from _csv_records(buffered, source, "\t" if fmt == "tsv" else ",", text_field, id_field)
         except (OSError, EOFError, zlib.error) as exc:
             raise RecordFileError(source, _read_failure(exc)) from exc
 
 
-def _jsonl_records(stream: io.BufferedReader, text_field: str, id_field: str | None) -> Generator[Record, None, None]:
+def _jsonl_records(
+    stream: io.BufferedReader, text_field: str, id_field: str | None
+) -> Generator[Record | _FieldsSeen, None, None]:
     keys = _KeyIndex() if id_field is not None else None
     line_number = 0
     while True:
@@ -255,7 +274,9 @@ def _jsonl_records(stream: io.BufferedReader, text_field: str, id_field: str | N
         location = f"line {line_number}"
         if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
             _skip_rest_of_line(stream)
-            yield Record(str(line_number), location, None, f"the line is longer than {MAX_LINE_BYTES} bytes")
+            yield Record(
+                str(line_number), location, None, f"the line is longer than {MAX_LINE_BYTES} bytes", number=line_number
+            )
             continue
         if line_number == 1 and line.startswith(codecs.BOM_UTF8):
             line = line[len(codecs.BOM_UTF8) :]
@@ -265,27 +286,112 @@ def _jsonl_records(stream: io.BufferedReader, text_field: str, id_field: str | N
             decoded = line.decode("utf-8")
         except UnicodeDecodeError as exc:
             problem = f"not valid UTF-8 (byte 0x{line[exc.start]:02x} at column {exc.start + 1})"
-            yield Record(str(line_number), location, None, problem)
+            yield Record(str(line_number), location, None, problem, number=line_number)
             continue
         try:
             value = json.loads(decoded)
         except json.JSONDecodeError as exc:
-            yield Record(str(line_number), location, None, f"not valid JSON ({exc.msg} at column {exc.colno})")
+            yield Record(
+                str(line_number),
+                location,
+                None,
+                f"not valid JSON ({exc.msg} at column {exc.colno})",
+                number=line_number,
+            )
             continue
         if not isinstance(value, dict):
-            yield Record(str(line_number), location, None, f"not a JSON object ({_describe(value)})")
+            yield Record(
+                str(line_number), location, None, f"not a JSON object ({_describe(value)})", number=line_number
+            )
             continue
-        yield _make_record(
+        record = _make_record(
             line_number,
             location,
-            value.get(text_field, _MISSING),
-            value.get(id_field, _MISSING) if id_field is not None else None,
+            field_value(value, text_field),
+            field_value(value, id_field) if id_field is not None else None,
             text_field,
             id_field,
             keys,
             line_number,
             _describe_line,
         )
+        yield _FieldsSeen(record, value)
+
+
+@dataclass(frozen=True)
+class _FieldsSeen:
+    """A JSONL record with the object it came from, for :func:`_fields_checked` (never leaves this module)."""
+
+    record: Record
+    value: dict
+
+
+def field_value(record: Mapping[str, Any], path: str) -> Any:
+    """
+    Return the value at ``path`` in a JSON object, or ``_MISSING``.
+
+    ``path`` is a key, or a dotted path into nested objects (``ticket.body``); a literal key holding
+    the dot wins where both exist.
+    """
+    if path in record:
+        return record[path]
+    if "." not in path:
+        return _MISSING
+    value: Any = record
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
+def _field_paths(value: Mapping[str, Any], prefix: str = "", depth: int = 2) -> Iterator[str]:
+    """The keys of a JSON object, and the dotted paths into its nested objects (two levels deep)."""
+    for key, item in value.items():
+        yield prefix + str(key)
+        if depth > 1 and isinstance(item, Mapping):
+            yield from _field_paths(item, f"{prefix}{key}.", depth - 1)
+
+
+def _fields_checked(
+    records: Iterator[Record | _FieldsSeen], source: str, text_field: str, id_field: str | None
+) -> Iterator[Record]:
+    """
+    Pass records through; fail the file once when a field is in none of its first records.
+
+    A ``text_field`` or ``id_field`` that no JSON object among the first :data:`FIELD_CHECK_RECORDS`
+    holds is a wrong argument, not a bad record: rather than one identical error per record, the file
+    fails with :class:`RecordFileError` naming the fields those records have. The records seen
+    while checking are held (at most :data:`FIELD_CHECK_RECORDS`), then passed on in order.
+    """
+    wanted = [(text_field, "text_field")] + ([(id_field, "id_field")] if id_field is not None else [])
+    missing = {field for field, _ in wanted}
+    held: list[Record] = []
+    seen: dict[str, None] = {}
+    objects = 0
+    for item in records:
+        if isinstance(item, _FieldsSeen):
+            if missing:
+                objects += 1
+                missing = {field for field in missing if field_value(item.value, field) is _MISSING}
+                seen.update(dict.fromkeys(_field_paths(item.value)))
+            item = item.record
+        if not missing and not held:
+            yield item
+            continue
+        held.append(item)
+        if not missing:
+            yield from held
+            held = []
+        elif objects >= FIELD_CHECK_RECORDS:
+            break
+    if missing and objects:
+        field, argument = next((field, argument) for field, argument in wanted if field in missing)
+        fields = ", ".join(repr(name) for name in list(seen)[:MAX_NAMED_FIELDS])
+        raise RecordFileError(
+            source, f"{argument} {field!r} is in none of the first {objects} record(s); they have the fields {fields}"
+        )
+    yield from held
 
 
 def _skip_rest_of_line(stream: io.BufferedReader) -> None:
@@ -338,7 +444,7 @@ def _csv_records(
             last_line = reader.line_num
             row_number += 1
             location = f"row {row_number} (line {start_line})"
-            yield Record(str(row_number), location, None, f"CSV row does not parse: {exc}")
+            yield Record(str(row_number), location, None, f"CSV row does not parse: {exc}", number=row_number)
             continue
         last_line = reader.line_num
         if not row:
@@ -347,7 +453,7 @@ def _csv_records(
         location = f"row {row_number} (line {start_line})"
         if len(row) != width:
             problem = f"CSV row has {len(row)} fields, the header has {width}"
-            yield Record(str(row_number), location, None, problem)
+            yield Record(str(row_number), location, None, problem, number=row_number)
             continue
         yield _make_record(
             row_number,
@@ -390,12 +496,10 @@ def _parquet_records(path: Any, source: str, text_field: str, id_field: str | No
             parquet = stack.enter_context(pq.ParquetFile(stream))
         except (pa.ArrowException, OSError) as exc:
             raise RecordFileError(source, f"is not a readable Parquet file ({exc})") from exc
-        names = parquet.schema_arrow.names
-        for field, argument in ((text_field, "text_field"), (id_field, "id_field")):
-            if field is not None and field not in names:
-                columns = ", ".join(repr(column) for column in names)
-                raise RecordFileError(source, f"{argument} {field!r} is not a column; the columns are {columns}")
-        wanted = list(dict.fromkeys(field for field in (text_field, id_field) if field is not None))
+        schema = parquet.schema_arrow
+        text_column = _parquet_column(pa, schema, text_field, "text_field", source)
+        id_column = _parquet_column(pa, schema, id_field, "id_field", source) if id_field is not None else None
+        wanted = list(dict.fromkeys(column[0] for column in (text_column, id_column) if column is not None))
         keys = _KeyIndex() if id_field is not None else None
         row_number = 0
         try:
@@ -406,8 +510,8 @@ def _parquet_records(path: Any, source: str, text_field: str, id_field: str | No
                     batch_size=PARQUET_BATCH_ROWS, row_groups=[row_group], columns=wanted, use_threads=False
                 )
                 for batch in batches:
-                    texts = batch.column(text_field).to_pylist()
-                    ids = batch.column(id_field).to_pylist() if id_field is not None else None
+                    texts = _parquet_values(batch, text_column)
+                    ids = _parquet_values(batch, id_column) if id_column is not None else None
                     for offset, text_value in enumerate(texts):
                         row_number += 1
                         yield _make_record(
@@ -423,6 +527,44 @@ def _parquet_records(path: Any, source: str, text_field: str, id_field: str | No
                         )
         except (pa.ArrowException, OSError) as exc:
             raise RecordFileError(source, f"reading row {row_number + 1} failed ({exc})") from exc
+
+
+def _parquet_column(pa: Any, schema: Any, field: str, argument: str, source: str) -> tuple[str, tuple[str, ...]]:
+    """
+    Return ``(column, path inside it)`` for a field: a column, or a dotted path into a struct column.
+
+    A column whose name holds the dot wins over a struct path of the same spelling.
+
+    :raises RecordFileError: naming the columns when the field is neither.
+    """
+    names = schema.names
+    if field in names:
+        return field, ()
+    column, *path = field.split(".")
+    if path and column in names:
+        kind = schema.field(column).type
+        for part in path:
+            if not pa.types.is_struct(kind) or kind.get_field_index(part) < 0:
+                break
+            kind = kind.field(part).type
+        else:
+            return column, tuple(path)
+    listed = ", ".join(repr(name) for name in names)
+    raise RecordFileError(source, f"{argument} {field!r} is not a column; the columns are {listed}")
+
+
+def _parquet_values(batch: Any, column: tuple[str, tuple[str, ...]]) -> list[Any]:
+    """The values of one field in a batch: a column, or a path into its structs (None where a struct is null)."""
+    name, path = column
+    values = batch.column(name).to_pylist()
+    if not path:
+        return values
+    found = []
+    for value in values:
+        for part in path:
+            value = value.get(part) if isinstance(value, Mapping) else None
+        found.append(value)
+    return found
 
 
 def _import_pyarrow() -> tuple[Any, Any]:
@@ -600,15 +742,21 @@ def _make_record(
     if id_field is not None and keys is not None:
         key_value, problem = _key_of(id_field, id_value)
         if problem is not None:
-            return Record(key, location, None, problem)
+            return Record(key, location, None, problem, number=number)
         earlier = keys.add(key_value, position)
         if earlier is not None:
             return Record(
-                key_value, location, None, f"duplicate key {key_value!r} (also on {describe_position(earlier)})"
+                key_value,
+                location,
+                None,
+                f"duplicate key {key_value!r} (also on {describe_position(earlier)})",
+                number=number,
+                by_id=True,
             )
-        key = key_value
+        text, problem = _text_of(text_field, text_value)
+        return Record(key_value, location, text, problem, number=number, by_id=True)
     text, problem = _text_of(text_field, text_value)
-    return Record(key, location, text, problem)
+    return Record(key, location, text, problem, number=number)
 
 
 def _describe(value: Any) -> str:

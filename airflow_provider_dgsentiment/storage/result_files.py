@@ -7,7 +7,8 @@ Each task writes into a folder of its own, partitioned the way query engines rea
 One line per document of the run, in the order the documents settle: the API's response
 shape plus ``source``, ``status`` (``"scored"``) and ``fingerprint``; or ``source``,
 ``status`` (``"failed"``) and ``error``; or ``source``, ``status`` (``"skipped"``) and
-``reason``. A task try starts by deleting the parts already in its folder, so a retry or
+``reason``. Every line also carries ``record_key`` and ``location`` (as the averages table does;
+None where they do not apply). A task try starts by deleting the parts already in its folder, so a retry or
 a clear replaces them and no document appears twice.
 """
 
@@ -120,13 +121,26 @@ class ResultFiles:
             file.close()
 
 
-def scored_line(source: str, fingerprint: str, result: dict[str, Any]) -> dict[str, Any]:
-    return {"source": source, "status": "scored", "fingerprint": fingerprint, **result}
+def scored_line(
+    source: str, fingerprint: str, result: dict[str, Any], *, record_key: str | None = None, location: str | None = None
+) -> dict[str, Any]:
+    return {
+        "source": source,
+        "record_key": record_key,
+        "location": location,
+        "status": "scored",
+        "fingerprint": fingerprint,
+        **result,
+    }
 
 
-def failed_line(source: str, error: str) -> dict[str, Any]:
-    return {"source": source, "status": "failed", "error": error}
+def failed_line(
+    source: str, error: str, *, record_key: str | None = None, location: str | None = None
+) -> dict[str, Any]:
+    return {"source": source, "record_key": record_key, "location": location, "status": "failed", "error": error}
 
 
-def skipped_line(source: str, reason: str) -> dict[str, Any]:
-    return {"source": source, "status": "skipped", "reason": reason}
+def skipped_line(
+    source: str, reason: str, *, record_key: str | None = None, location: str | None = None
+) -> dict[str, Any]:
+    return {"source": source, "record_key": record_key, "location": location, "status": "skipped", "reason": reason}

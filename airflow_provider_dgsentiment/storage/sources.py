@@ -22,7 +22,7 @@ import os
 import posixpath
 import stat
 from collections import deque
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -31,9 +31,11 @@ from airflow_provider_dgsentiment.exceptions import (
     DeepgramConfigurationError,
     DeepgramError,
     DocumentReadError,
+    RecordFileError,
     first_and_more,
 )
-from airflow_provider_dgsentiment.storage.records import detect_format, iter_file_records, iter_sql_records
+from airflow_provider_dgsentiment.storage.load_history import NO_NAMESPACE, LoadHistory, ReadPlan, plan_reads
+from airflow_provider_dgsentiment.storage.records import Record, detect_format, iter_file_records, iter_sql_records
 from airflow_provider_dgsentiment.storage.warehouse import DEFAULT_AVERAGES_TABLE, WarehouseWriter, sql_hook
 from airflow_provider_dgsentiment.storage.work_claims import DEFAULT_BATCH_SIZE, ClaimedNames, WorkClaims, publish_names
 
@@ -48,6 +50,8 @@ if TYPE_CHECKING:
 GLOB_CHARACTERS = frozenset("*?[")
 #: Why an empty or whitespace-only document is skipped without a request.
 SKIP_EMPTY = "empty document"
+#: Why an object listed (or named) could not be read: it is not there.
+OBJECT_NOT_FOUND = "object not found"
 #: Objects read ahead of the scorer at most.
 DEFAULT_READ_AHEAD = 32
 #: Threads reading objects at most.
@@ -229,56 +233,105 @@ def list_objects(
     :return: ``(names, unmatched)``: the objects, and the entries that matched nothing.
     :raises DeepgramError: naming the entry when the storage cannot be listed.
     """
-    found: dict[str, None] = {}
+    listing, unmatched = list_object_versions(entries, conn_id, keep_missing=keep_missing, log=log, versions=False)
+    return list(listing), unmatched
+
+
+def list_object_versions(
+    entries: Iterable[str | ObjectStoragePath],
+    conn_id: str | None = None,
+    *,
+    keep_missing: bool = True,
+    log: Logger | None = None,
+    versions: bool = True,
+) -> tuple[dict[str, str | None], list[str]]:
+    """
+    :func:`list_objects` with each object's version, as the listing gives it (no read, no GET).
+
+    The version is what the store reports: ETag (S3, Azure), generation (GCS), else size and
+    modification time (local files: ``os.stat``); see :func:`object_version`. An object named
+    explicitly costs one ``info`` (a HEAD) on object stores, as its existence check did before.
+
+    :param versions: False gives None for every version (a plain listing, one string per object).
+    :return: ``({name: version or None}, unmatched)``, names sorted.
+    """
+    found: dict[str, str | None] = {}
     unmatched: list[str] = []
     for entry in entries:
         try:
-            names, exists = _expand(entry, conn_id, log)
+            matches, exists = _expand(entry, conn_id, log, versions)
         except DeepgramError:
             raise
         except Exception as exc:  # storage backends raise their own families (botocore, OSError, ...)
             raise DeepgramError(f"Could not list source {entry}: {type(exc).__name__}: {exc}") from exc
-        found.update(dict.fromkeys(names))
-        if names:
+        found.update(matches)
+        if matches:
             continue
         if exists or is_pattern(entry) or not keep_missing:
             unmatched.append(str(entry))  # a glob, or a folder with nothing in it
         else:
             found[document_name(storage_path(entry, conn_id))] = None  # gone: reading it says so
-    return sorted(found), unmatched
+    return {name: found[name] for name in sorted(found)}, unmatched
 
 
-def _expand(entry: str | ObjectStoragePath, conn_id: str | None, log: Logger | None) -> tuple[list[str], bool]:
-    """Return the names ``entry`` matches, and whether the entry itself exists."""
+def object_version(info: dict[str, Any]) -> str:
+    """
+    The version of an object in an fsspec ``info`` dict: what changes when its content changes.
+
+    ETag (S3, Azure; ``etag``), ``generation`` (GCS), else ``size`` and modification time.
+    """
+    for key in ("ETag", "etag", "generation"):
+        value = info.get(key)
+        if value:
+            return f"{key.lower()}={str(value).strip(chr(34))};size={info.get('size')}"
+    modified = next((info[key] for key in ("mtime", "LastModified", "last_modified", "updated") if info.get(key)), "")
+    return f"size={info.get('size')};mtime={modified}"
+
+
+def _local_version(location: str) -> str | None:
+    try:
+        status = os.stat(location)
+    except OSError:
+        return None  # vanished or unreadable: reading it will say so
+    return f"size={status.st_size};mtime_ns={status.st_mtime_ns}"
+
+
+def _expand(
+    entry: str | ObjectStoragePath, conn_id: str | None, log: Logger | None, versions: bool
+) -> tuple[dict[str, str | None], bool]:
+    """Return ``{name: version}`` of what ``entry`` matches, and whether the entry itself exists."""
     path = storage_path(entry, conn_id)
     if (path.protocol or "file") == "file":
-        return _expand_local(_normalized_local(path.path), log)
+        return _expand_local(_normalized_local(path.path), log, versions)
     fs = path.fs
     # Object stores cache listings (s3fs's dircache) in a filesystem instance that lives as
     # long as the process: without this, a second look would not see new objects.
     fs.invalidate_cache()
     protocol = path.protocol or "file"
-    location = _normalized_local(path.path) if protocol == "file" else path.path
+    location = path.path
     stripped = location.rstrip("/") or "/"
     if not location.endswith("/") and fs.exists(location):
         if fs.isdir(location):
-            matches = fs.find(stripped)
+            matches = fs.find(stripped, detail=versions)
         else:
-            return _documents_only([location], protocol, log, explicit=True), True
+            info = fs.info(location) if versions else None
+            return _documents_only({location: info}, protocol, log, explicit=True), True
     elif location.endswith("/"):
         if not fs.exists(stripped):
-            return [], False
-        matches = fs.find(stripped)
+            return {}, False
+        matches = fs.find(stripped, detail=versions)
     elif any(character in location for character in GLOB_CHARACTERS):
-        matches = fs.glob(location)
+        matches = fs.glob(location, detail=versions)
     else:
         # A key prefix that is not a folder, e.g. s3://bucket/in/2024-01-
-        matches = fs.glob(location + "*")
-    matches = [match for match in matches if not _hidden(match)]
-    return _documents_only(matches, protocol, log, explicit=False), False
+        matches = fs.glob(location + "*", detail=versions)
+    if not isinstance(matches, dict):
+        matches = dict.fromkeys(matches)
+    kept = {match: info for match, info in matches.items() if not _hidden(match)}
+    return _documents_only(kept, protocol, log, explicit=False), False
 
 
-def _expand_local(location: str, log: Logger | None) -> tuple[list[str], bool]:
+def _expand_local(location: str, log: Logger | None, versions: bool) -> tuple[dict[str, str | None], bool]:
     """
     :func:`_expand` for local paths, with the standard library (one path string per file).
 
@@ -288,19 +341,27 @@ def _expand_local(location: str, log: Logger | None) -> tuple[list[str], bool]:
     matches: Iterable[str]
     if os.path.exists(location):
         if not os.path.isdir(location):
-            return _documents_only([location], "file", log, explicit=True), True
+            return _documents_only({location: None}, "file", log, explicit=True, versions=versions), True
         matches = (os.path.join(folder, name) for folder, _, files in os.walk(location) for name in files)
     elif any(character in location for character in GLOB_CHARACTERS):
         matches = glob.iglob(location, recursive=True)
     else:
         matches = glob.iglob(glob.escape(location) + "*")  # a name prefix, e.g. /data/in/2024-01-
-    return _documents_only([match for match in matches if not _hidden(match)], "file", log, explicit=False), False
+    kept = dict.fromkeys(match for match in matches if not _hidden(match))
+    return _documents_only(kept, "file", log, explicit=False, versions=versions), False
 
 
-def _documents_only(matches: list[str], protocol: str, log: Logger | None, *, explicit: bool) -> list[str]:
-    """Turn storage locations into names, keeping regular files only (local storage can hold other kinds)."""
-    names = []
-    for match in matches:
+def _documents_only(
+    matches: dict[str, dict[str, Any] | None],
+    protocol: str,
+    log: Logger | None,
+    *,
+    explicit: bool,
+    versions: bool = False,
+) -> dict[str, str | None]:
+    """Turn storage locations into ``{name: version}``, keeping regular files only (local storage can hold other kinds)."""
+    names: dict[str, str | None] = {}
+    for match, info in matches.items():
         if protocol == "file":
             local = _normalized_local(match)
             kind = _local_kind(local)
@@ -309,9 +370,11 @@ def _documents_only(matches: list[str], protocol: str, log: Logger | None, *, ex
                 if log is not None and kind != "folder":
                     log.warning("Skipping %s: %s, not a regular file", f"file://{local}", kind)
                 continue
-            names.append(f"file://{local}")
+            names[f"file://{local}"] = _local_version(local) if versions else None
         else:
-            names.append(f"{protocol}://{match.lstrip('/')}")
+            if info is not None and info.get("type") == "directory":
+                continue
+            names[f"{protocol}://{match.lstrip('/')}"] = object_version(info) if info is not None else None
     return names
 
 
@@ -343,6 +406,13 @@ def _hidden(location: str) -> bool:
 # ---------------------------------------------------------------------- reading
 
 
+class ObjectUnavailableError(DocumentReadError):
+    """The storage could not give an object (gone, unreachable): not its content's fault, so a later run retries."""
+
+    def __reduce__(self):
+        return (ObjectUnavailableError, (self.source, self.reason))
+
+
 def read_document(uri: str | ObjectStoragePath, conn_id: str | None = None) -> str:
     """
     Read one object as UTF-8 text (a UTF-8 byte-order mark is dropped).
@@ -361,11 +431,11 @@ def read_document(uri: str | ObjectStoragePath, conn_id: str | None = None) -> s
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise DocumentReadError(name, "object not found") from None
+        raise ObjectUnavailableError(name, OBJECT_NOT_FOUND) from None
     except IsADirectoryError:
         raise DocumentReadError(name, "is a folder, not an object") from None
     except Exception as exc:  # storage backends raise their own families (botocore, OSError, ...)
-        raise DocumentReadError(name, f"could not read object: {type(exc).__name__}: {exc}") from None
+        raise ObjectUnavailableError(name, f"could not read object: {type(exc).__name__}: {exc}") from None
     return decode_text(name, data)
 
 
@@ -385,14 +455,28 @@ class Document:
     """
     One document, read (or failed to read).
 
-    :param source: the document's name in XCom (a URI without connection id, or ``text[i]``).
+    :param source: the document's name (a URI without connection id, ``<uri>#<line>``,
+        ``<key_namespace>#<key>``, or ``text[i]``).
     :param text: its text, or None when reading failed.
     :param error: why reading failed, or None.
+    :param record_key: the record's key (``id_field`` value, line or row number); None for a whole object.
+    :param location: where it was read: ``<uri>#<data row number>``, ``<uri>``, ``sql://<conn>#<row>``.
+    :param container: the object (or query) it was read from; None for inline text.
+    :param transient: the error is the storage's (not found, unreachable), not the content's: a later
+        run reads it again.
+    :param entity: a record named by its own id in a key namespace (not by its object).
+    :param cause: what was wrong with the content, without where (``error`` says where too).
     """
 
     source: str
     text: str | None
     error: str | None = None
+    record_key: str | None = None
+    location: str | None = None
+    container: str | None = None
+    transient: bool = False
+    entity: bool = False
+    cause: str | None = None
 
 
 def read_objects(
@@ -422,9 +506,16 @@ def read_objects(
                     return
                 name, future = window.popleft()
                 try:
-                    yield Document(source=name, text=future.result())
+                    yield Document(source=name, text=future.result(), location=name, container=name)
                 except DocumentReadError as error:
-                    yield Document(source=name, text=None, error=error.reason)
+                    yield Document(
+                        source=name,
+                        text=None,
+                        error=error.reason,
+                        location=name,
+                        container=name,
+                        transient=isinstance(error, ObjectUnavailableError),
+                    )
         finally:
             for _, future in window:
                 future.cancel()
@@ -439,9 +530,17 @@ class DocumentSource:
     What one task run scores: inline texts, the objects that ``source`` entries name, or SQL rows.
 
     Objects whose name ends ``.jsonl``/``.ndjson``, ``.csv``, ``.tsv`` or ``.parquet`` (each
-    optionally ``.gz``) are record files: each record is a document named
-    ``<object URI>#<record key>`` (:mod:`airflow_provider_dgsentiment.storage.records`). SQL rows
-    are named ``sql://<sql_conn_id>/<id_field>#<key>``.
+    optionally ``.gz``) are record files (:mod:`airflow_provider_dgsentiment.storage.records`).
+
+    **Document names** (the ``source`` column, XCom items):
+
+    - a text object: its URI;
+    - a record keyed by its ``id_field`` with a ``key_namespace``: ``<key_namespace>#<key>``, the
+      same document in every object and run that names the key in that namespace;
+    - a record keyed by its line or row number (no ``id_field``, or a bad id), or keyed without a
+      namespace: ``<object URI>#<key>``, scoped to its object;
+    - a SQL row: ``sql://<sql_conn_id>/<id_field>#<key>`` (0.2's name), or ``<key_namespace>#<key>``
+      when a namespace is given.
 
     Plain data, so that a trigger can carry it (:meth:`to_json`); inline texts never travel.
 
@@ -451,10 +550,12 @@ class DocumentSource:
     :param stored_prefix: prepended to a document's name to make the ``source`` stored in SQL.
     :param shard: ``(index, count)``: only the objects whose name hashes to ``index``.
     :param format: ``"auto"`` (by extension), ``"text"``, ``"jsonl"``, ``"csv"`` or ``"parquet"``.
-    :param text_field: the field (or column) of a record to score.
-    :param id_field: the field (or column) that keys a record; None: its 1-based line or row number.
+    :param text_field: the field (or column, or dotted path) of a record to score.
+    :param id_field: the field (or column, or dotted path) that keys a record; None: its 1-based line or row number.
     :param sql: a SELECT whose rows are the documents, or None.
     :param sql_conn_id: the connection (any ``DbApiHook``) to run ``sql`` on.
+    :param key_namespace: the namespace of records keyed by ``id_field`` (see the names above); for
+        the sensor's look, None matches reads in any namespace.
     :param claims: a listing published by :func:`publish_listing` (or the sensor's ``claims=``): the objects are
         taken from it in claimed batches (:class:`~.work_claims.ClaimedNames`), never listed.
     :param claims_conn_id: the SQL connection holding the listing (the results database).
@@ -474,6 +575,7 @@ class DocumentSource:
     id_field: str | None = None
     sql: str | None = None
     sql_conn_id: str | None = None
+    key_namespace: str | None = None
     claims: str | None = None
     claims_conn_id: str | None = None
     claim_holder: str | None = None
@@ -492,6 +594,11 @@ class DocumentSource:
     @property
     def is_sql(self) -> bool:
         return self.sql is not None
+
+    @property
+    def reads_objects(self) -> bool:
+        """True when the documents come from objects (which a load history can track)."""
+        return self.texts is None and self.sql is None
 
     def describe(self) -> str:
         """What was asked for, for log lines: a pattern or a count, never document text."""
@@ -522,10 +629,40 @@ class DocumentSource:
             return names, []
         if self.sql is not None:
             return [self._sql_prefix()], []
-        names, unmatched = list_objects(self.entries, self.conn_id, log=log)
+        listing, unmatched, _ = self.list_versions(versions=False, log=log)
+        return list(listing), unmatched
+
+    def list_versions(
+        self, *, versions: bool = True, keep_missing: bool = True, log: Logger | None = None
+    ) -> tuple[dict[str, str | None], list[str], int]:
+        """
+        List the objects ``source`` names, with their versions (:func:`list_object_versions`).
+
+        :return: ``({name: version} of this shard, unmatched entries, objects matched in every shard)``.
+        """
+        listing, unmatched = list_object_versions(
+            self.entries, self.conn_id, keep_missing=keep_missing, log=log, versions=versions
+        )
+        matched = len(listing)
         if self.shard is not None:
-            names = [name for name in names if in_shard(name, self.shard)]
-        return names, unmatched
+            listing = {name: version for name, version in listing.items() if in_shard(name, self.shard)}
+        return listing, unmatched, matched
+
+    def reading_of(self, name: str) -> tuple[str, str | None]:
+        """
+        How the object ``name`` is read: ``(reading, key namespace)``, as the load history records it.
+
+        The reading is ``"text"`` for a whole-object document, else the record format and fields
+        (``"jsonl text_field=body id_field=id"``). The namespace is ``""`` where names do not use
+        one (text objects, records keyed by line), else ``key_namespace`` (None: any, for a sensor).
+        """
+        kind = detect_format(name, self.format)
+        if kind == "text":
+            return "text", NO_NAMESPACE
+        reading = f"{kind} text_field={self.text_field}"
+        if self.id_field is None:
+            return reading, NO_NAMESPACE
+        return f"{reading} id_field={self.id_field}", self.key_namespace
 
     def holds_records(self, names: list[str] | ClaimedNames) -> bool:
         """True when ``names`` are not documents themselves but hold them (record files, a query), or are claimed."""
@@ -537,43 +674,71 @@ class DocumentSource:
         """Read the documents of ``names`` (from :meth:`list_names`) in order, each once."""
         if self.texts is not None:
             for name, text in zip(names, self.texts):
-                yield Document(source=name, text=text)
+                yield Document(source=name, text=text, location=self.stored_prefix + name)
             return
         if self.sql is not None:
             yield from self._sql_documents()
             return
-        text_objects: list[str] = []  # a run of plain text objects, read with a read-ahead
-        for name in names:
-            kind = detect_format(name, self.format)
-            if kind == "text":
-                text_objects.append(name)
-                continue
-            yield from read_objects(text_objects, self.conn_id)
-            text_objects = []
-            yield from self._record_documents(name, kind)
-        yield from read_objects(text_objects, self.conn_id)
+        # Runs of plain text objects are read with a read-ahead; ``names`` is taken lazily (claimed
+        # batches are claimed as the reads reach them), a record file ending a run.
+        iterator = iter(names)
+        record_file: list[str] = []
+
+        def text_run() -> Iterator[str]:
+            for name in iterator:
+                if detect_format(name, self.format) != "text":
+                    record_file.append(name)
+                    return
+                yield name
+
+        while True:
+            yield from read_objects(text_run(), self.conn_id)
+            if not record_file:
+                return
+            name = record_file.pop()
+            yield from self._record_documents(name, detect_format(name, self.format))
 
     def _record_documents(self, name: str, kind: str) -> Generator[Document, None, None]:
         path = storage_path(name, self.conn_id)
         if (path.protocol or "file") == "file":
             what = _local_kind(_normalized_local(path.path))
             if what != "file":
-                yield Document(source=name, text=None, error=f"is a {what}, not a regular file")
+                yield Document(source=name, text=None, error=f"is a {what}, not a regular file", container=name)
                 return
         try:
             if not path.exists():
-                yield Document(source=name, text=None, error="object not found")
+                yield Document(source=name, text=None, error=OBJECT_NOT_FOUND, container=name, transient=True)
                 return
         except Exception as exc:  # storage backends raise their own families
-            yield Document(source=name, text=None, error=f"could not read object: {type(exc).__name__}: {exc}")
+            error = f"could not read object: {type(exc).__name__}: {exc}"
+            yield Document(source=name, text=None, error=error, container=name, transient=True)
             return
         records = iter_file_records(path, kind, text_field=self.text_field, id_field=self.id_field, name=name)
         try:
             for record in records:
-                error = f"{record.location}: {record.error}" if record.error is not None else None
-                yield Document(source=f"{name}#{record.key}", text=record.text, error=error)
+                yield self._record_document(record, name, f"{name}#", f"{name}#{record.number}")
+        except RecordFileError as error:  # the whole file: one failure, named by the object
+            yield Document(source=name, text=None, error=error.reason, location=name, container=name)
         finally:
             records.close()
+
+    def _record_document(self, record: Record, container: str, scoped_prefix: str, location: str) -> Document:
+        """Name one record: by its namespace and key when it has both, else within its container."""
+        entity = record.by_id and self.key_namespace is not None
+        error = None
+        if record.error is not None:
+            where = f"{container} {record.location}" if entity else record.location
+            error = f"{where}: {record.error}"
+        return Document(
+            source=f"{self.key_namespace}#{record.key}" if entity else f"{scoped_prefix}{record.key}",
+            text=record.text,
+            error=error,
+            record_key=record.key,
+            location=location,
+            container=container,
+            entity=entity,
+            cause=record.error,
+        )
 
     def _sql_prefix(self) -> str:
         return f"sql://{self.sql_conn_id}/{self.id_field or 'row'}"
@@ -586,8 +751,7 @@ class DocumentSource:
         )
         try:
             for record in records:
-                error = f"{record.location}: {record.error}" if record.error is not None else None
-                yield Document(source=f"{prefix}#{record.key}", text=record.text, error=error)
+                yield self._record_document(record, prefix, f"{prefix}#", f"sql://{self.sql_conn_id}#{record.number}")
         finally:
             records.close()
 
@@ -606,6 +770,7 @@ class DocumentSource:
             "id_field": self.id_field,
             "sql": self.sql,
             "sql_conn_id": self.sql_conn_id,
+            "key_namespace": self.key_namespace,
         }
         if self.claims is not None:  # only then: the kwargs of 0.2's triggers stay as they were
             data.update(claims=self.claims, claims_conn_id=self.claims_conn_id, claim_holder=self.claim_holder)
@@ -625,10 +790,40 @@ class DocumentSource:
             id_field=data.get("id_field"),
             sql=data.get("sql"),
             sql_conn_id=data.get("sql_conn_id"),
+            key_namespace=data.get("key_namespace"),
             claims=data.get("claims"),
             claims_conn_id=data.get("claims_conn_id"),
             claim_holder=data.get("claim_holder"),
         )
+
+
+# ---------------------------------------------------------------------- what to read
+
+
+def plan_object_reads(
+    source: DocumentSource,
+    history: LoadHistory | None,
+    *,
+    retry_failed: bool = False,
+    force: bool = False,
+    keep_missing: bool = True,
+    log: Logger | None = None,
+) -> tuple[ReadPlan, list[str], int]:
+    """
+    List ``source``'s objects with their versions and decide which to read: the operator's run and
+    the sensor's look both call this, so "new" means the same to both.
+
+    :param source: the objects and how they are read (format, fields, key namespace).
+    :param history: the load history of the destination, or None (read every object).
+    :param retry_failed: read the objects whose last read had failures again.
+    :param force: read every object (the versions are still listed, for the history to record).
+    :param keep_missing: see :func:`list_objects`.
+    :param log: where to log skipped special files.
+    :return: ``(plan, unmatched entries, objects matched in every shard)``.
+    """
+    listing, unmatched, matched = source.list_versions(versions=history is not None, keep_missing=keep_missing, log=log)
+    readings = {name: source.reading_of(name) for name in listing}
+    return plan_reads(listing, readings, history, retry_failed=retry_failed, force=force), unmatched, matched
 
 
 # ---------------------------------------------------------------------- the sensor's look
@@ -640,13 +835,20 @@ class SensedObjects:
     What one look at the storage found.
 
     :param matched: how many objects match the path.
-    :param uris: the objects that count, sorted: every match, or only the unscored ones.
-    :param scored: how many matches are already in the averages table (0 when not checked).
+    :param uris: the objects that count, sorted: every match, or those the operator would read.
+    :param scored: how many matches the load history holds unchanged (0 when not checked).
+    :param records: documents the load history knows in the objects that count (their last read).
+    :param unknown: objects that count which were never read (their documents are not known yet).
+    :param versions: ``{uri: version}`` of the objects that count, as the listing gave them (what
+        the sensor publishes as the run's listing, ``claims=``).
     """
 
     matched: int
     uris: list[str] = field(default_factory=list)
     scored: int = 0
+    records: int = 0
+    unknown: int = 0
+    versions: dict[str, str | None] = field(default_factory=dict, compare=False, repr=False)
 
 
 def find_objects(
@@ -656,33 +858,56 @@ def find_objects(
     sql_conn_id: str | None = None,
     averages_table: str | None = None,
     log: Logger | None = None,
+    format: str = "auto",
+    text_field: str = "text",
+    id_field: str | None = None,
+    key_namespace: str | None = None,
 ) -> SensedObjects:
     """
-    List the objects ``source`` matches and, with ``sql_conn_id``, keep those not yet scored.
+    List the objects ``source`` matches and, with ``sql_conn_id``, keep those the operator would read.
 
     This is the whole of one poke, in one blocking call: the sensor calls it in the
-    worker, a trigger with ``asyncio.to_thread``. An object counts as scored when its name
-    (as the operator stores it) is a ``source`` in the averages table; a missing table
-    means nothing is scored yet.
+    worker, a trigger with ``asyncio.to_thread``. With ``sql_conn_id`` the decision is
+    :func:`plan_object_reads` over the load history of ``averages_table``, the operator's own:
+    objects new or changed since a complete read with the same reading options count; objects read
+    unchanged (scored, empty or failed alike) do not. Missing tables mean nothing was read yet.
 
     :param source: a URI glob, prefix or object, an ``ObjectStoragePath``, or a list of those.
     :param conn_id: the storage connection; None uses the one in each URI (or the scheme's default).
-    :param sql_conn_id: a SQL connection holding the averages table; None counts every match.
-    :param averages_table: the averages table (``name`` or ``schema.name``).
+    :param sql_conn_id: a SQL connection holding the operator's tables; None counts every match.
+    :param averages_table: the averages table (``name`` or ``schema.name``) the operator writes.
     :param log: where to log skipped special files.
+    :param format: the operator's ``format``.
+    :param text_field: the operator's ``text_field``.
+    :param id_field: the operator's ``id_field``.
+    :param key_namespace: the operator's ``key_namespace``; None matches reads in any namespace.
     :raises DeepgramConfigurationError: for a bad ``source``.
     :raises DeepgramError: naming the entry when the storage cannot be listed.
     """
     entries = source_entries(source)
     if not entries:
         raise DeepgramConfigurationError("source must name a URI, a glob or a prefix, got nothing")
-    matched, _ = list_objects(entries, conn_id or None, keep_missing=False, log=log)
-    if not sql_conn_id or not matched:
-        return SensedObjects(matched=len(matched), uris=matched)
+    objects = DocumentSource(
+        entries=tuple(str(entry) for entry in entries),
+        conn_id=conn_id or None,
+        format=format,
+        text_field=text_field,
+        id_field=id_field,
+        key_namespace=key_namespace,
+    )
+    if not sql_conn_id:
+        names, _ = list_objects(entries, conn_id or None, keep_missing=False, log=log)
+        return SensedObjects(matched=len(names), uris=names, versions=dict.fromkeys(names))
     with WarehouseWriter(sql_conn_id, averages_table=averages_table or DEFAULT_AVERAGES_TABLE) as writer:
-        scored = writer.known_sources(matched)
-    unscored = [uri for uri in matched if uri not in scored]
-    return SensedObjects(matched=len(matched), uris=unscored, scored=len(matched) - len(unscored))
+        plan, _, matched = plan_object_reads(objects, LoadHistory(writer), keep_missing=False, log=log)
+    return SensedObjects(
+        matched=matched,
+        uris=list(plan.to_read),
+        scored=len(plan.unchanged),
+        records=plan.known_records,
+        unknown=plan.unknown_objects,
+        versions=dict(plan.to_read),
+    )
 
 
 def publish_listing(
@@ -705,8 +930,8 @@ def publish_listing(
     :return: ``{"listing": id, "objects": n, "batches": n}`` (small enough for XCom).
     """
 
-    def names() -> list[str]:
+    def names() -> dict[str, str | None]:
         entries = source_entries(source)
-        return list_objects(entries, source_conn_id or conn_id_in_uris(entries))[0]
+        return list_object_versions(entries, source_conn_id or conn_id_in_uris(entries))[0]
 
     return publish_names(names, sql_conn_id=sql_conn_id, listing=listing, batch_size=batch_size)

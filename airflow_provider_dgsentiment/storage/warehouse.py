@@ -11,7 +11,15 @@ been scored yet.
 Tables (default names; both overridable)::
 
     deepgram_sentiment_segments   one row per segment of each document
-    deepgram_sentiment_averages   one row per document, keyed by source
+    deepgram_sentiment_averages   one row per document, keyed by source, with its record_key and location
+
+``record_key`` is the key of a record (its ``id_field`` value, or its line or row number; NULL for a
+whole-object document) and ``location`` where the stored content was read when it was scored (the
+object URI plus ``#<data row number>`` for a file record, the object URI for a text object,
+``sql://<conn>#<row>`` for a SQL row, the qualified name of an inline text). A 0.2 table lacks both
+columns: :meth:`WarehouseWriter.check_tables` adds them in place (rows kept) and fills
+``record_key`` of 0.2 record rows (``<uri>#<key>``) from their names; their ``location`` stays NULL,
+which is how a 0.2 row is told apart (see :meth:`WarehouseWriter.stored_documents`).
 
 Values are always bound as parameters with the hook's placeholder (``?`` for
 SQLite, ``%s`` for PostgreSQL); table names are validated as identifiers; row
@@ -82,7 +90,11 @@ AVERAGE_COLUMNS = (
     "task_id",
     "run_id",
     "scored_at",
+    "record_key",
+    "location",
 )
+#: Columns 0.3 added to the averages table: a 0.2 table gets them in place (``ALTER TABLE ... ADD COLUMN``).
+AVERAGE_COLUMNS_ADDED = {"record_key": "TEXT", "location": "TEXT"}
 
 # Types that mean the same on SQLite and PostgreSQL. SQLite gives DOUBLE PRECISION REAL
 # affinity and stores the ISO-8601 timestamps as text; PostgreSQL parses them.
@@ -115,7 +127,9 @@ _AVERAGES_DDL = """CREATE TABLE IF NOT EXISTS {table} (
     dag_id TEXT,
     task_id TEXT,
     run_id TEXT,
-    scored_at TIMESTAMP WITH TIME ZONE NOT NULL
+    scored_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    record_key TEXT,
+    location TEXT
 )"""
 
 
@@ -168,6 +182,10 @@ class ScoredDocument:
     :param result: Deepgram's result for it.
     :param language: the language it was scored in (used when the result does not say).
     :param scored_at: when it was scored (UTC).
+    :param record_key: the record's key (``id_field`` value, line or row number); None for a whole object.
+    :param location: where its content was read (``<uri>#<row>``, ``<uri>``, ``sql://<conn>#<row>``).
+    :param entity: True for a record keyed by its own id in a namespace: the rows 0.2 stored for
+        the same key by the same task (under ``<uri>#<key>``) are replaced too.
     """
 
     source: str
@@ -175,6 +193,24 @@ class ScoredDocument:
     result: SentimentResult
     language: str | None = None
     scored_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    record_key: str | None = None
+    location: str | None = None
+    entity: bool = False
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    """
+    What the averages table holds for one document.
+
+    :param fingerprint: sha256 of the content scored.
+    :param sentiment: the stored average label.
+    :param sentiment_score: the stored average score.
+    """
+
+    fingerprint: str
+    sentiment: str | None = None
+    sentiment_score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -267,6 +303,7 @@ class WarehouseWriter:
             _SEGMENTS_DDL.format(table=self.segments_table),
             _AVERAGES_DDL.format(table=self.averages_table),
             self._index_ddl(self.averages_table, "fingerprint"),
+            self._index_ddl(self.averages_table, "record_key"),
             self._index_ddl(self.segments_table, "source"),
         ]
         _ = self.connection  # connect first: a wrong connection fails at once, without retries
@@ -308,6 +345,8 @@ class WarehouseWriter:
         )
         # Existing tables first: creating the indexes would fail on a table without their columns.
         existing = [table for table, _, _ in tables if self._exists(table)]
+        if self.averages_table in existing:
+            self._migrate_averages()
         for table, argument, columns in tables:
             if table in existing:
                 self._check_columns(table, argument, columns)
@@ -337,7 +376,8 @@ class WarehouseWriter:
             cursor.close()
             self.connection.rollback()
 
-    def _check_columns(self, table: str, argument: str, expected: Sequence[str]) -> None:
+    def _columns(self, table: str) -> set[str]:
+        """The (lower-case) column names of an existing table."""
         cursor = self.connection.cursor()
         try:
             cursor.execute(f"SELECT * FROM {table} WHERE 1 = 0")
@@ -351,11 +391,65 @@ class WarehouseWriter:
         finally:
             cursor.close()
             self.connection.rollback()
+        return present
+
+    def _check_columns(self, table: str, argument: str, expected: Sequence[str]) -> None:
+        present = self._columns(table)
         missing = [column for column in expected if column not in present]
         if missing:
             raise DeepgramConfigurationError(
                 f"Table {table} exists without the columns {', '.join(missing)}: drop it or give {argument} a new name"
             )
+
+    def _migrate_averages(self) -> None:
+        """
+        Bring a 0.2 averages table to 0.3 in place: add ``record_key`` and ``location``, rows kept.
+
+        The ``record_key`` of each 0.2 record row (named ``<uri>#<key>``) is set from its name, so
+        that the row counts as stored for its task's key namespace (nothing is paid for again);
+        its ``location`` stays NULL (0.2 did not record it). Two tasks migrating at once are fine:
+        a column the other one added first is taken as added.
+        """
+        table = self.averages_table
+        present = self._columns(table)
+        if not all(column in present for column in AVERAGE_COLUMNS if column not in AVERAGE_COLUMNS_ADDED):
+            return  # not a table of ours: _check_columns says what is missing
+        added = [column for column in AVERAGE_COLUMNS_ADDED if column not in present]
+        if not added:
+            return
+        self.hook.log.info("Migrating table %s in place: adding column(s) %s", table, ", ".join(added))
+        for column in added:
+            try:
+                self._run_in_transaction(
+                    lambda cursor, column=column: cursor.execute(
+                        f"ALTER TABLE {table} ADD COLUMN {column} {AVERAGE_COLUMNS_ADDED[column]}"
+                    )
+                )
+            except Exception as exc:
+                if column not in self._columns(table):  # not a concurrent migration: say why
+                    raise DeepgramConfigurationError(
+                        f"Cannot add column {column} to table {table} ({_describe_error(exc)}): the 0.3 provider "
+                        "needs it; check that the connection's user may alter the table"
+                    ) from exc
+        marks = self.placeholder
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(
+                f"SELECT source FROM {table} WHERE record_key IS NULL AND location IS NULL AND source LIKE {marks}",
+                ("%#%",),
+            )
+            keyed = [(str(row[0]).rsplit("#", 1)[1], row[0]) for row in cursor.fetchall()]
+        finally:
+            cursor.close()
+            self.connection.rollback()
+        for chunk in batched(keyed, LOOKUP_BATCH_SIZE):
+            self._run_in_transaction(
+                lambda cursor, chunk=chunk: cursor.executemany(
+                    f"UPDATE {table} SET record_key = {marks} WHERE source = {marks}", chunk
+                )
+            )
+        self._run_in_transaction(lambda cursor: cursor.execute(self._index_ddl(table, "record_key")))
+        self.hook.log.info("Table %s migrated: %d record row(s) of 0.2 keyed by their record key", table, len(keyed))
 
     def _check_writable(self) -> None:
         probe = ScoredDocument(
@@ -406,21 +500,45 @@ class WarehouseWriter:
 
         :param sources: document names as stored in the tables.
         """
+        return {source: stored.fingerprint for source, stored in self.stored_documents(sources).items()}
+
+    def stored_documents(
+        self, sources: Iterable[str], legacy_keys: dict[str, str] | None = None
+    ) -> dict[str, StoredDocument]:
+        """
+        Return what the averages table holds for those of ``sources`` that have a row.
+
+        :param sources: document names as stored in the tables.
+        :param legacy_keys: ``{source: record key}`` of records keyed by their own id in a
+            namespace: one without a row under its name counts as stored when this writer's task
+            (``dag_id``, ``task_id``) stored the key in 0.2 (a row with that ``record_key`` and no
+            ``location``), under whichever object's name (``<uri>#<key>``); the latest such row.
+        """
         wanted = list(dict.fromkeys(sources))
-        found: dict[str, str] = {}
+        found: dict[str, StoredDocument] = {}
         if not wanted:
             return found
+        marks = self.placeholder
         cursor = self.connection.cursor()
         try:
             if not self._table_exists(cursor, self.averages_table):
                 return found
             for chunk in batched(wanted, LOOKUP_BATCH_SIZE):
-                marks = ", ".join([self.placeholder] * len(chunk))
                 cursor.execute(
-                    f"SELECT source, fingerprint FROM {self.averages_table} WHERE source IN ({marks})",
+                    f"SELECT source, fingerprint, sentiment, sentiment_score FROM {self.averages_table} "
+                    f"WHERE source IN ({', '.join([marks] * len(chunk))})",
                     tuple(chunk),
                 )
-                found.update((row[0], row[1]) for row in cursor.fetchall())
+                found.update((row[0], StoredDocument(row[1], row[2], row[3])) for row in cursor.fetchall())
+            legacy = {key: source for source, key in (legacy_keys or {}).items() if source not in found}
+            for chunk in batched(list(legacy), LOOKUP_BATCH_SIZE):
+                cursor.execute(
+                    f"SELECT record_key, fingerprint, sentiment, sentiment_score FROM {self.averages_table} "
+                    f"WHERE location IS NULL AND dag_id = {marks} AND task_id = {marks} "
+                    f"AND record_key IN ({', '.join([marks] * len(chunk))}) ORDER BY scored_at",
+                    (self.run.dag_id, self.run.task_id, *chunk),
+                )
+                found.update((legacy[row[0]], StoredDocument(row[1], row[2], row[3])) for row in cursor.fetchall())
         finally:
             cursor.close()
             # End the read transaction so it holds no snapshot or lock while scoring goes on.
@@ -540,12 +658,38 @@ class WarehouseWriter:
 
     def _replace(self, cursor: Any, batch: Sequence[ScoredDocument]) -> None:
         sources = list(dict.fromkeys(document.source for document in batch))
+        sources += self._legacy_sources(cursor, [document.record_key for document in batch if document.entity])
         for table in (self.segments_table, self.averages_table):
             for chunk in batched(sources, LOOKUP_BATCH_SIZE):
                 marks = ", ".join([self.placeholder] * len(chunk))
                 cursor.execute(f"DELETE FROM {table} WHERE source IN ({marks})", tuple(chunk))
         self._insert(cursor, self.segments_table, SEGMENT_COLUMNS, self._segment_rows(batch))
         self._insert(cursor, self.averages_table, AVERAGE_COLUMNS, self._average_rows(batch))
+
+    def _legacy_sources(self, cursor: Any, keys: list[str | None]) -> list[str]:
+        """The names of the 0.2 rows this writer's task stored for ``keys`` (see :meth:`stored_documents`)."""
+        found: list[str] = []
+        marks = self.placeholder
+        for chunk in batched([key for key in keys if key is not None], LOOKUP_BATCH_SIZE):
+            cursor.execute(
+                f"SELECT source FROM {self.averages_table} WHERE location IS NULL AND dag_id = {marks} "
+                f"AND task_id = {marks} AND record_key IN ({', '.join([marks] * len(chunk))})",
+                (self.run.dag_id, self.run.task_id, *chunk),
+            )
+            found.extend(str(row[0]) for row in cursor.fetchall())
+        return found
+
+    def run_in_transaction(self, work: Any) -> None:
+        """Run ``work(cursor)`` in one transaction: committed when it returns, rolled back when it raises."""
+        self._run_in_transaction(work)
+
+    def table_exists(self, table: str) -> bool:
+        """Say whether ``table`` exists (raise when it exists but cannot be read)."""
+        return self._exists(table)
+
+    def insert_rows(self, cursor: Any, table: str, columns: Sequence[str], rows: Iterable[tuple[Any, ...]]) -> None:
+        """Insert ``rows`` (tuples in the order of ``columns``) with multi-row ``VALUES`` statements."""
+        self._insert(cursor, table, columns, iter(rows))
 
     def _insert(self, cursor: Any, table: str, columns: Sequence[str], rows: Iterator[tuple[Any, ...]]) -> None:
         """Insert rows with multi-row ``VALUES`` statements (one round trip per statement)."""
@@ -595,6 +739,8 @@ class WarehouseWriter:
                 run.task_id,
                 run.run_id,
                 _timestamp(document.scored_at),
+                document.record_key,
+                document.location,
             )
 
     def _run_in_transaction(self, work: Any) -> None:
@@ -673,6 +819,11 @@ def _index_name(table: str, column: str) -> str:
         return name
     digest = hashlib.sha256(f"{table}.{column}".encode()).hexdigest()[:8]
     return f"ix_{table[: 63 - len(column) - 13]}_{digest}_{column}"
+
+
+def timestamp(moment: datetime | None = None) -> str:
+    """Return ``moment`` (default now) as the ISO-8601 UTC text the tables store."""
+    return _timestamp(moment or datetime.now(timezone.utc))
 
 
 def _timestamp(moment: datetime) -> str:

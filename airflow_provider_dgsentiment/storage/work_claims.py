@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError
@@ -103,9 +103,12 @@ class WorkClaims:
     def ensure_table(self) -> None:
         self._run(_DDL)
 
-    def publish(self, names: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> int:
+    def publish(self, names: Mapping[str, str | None] | Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> int:
         """
         Store the listing as batches of ``batch_size`` names; return how many batches it has.
+
+        ``names`` maps each object to its version as the listing gave it (or is a plain list): the
+        version travels with the claim, so the load history records what was read.
 
         Idempotent: a listing already published (a retried planning step) is kept as it is.
         """
@@ -115,9 +118,10 @@ class WorkClaims:
         existing = self.batches()
         if existing:
             return existing
+        pairs = list(names.items()) if isinstance(names, Mapping) else [(name, None) for name in names]
         rows = [
-            (self.listing, number, json.dumps(list(names[start : start + batch_size])), None, None, 0)
-            for number, start in enumerate(range(0, len(names), batch_size))
+            (self.listing, number, json.dumps(pairs[start : start + batch_size]), None, None, 0)
+            for number, start in enumerate(range(0, len(pairs), batch_size))
         ]
         if self._connection is None:
             self._connection = self.hook.get_conn()
@@ -140,9 +144,10 @@ class WorkClaims:
         rows, _ = self._run(f"SELECT COUNT(*) FROM {CLAIMS_TABLE} WHERE listing = ?", (self.listing,), fetch=True)
         return int(rows[0][0])
 
-    def claim(self, holder: str) -> list[str] | None:
+    def claim(self, holder: str) -> dict[str, str | None] | None:
         """
-        Take the next batch for ``holder`` (its own unfinished ones first); None when none is left.
+        Take the next batch for ``holder`` (its own unfinished ones first): ``{name: version}`` in
+        listing order; None when none is left.
 
         Renews ``holder``'s other claims. Safe against other tasks claiming at once: the claim
         is a compare-and-set on the batch's holder and expiry.
@@ -181,7 +186,7 @@ class WorkClaims:
                     (self.listing, batch),
                     fetch=True,
                 )
-                return [str(name) for name in json.loads(names[0][0])]
+                return {str(name): version for name, version in json.loads(names[0][0])}
             # Another task took it between the look and the claim: look again.
 
     def finish(self, holder: str) -> int:
@@ -222,14 +227,18 @@ class ClaimedNames:
         self.holder = holder
         #: Batches taken by this run.
         self.batches = 0
+        #: Called with ``{name: version}`` of each batch claimed, before its names are handed out.
+        self.on_batch: Callable[[dict[str, str | None]], None] | None = None
 
     def __iter__(self) -> Iterator[str]:
         while True:
-            names = self.claims.claim(self.holder)
-            if names is None:
+            versions = self.claims.claim(self.holder)
+            if versions is None:
                 return
             self.batches += 1
-            yield from names
+            if self.on_batch is not None:
+                self.on_batch(versions)
+            yield from versions
 
     def finish(self) -> int:
         """Mark this holder's batches done; close the connection."""
@@ -240,7 +249,7 @@ class ClaimedNames:
 
 
 def publish_names(
-    names: Callable[[], Sequence[str]] | Sequence[str],
+    names: Callable[[], Mapping[str, str | None] | Sequence[str]] | Mapping[str, str | None] | Sequence[str],
     *,
     sql_conn_id: str,
     listing: str,
@@ -249,7 +258,8 @@ def publish_names(
     """
     Publish object names already listed (e.g. by the sensor's look) as claimable batches.
 
-    :param names: the names, or a function listing them (called only when the listing is new).
+    :param names: ``{name: version}`` (or plain names), or a function listing them (called only
+        when the listing is new).
     :return: ``{"listing": id, "objects": n or None when it was published before, "batches": n}``.
     """
     claims = WorkClaims(sql_hook(sql_conn_id, "sql_conn_id"), listing)

@@ -135,7 +135,7 @@ class DeepgramObjectsTrigger(BaseTrigger):
     Wait until at least ``min_objects`` objects match ``source``; for ``DeepgramSentimentSensor(deferrable=True)``.
 
     Every ``poke_interval`` seconds it looks at the storage (and, with ``sql_conn_id``,
-    the averages table) once, in a thread, with the same
+    the operator's load history) once, in a thread, with the same
     :func:`~airflow_provider_dgsentiment.storage.sources.find_objects` as the sensor. The one
     event is ``{"status": "success", "message", "uris", "matched", "scored"}`` when enough
     objects count (``uris`` sorted, without connection id; omitted when ``return_uris`` is
@@ -150,6 +150,8 @@ class DeepgramObjectsTrigger(BaseTrigger):
     :param averages_table: the averages table, ``name`` or ``schema.name``.
     :param poke_interval: seconds between two looks.
     :param return_uris: put the URIs in the event (False: counts only, for big listings).
+    :param reading: the operator's reading options (``format``, ``text_field``, ``id_field``,
+        ``key_namespace``), for the load history's decision.
     :param conn_id: 0.2's name of ``source_conn_id``, accepted so a sensor deferred under 0.2 resumes.
     """
 
@@ -163,6 +165,7 @@ class DeepgramObjectsTrigger(BaseTrigger):
         averages_table: str = DEFAULT_AVERAGES_TABLE,
         poke_interval: float = DEFAULT_POKE_INTERVAL,
         return_uris: bool = True,
+        reading: dict[str, Any] | None = None,
         conn_id: str | None = None,
     ) -> None:
         super().__init__()
@@ -173,6 +176,7 @@ class DeepgramObjectsTrigger(BaseTrigger):
         self.averages_table = averages_table
         self.poke_interval = float(poke_interval)
         self.return_uris = return_uris
+        self.reading = dict(reading or {})
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         cls = type(self)
@@ -186,6 +190,7 @@ class DeepgramObjectsTrigger(BaseTrigger):
                 "averages_table": self.averages_table,
                 "poke_interval": self.poke_interval,
                 "return_uris": self.return_uris,
+                "reading": self.reading,
             },
         )
 
@@ -206,6 +211,7 @@ class DeepgramObjectsTrigger(BaseTrigger):
                 sql_conn_id=self.sql_conn_id or None,
                 averages_table=self.averages_table,
                 log=self.log,
+                **self.reading,
             )
             count = len(sensed.uris)
             if count >= self.min_objects:
@@ -215,6 +221,8 @@ class DeepgramObjectsTrigger(BaseTrigger):
                     matched=sensed.matched,
                     scored=sensed.scored,
                     to_score=count,
+                    records=sensed.records,
+                    unknown=sensed.unknown,
                 )
             self.log.info(
                 "%s: %d object(s) match, %d to score (need %d); looking again in %.0fs",

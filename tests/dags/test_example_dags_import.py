@@ -81,7 +81,9 @@ def test_nightly_dag_wiring():
     expected_uri = "sqlite:/tmp/dgsentiment.db/deepgram_sentiment_averages"
     assert [asset.uri for asset in score.partial_kwargs["outlets"]] == [expected_uri]
     assert set(dag.params.keys()) >= {"source", "source_conn_id", "sql_conn_id", "shard_size", "deferrable"}
-    assert dag.params["source"].startswith("file://") and dag.params["source"].endswith("sample_texts/*.txt")
+    assert dag.params["source"].startswith("file://") and dag.params["source"].endswith(
+        "sample_*/*"
+    )  # texts and exports
     assert dag.params["sql_conn_id"] == "dgsentiment_sqlite"
     assert "plan_shards" in sensor.downstream_task_ids
     assert "score_shard" in dag.get_task("plan_shards").downstream_task_ids
@@ -95,13 +97,15 @@ def test_nightly_dag_wiring():
 def test_nightly_plan_shards_and_storage_conn_id():
     nightly = load_module("deepgram_sentiment_nightly.py")
     plan_shards = nightly.dag.get_task("plan_shards").python_callable
+    # Documents to read: the records the history knows in changed objects plus one per unknown object.
     sensed = {"source": ["s3://b/in/"], "matched": 12_000, "scored": 1_000, "to_score": 11_000}
+    sensed.update(records=1_000, unknown=10_000)
     shards = plan_shards(sensed, params={"shard_size": 5000, "deferrable": True})
     assert shards == [{"shard": f"{index}/3", "deferrable": True} for index in range(3)]
-    assert plan_shards({**sensed, "to_score": 1}, params={"shard_size": 5000, "deferrable": False}) == [
-        {"shard": "0/1", "deferrable": False}
-    ]
-    assert len(plan_shards({**sensed, "to_score": 100_000}, params={"shard_size": 5000, "deferrable": False})) == 20
+    one = {**sensed, "to_score": 1, "records": 0, "unknown": 1}
+    assert plan_shards(one, params={"shard_size": 5000, "deferrable": False}) == [{"shard": "0/1", "deferrable": False}]
+    many = {**sensed, "to_score": 100_000, "records": 0, "unknown": 100_000}
+    assert len(plan_shards(many, params={"shard_size": 5000, "deferrable": False})) == 20
     # Over the sensor's listing: every task claims batches of it.
     claimed = plan_shards({**sensed, "listing": "nightly/run"}, params={"shard_size": 5000, "deferrable": False})
     assert claimed == [{"claims": "nightly/run", "deferrable": False}] * 3

@@ -105,6 +105,8 @@ def test_nightly_dag_scores_s3_into_postgres_then_only_what_is_new(
         "matched": N_FIRST,
         "scored": 0,
         "to_score": N_FIRST,
+        "records": 0,
+        "unknown": N_FIRST,  # never read: the history knows nothing of them yet
         "listing": f"{dag.dag_id}/{first.run_id}",
     }
     report = values["report"]
@@ -136,6 +138,8 @@ def test_nightly_dag_scores_s3_into_postgres_then_only_what_is_new(
         "matched": total,
         "scored": N_FIRST,
         "to_score": M_SECOND,
+        "records": 0,
+        "unknown": M_SECOND,
         "listing": f"{dag.dag_id}/{second.run_id}",
     }
     report = values["report"]
@@ -198,8 +202,7 @@ def test_operator_alone_reads_an_s3_glob_and_writes_postgres(deepgram_conn, s3_b
 
 def test_sensor_on_s3_counts_only_objects_missing_from_postgres(s3_bucket, postgres_tables):
     from airflow_provider_dgsentiment.sensors.sentiment import DeepgramSentimentSensor
-    from airflow_provider_dgsentiment.storage.warehouse import WarehouseWriter
-    from tests.support.sensor_runs import scored_document
+    from tests.support.sensor_runs import store_loaded
 
     uploaded = sorted(upload(s3_bucket, 0, 3))
     sensor = DeepgramSentimentSensor(
@@ -213,12 +216,14 @@ def test_sensor_on_s3_counts_only_objects_missing_from_postgres(s3_bucket, postg
     # No averages table yet in PostgreSQL: every object counts.
     assert sensor.poke({}).xcom_value == uploaded
 
-    with WarehouseWriter(
-        postgres_tables.conn_id, segments_table=postgres_tables.segments, averages_table=postgres_tables.averages
-    ) as writer:
-        writer.ensure_tables()
-        writer.write([scored_document(uploaded[0]), scored_document(uploaded[1])])
-    assert sensor.poke({}).is_done is False  # one unscored object, two needed
+    store_loaded(  # as the operator leaves them: rows, and complete reads in the load history
+        postgres_tables.conn_id,
+        uploaded[:2],
+        postgres_tables.averages,
+        segments_table=postgres_tables.segments,
+        storage_conn_id=s3_bucket.conn_id,
+    )
+    assert sensor.poke({}).is_done is False  # one new object, two needed
 
     later = s3_bucket.put("in/doc-0100.txt", "A new arrival, and a lovely one.")
     assert sensor.poke({}).xcom_value == [uploaded[2], later]

@@ -28,7 +28,9 @@ def test_tasks_of_one_listing_score_each_object_once_without_listing(deepgram_co
     (inbox / "late.txt").write_text("Arrived after the listing, so not in this run.")
     hook = sql_hook(SQL_CONN_ID, "sql_conn_id")
     # Task 1 crashed holding the first batch; task 0 runs, then task 1's retry takes its batch back.
-    assert WorkClaims(hook, LISTING).claim(f"test_sentiment_operator/{RUN_ID}/score/1") == [f"file://{inbox}/a.txt"]
+    assert list(WorkClaims(hook, LISTING).claim(f"test_sentiment_operator/{RUN_ID}/score/1") or ()) == [
+        f"file://{inbox}/a.txt"
+    ]
     first = run(make_operator(**claims_kwargs(inbox)), map_index=0)
     retry = run(make_operator(**claims_kwargs(inbox)), map_index=1)
     assert (first["documents"], first["scored"]) == (2, 2)

@@ -17,10 +17,17 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_dgsentiment.exceptions import DeepgramError
-from airflow_provider_dgsentiment.storage.records import RecordFileError
 from tests.conftest import NEGATIVE, NEUTRAL, POSITIVE, SQL_CONN_ID
 from tests.integration.conftest import POSTGRES_CONN_ID, postgres_tables, s3_bucket  # noqa: F401  (fixtures)
-from tests.support.operator_runs import make_operator, run, run_deferred, table_count, table_rows, without_run_specifics
+from tests.support.operator_runs import (
+    make_operator,
+    requests_during,
+    run,
+    run_deferred,
+    table_count,
+    table_rows,
+    without_run_specifics,
+)
 
 AVERAGES = "deepgram_sentiment_averages"
 SEGMENTS = "deepgram_sentiment_segments"
@@ -30,6 +37,8 @@ RECORDS = [
     {"id": "r-3", "text": NEUTRAL},
 ]
 SENTIMENTS = {"r-1": "positive", "r-2": "negative", "r-3": "neutral"}
+#: The key namespace of records keyed by id_field in make_operator's task (``<dag_id>.<task_id>``).
+NS = "test_sentiment_operator.score"
 
 
 # ---------------------------------------------------------------------- sample files
@@ -71,16 +80,6 @@ def write_file(folder: Path, name: str, data: bytes) -> Path:
     return path
 
 
-def requests_during(emulator, action):
-    """Run ``action()``; return ``(its value or the exception it raised, requests the emulator received)``."""
-    before = emulator.stats()["requests"]
-    try:
-        value = action()
-    except Exception as exc:
-        value = exc
-    return value, emulator.stats()["requests"] - before
-
-
 def stored(db: Path) -> dict[str, str]:
     """``{source: sentiment}`` of the averages table."""
     return {row["source"]: row["sentiment"] for row in table_rows(db, AVERAGES)}
@@ -115,9 +114,13 @@ def test_record_file_becomes_rows_named_by_uri_and_key(deepgram_conn, sqlite_db,
     assert not isinstance(result, Exception), result
     assert sent == 3
     assert (result["documents"], result["scored"], result["skipped"], result["failed"]) == (3, 3, 0, 0)
-    expected = {f"file://{path}#{key}": sentiment for key, sentiment in SENTIMENTS.items()}
+    expected = {f"{NS}#{key}": sentiment for key, sentiment in SENTIMENTS.items()}
     assert stored(sqlite_db) == expected
     assert [item["source"] for item in result["items"]] == list(expected)
+    # The key and where the content was read, in columns of their own (the data row number).
+    assert [(row["record_key"], row["location"]) for row in table_rows(sqlite_db, AVERAGES)] == [
+        (key, f"file://{path}#{number}") for number, key in enumerate(SENTIMENTS, start=1)
+    ]
     # The quoted newline, quotes and tab of r-2 reached the API intact: its segments hold them.
     segments = [row["text"] for row in table_rows(sqlite_db, SEGMENTS) if row["source"].endswith("#r-2")]
     assert 'Awful, "truly" awful,\nI hate\tit.' in segments
@@ -152,7 +155,7 @@ def test_format_overrides_the_extension(deepgram_conn, sqlite_db, tmp_path, name
         assert [item["source"] for item in result["items"]] == [f"file://{path}"]
         assert set(stored(sqlite_db)) == {f"file://{path}"}
     else:
-        assert set(stored(sqlite_db)) == {f"file://{path}#{key}" for key in SENTIMENTS}
+        assert set(stored(sqlite_db)) == {f"{NS}#{key}" for key in SENTIMENTS}
         assert result["scored"] == 3
 
 
@@ -174,16 +177,17 @@ def test_record_file_on_s3(deepgram_conn, sqlite_db, s3_bucket, name):  # noqa: 
     )
     assert not isinstance(result, Exception), result
     assert sent == 3
-    assert stored(sqlite_db) == {f"s3://{s3_bucket.name}/{name}#{key}": value for key, value in SENTIMENTS.items()}
+    assert stored(sqlite_db) == {f"{NS}#{key}": value for key, value in SENTIMENTS.items()}
+    assert {row["location"].rsplit("#", 1)[0] for row in table_rows(sqlite_db, AVERAGES)} == {
+        f"s3://{s3_bucket.name}/{name}"
+    }
 
 
 def test_s3_prefix_with_record_files_and_text_objects(deepgram_conn, sqlite_db, s3_bucket):  # noqa: F811
     s3_bucket.client.put_object(Bucket=s3_bucket.name, Key="in/a.jsonl.gz", Body=gzip.compress(sample_bytes("jsonl")))
     s3_bucket.put("in/b.txt", POSITIVE)
     run(make_operator(source=s3_bucket.uri("in/"), id_field="id", sql_conn_id=SQL_CONN_ID, xcom_output="none"))
-    assert set(stored(sqlite_db)) == {f"s3://{s3_bucket.name}/in/a.jsonl.gz#{key}" for key in SENTIMENTS} | {
-        f"s3://{s3_bucket.name}/in/b.txt"
-    }
+    assert set(stored(sqlite_db)) == {f"{NS}#{key}" for key in SENTIMENTS} | {f"s3://{s3_bucket.name}/in/b.txt"}
 
 
 # ---------------------------------------------------------------------- SQL rows
@@ -300,9 +304,9 @@ def test_bad_records_fail_alone_named_by_object_and_line(deepgram_conn, sqlite_d
     assert message.startswith("5 of 10 document(s) failed:\n")
     j, c = f"file://{jsonl}", f"file://{csv_path}"
     for line in (
-        f"{j}#missing: line 2: field 'text' is missing",
-        f"{j}#null: line 3: field 'text' is null",
-        f"{j}#number: line 4: field 'text' is a number, not text",
+        f"{NS}#missing: {j} line 2: field 'text' is missing",
+        f"{NS}#null: {j} line 3: field 'text' is null",
+        f"{NS}#number: {j} line 4: field 'text' is a number, not text",
         f"{j}#6: line 6: not valid JSON",
         f"{c}#2: row 2 (line 3): CSV row does not parse",
     ):
@@ -310,10 +314,10 @@ def test_bad_records_fail_alone_named_by_object_and_line(deepgram_conn, sqlite_d
     assert "#empty" not in message  # empty text is skipped, not failed
     assert sent == 4  # the four good records; the empty one costs no request
     assert stored(sqlite_db) == {  # every good record was stored before the task failed
-        f"{j}#ok-1": "positive",
-        f"{j}#ok-2": "negative",
-        f"{c}#c-1": "positive",
-        f"{c}#c-3": "negative",
+        f"{NS}#ok-1": "positive",
+        f"{NS}#ok-2": "negative",
+        f"{NS}#c-1": "positive",
+        f"{NS}#c-3": "negative",
     }
 
 
@@ -322,8 +326,10 @@ def test_parquet_without_the_text_column_fails_at_once_naming_the_columns(deepgr
     error, sent = requests_during(
         deepgram_conn, lambda: run(make_operator(source=f"file://{path}", id_field="id", sql_conn_id=SQL_CONN_ID))
     )
-    assert isinstance(error, RecordFileError), error
-    assert str(error) == f"file://{path}: text_field 'text' is not a column; the columns are 'id', 'body'"
+    assert isinstance(error, DeepgramError), error
+    assert str(error) == (  # the file fails once, as one document named by the object
+        f"1 of 1 document(s) failed:\n  file://{path}: text_field 'text' is not a column; the columns are 'id', 'body'"
+    )
     assert sent == 0
     assert table_count(sqlite_db, AVERAGES) == 0
 
@@ -335,9 +341,9 @@ def test_duplicate_keys_name_both_lines(deepgram_conn, sqlite_db, tmp_path):
         deepgram_conn, lambda: run(make_operator(source=f"file://{path}", id_field="id", sql_conn_id=SQL_CONN_ID))
     )
     assert isinstance(error, DeepgramError), error
-    assert f"file://{path}#k1: line 3: duplicate key 'k1' (also on line 1)" in str(error)
+    assert f"{NS}#k1: file://{path} line 3: duplicate key 'k1' (also on line 1)" in str(error)
     assert sent == 2
-    assert stored(sqlite_db) == {f"file://{path}#k1": "positive", f"file://{path}#k2": "neutral"}
+    assert stored(sqlite_db) == {f"{NS}#k1": "positive", f"{NS}#k2": "neutral"}
 
 
 # ---------------------------------------------------------------------- re-runs
@@ -351,7 +357,9 @@ def test_rerun_is_idempotent_and_sends_nothing(deepgram_conn, sqlite_db, tmp_pat
     averages, segments = table_rows(sqlite_db, AVERAGES), table_rows(sqlite_db, SEGMENTS, "source, segment_index")
     second, sent = requests_during(deepgram_conn, lambda: run(make_operator(**kwargs)))
     assert sent == 0
-    assert (second["scored"], second["skipped"]) == (0, 3)
+    # The object is unchanged since its complete read: not read again, one skipped (unchanged) entry.
+    assert (second["documents"], second["scored"], second["skipped"]) == (1, 0, 1)
+    assert second["items"][0]["reason"].startswith("unchanged since its last complete read (loaded at ")
     assert table_rows(sqlite_db, AVERAGES) == averages
     assert table_rows(sqlite_db, SEGMENTS, "source, segment_index") == segments
 
@@ -371,12 +379,14 @@ def seed_tables(path: Path, rows: list[dict]) -> None:
         writer.ensure_tables()
         writer.write(
             ScoredDocument(
-                f"file://{path}#{row['id']}",
+                f"{NS}#{row['id']}",
                 fingerprint(row["text"]),
                 SentimentResult.from_response(sentiment_body(row["text"])),
                 "en",
+                record_key=row["id"],
+                location=f"file://{path}#{number}",
             )
-            for row in rows
+            for number, row in enumerate(rows, start=1)
         )
 
 
@@ -407,10 +417,11 @@ def test_ten_thousand_records_ten_changed_rerun_sends_ten(deepgram_conn, sqlite_
             row[0]: row[1]
             for row in connection.execute(f"SELECT source, sentiment FROM {AVERAGES} WHERE run_id != 'seed'")
         }
-    assert rescored == {f"file://{path}#n{i:05d}": "negative" for i in changed}
+    assert rescored == {f"{NS}#n{i:05d}": "negative" for i in changed}
 
     third, sent = requests_during(deepgram_conn, lambda: run(make_operator(**kwargs)))
     assert sent == 0
+    assert (third["documents"], third["skipped"]) == (1, 1)  # unchanged: not even read
     assert table_count(sqlite_db, AVERAGES) == count
 
 
@@ -429,8 +440,8 @@ def test_deferred_record_file_gives_the_same_rows_and_xcom(deepgram_conn, sqlite
     assert sent == 3
     assert without_run_specifics(deferred) == without_run_specifics(in_worker)
     assert (deferred["scored"], deferred["failed"]) == (3, 1)
-    assert deferred["items"][3]["source"] == f"file://{path}#r-4"
-    assert stored(other) == worker_rows == {f"file://{path}#{key}": value for key, value in SENTIMENTS.items()}
+    assert deferred["items"][3]["source"] == f"{NS}#r-4"
+    assert stored(other) == worker_rows == {f"{NS}#{key}": value for key, value in SENTIMENTS.items()}
 
 
 def test_deferred_sql_rows(deepgram_conn, sqlite_db):
@@ -459,7 +470,7 @@ def test_deferred_sql_rows(deepgram_conn, sqlite_db):
 
 def test_xcom_output_shapes_with_records(deepgram_conn, tmp_path):
     path = write_file(tmp_path, "export.tsv.gz", sample_bytes("tsv"))
-    names = [f"file://{path}#{key}" for key in SENTIMENTS]
+    names = [f"{NS}#{key}" for key in SENTIMENTS]
     source = {"source": f"file://{path}", "id_field": "id"}
 
     full = run(make_operator(xcom_output="full", **source))
@@ -478,10 +489,13 @@ def test_xcom_output_shapes_with_records(deepgram_conn, tmp_path):
         "scored",
         "skipped",
         "failed",
+        "unchanged",
+        "known_failed",
         "input_tokens",
         "output_tokens",
         "sentiment_counts",
         "failures",
+        "known_failures",
         "results_uri",
     }
     assert (manifest["documents"], manifest["scored"], manifest["failures"], manifest["results_uri"]) == (3, 3, [], [])

@@ -19,7 +19,7 @@ from tests.integration.conftest import s3_bucket  # noqa: F401  (a fixture)
 from tests.support.operator_runs import RUN_ID, make_operator, run, run_deferred, without_run_specifics
 
 DAG_ID = "test_sentiment_operator"
-SCORED_KEYS = {"source", "status", "fingerprint", "metadata", "results"}
+SCORED_KEYS = {"source", "record_key", "location", "status", "fingerprint", "metadata", "results"}
 #: Upper bound of the manifest's JSON, as SPEC section 12 states it.
 MANIFEST_BOUND = 64 * 1024
 
@@ -54,10 +54,10 @@ def check_line_shapes(lines: list[dict]) -> dict[str, str]:
             assert set(line["results"]["sentiments"]) == {"segments", "average"}
             assert len(line["fingerprint"]) == 64
         elif line["status"] == "failed":
-            assert set(line) == {"source", "status", "error"} and line["error"]
+            assert set(line) == {"source", "record_key", "location", "status", "error"} and line["error"]
         else:
             assert line["status"] == "skipped"
-            assert set(line) == {"source", "status", "reason"} and line["reason"]
+            assert set(line) == {"source", "record_key", "location", "status", "reason"} and line["reason"]
         statuses[line["source"]] = line["status"]
     return statuses
 
@@ -130,11 +130,16 @@ def test_record_file_gives_one_line_per_record(deepgram_conn, tmp_path):
         )
     )
     lines = local_lines(manifest["results_uri"])
+    namespace = "test_sentiment_operator.score"
     assert check_line_shapes(lines) == {
-        f"file://{path}#x": "scored",
-        f"file://{path}#y": "failed",
-        f"file://{path}#z": "skipped",
+        f"{namespace}#x": "scored",
+        f"{namespace}#y": "failed",
+        f"{namespace}#z": "skipped",
     }
+    # Each line says which record it is and where it was read (the object and its data row).
+    assert [(line["record_key"], line["location"]) for line in by_source(lines)] == [
+        (key, f"file://{path}#{number}") for number, key in enumerate("xyz", start=1)
+    ]
 
 
 # ---------------------------------------------------------------------- retries replace the parts
@@ -180,6 +185,10 @@ def test_already_scored_documents_are_lines_too(deepgram_conn, inbox, sqlite_db,
         "xcom_output": "manifest",
     }
     run(make_operator(**kwargs))
+    unchanged = run(make_operator(**kwargs))
+    assert (unchanged["skipped"], unchanged["unchanged"], unchanged["results_uri"]) == (3, 3, [])  # not read: no lines
+    for path in inbox.glob("*.txt"):  # re-delivered with the same content: a new version, read again
+        path.write_text(path.read_text())
     again = run(make_operator(**kwargs))
     lines = local_lines(again["results_uri"])
     assert len(lines) == 3
@@ -285,8 +294,8 @@ def test_manifest_stays_under_64_kb_with_5000_documents_and_150_failures(mock_de
     assert (manifest["documents"], manifest["failed"]) == (count, failing)
     assert manifest["scored"] == mock_deepgram.call_count == sum(1 for i in range(count) if i not in bad and not i % 2)
     assert len(manifest["failures"]) == 100
-    assert manifest["failures"][0]["error"] == "line 1: field 'text' is null"
-    assert manifest["failures"][-1]["error"] == f"line {99 * 33 + 1}: field 'text' is null"  # the first 100, in order
+    assert manifest["failures"][0]["error"] == f"file://{path} line 1: field 'text' is null"
+    assert manifest["failures"][-1]["error"] == f"file://{path} line {99 * 33 + 1}: field 'text' is null"  # in order
     assert all(len(failure["source"]) == 240 and failure["source"].endswith("...") for failure in manifest["failures"])
     # The parts: 5 of 1,000 lines, every document once.
     folder = task_folder(tmp_path / "results")

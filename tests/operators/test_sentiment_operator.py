@@ -59,6 +59,7 @@ def test_template_fields_are_a_tuple_of_the_documented_names():
         "sql_source_conn_id",
         "text_field",
         "id_field",
+        "key_namespace",
         "format",
         "tags",
         "language",
@@ -484,7 +485,7 @@ def test_incremental_run_scores_only_new_or_changed_documents(deepgram_conn, inb
     assert (result["scored"], result["skipped"]) == (2, 2)
     statuses = {item["source"].rsplit("/", 1)[-1]: item for item in result["items"]}
     assert statuses["a.txt"]["status"] == "skipped"
-    assert statuses["a.txt"]["reason"].startswith("already scored")
+    assert statuses["a.txt"]["reason"].startswith("unchanged since its last complete read")
     assert statuses["b.txt"]["status"] == statuses["d.txt"]["status"] == "scored"
     averages = table_rows(sqlite_db, "deepgram_sentiment_averages")
     assert len(averages) == 4

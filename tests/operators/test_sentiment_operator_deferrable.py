@@ -96,6 +96,7 @@ def test_execute_defers_with_plain_json_kwargs_no_key_no_text(deepgram_conn, inb
             "id_field": None,
             "sql": None,
             "sql_conn_id": None,
+            "key_namespace": "test_sentiment_operator.score",
         },
         "xcom_output": "full",
         "options": {
@@ -107,6 +108,7 @@ def test_execute_defers_with_plain_json_kwargs_no_key_no_text(deepgram_conn, inb
             "fail_on_empty_source": True,
             "max_documents": 1000,  # per-document XCom travels back in the event: bounded
             "progress_interval": 30.0,
+            "retry_failed": False,
         },
         "warehouse": None,
         "results": None,
@@ -183,7 +185,7 @@ def test_already_scored_documents_are_skipped_in_the_triggerer_without_requests(
     assert deepgram_conn.stats()["requests"] - before == 1  # only the new one is sent
     assert (result["documents"], result["scored"], result["skipped"]) == (4, 1, 3)
     assert [item["status"] for item in result["items"]] == ["skipped", "skipped", "skipped", "scored"]
-    assert result["items"][0]["reason"].startswith("already scored")
+    assert result["items"][0]["reason"].startswith("unchanged since its last complete read")
     assert len(table_rows(sqlite_db, "deepgram_sentiment_averages")) == 4
 
     # Nothing left to score: the trigger sends no request.

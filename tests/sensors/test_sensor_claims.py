@@ -7,10 +7,9 @@ from airflow.providers.common.compat.sdk import DAG
 
 from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError
 from airflow_provider_dgsentiment.sensors.sentiment import DeepgramSentimentSensor
-from airflow_provider_dgsentiment.storage.warehouse import WarehouseWriter, sql_hook
-from airflow_provider_dgsentiment.storage.work_claims import ClaimedNames, WorkClaims
+from airflow_provider_dgsentiment.storage.warehouse import sql_hook
+from airflow_provider_dgsentiment.storage.work_claims import WorkClaims
 from tests.conftest import SQL_CONN_ID
-from tests.support.sensor_runs import scored_document
 
 LISTING = "{{ dag.dag_id }}/{{ run_id }}"
 
@@ -25,14 +24,14 @@ def poke_with_claims(inbox, **kwargs):
     return sensor.poke(context)
 
 
-def test_the_unscored_objects_found_are_published_once(inbox, sqlite_db):
-    with WarehouseWriter(SQL_CONN_ID) as writer:
-        writer.ensure_tables()
-        writer.write([scored_document(f"file://{inbox}/a.txt")])
+def test_the_objects_to_read_are_published_once_with_their_versions(inbox, sqlite_db):
     found = poke_with_claims(inbox, sql_conn_id=SQL_CONN_ID)
-    assert found.is_done and found.xcom_value["to_score"] == 2
+    assert found.is_done and found.xcom_value["to_score"] == 3
+    assert found.xcom_value["listing"] == "nightly/manual__1"
     claims = WorkClaims(sql_hook(SQL_CONN_ID, "sql_conn_id"), "nightly/manual__1")
-    assert [name.rsplit("/", 1)[1] for name in ClaimedNames(claims, "task/0")] == ["b.txt", "c.txt"]
+    batch = claims.claim("task/0") or {}
+    assert [name.rsplit("/", 1)[1] for name in batch] == ["a.txt", "b.txt", "c.txt"]
+    assert all(batch.values())  # the versions the load history will record once they are read
     (inbox / "d.txt").write_text("New, but the listing of this run is already published.")
     poke_with_claims(inbox, sql_conn_id=SQL_CONN_ID)  # a retried sensor keeps the first listing
     assert WorkClaims(claims.hook, claims.listing).progress() == {"done": 0, "claimed": 1, "free": 0}

@@ -15,7 +15,7 @@ from airflow_provider_dgsentiment.sensors.sentiment import DeepgramSentimentSens
 from airflow_provider_dgsentiment.storage import sources as sources_module
 from airflow_provider_dgsentiment.storage.sources import SensedObjects, find_objects
 from airflow_provider_dgsentiment.storage.warehouse import LOOKUP_BATCH_SIZE, WarehouseWriter
-from tests.support.sensor_runs import scored_document
+from tests.support.sensor_runs import store_loaded
 
 SQL_CONN_ID = "dgs_sensor_sqlite"
 
@@ -35,9 +35,8 @@ def poke(sensor: DeepgramSentimentSensor, params: dict | None = None) -> PokeRet
 
 
 def store_scored(sources: list[str], averages_table: str = "deepgram_sentiment_averages") -> None:
-    with WarehouseWriter(SQL_CONN_ID, averages_table=averages_table, segments_table=f"{averages_table}_segments") as w:
-        w.ensure_tables()
-        w.write([scored_document(source) for source in sources])
+    """Scored and loaded, as the operator leaves them (rows and complete reads in the load history)."""
+    store_loaded(SQL_CONN_ID, sources, averages_table)
 
 
 @pytest.fixture
@@ -68,6 +67,10 @@ def test_template_fields_and_init_store_arguments_verbatim():
         "source_conn_id",
         "sql_conn_id",
         "averages_table",
+        "format",
+        "text_field",
+        "id_field",
+        "key_namespace",
         "claims",
     )
     assert isinstance(DeepgramSentimentSensor.template_fields, tuple)
@@ -159,10 +162,16 @@ def test_while_every_match_is_scored_the_sensor_keeps_waiting(inbox, sqlite_db, 
     store_scored(sources)
     sensor = make_sensor(source=f"file://{inbox}/*.txt", sql_conn_id=SQL_CONN_ID)
     assert poke(sensor).is_done is False
-    assert "matches 2 object(s), 2 already scored in deepgram_sentiment_averages, 0 to score (need 1)" in log_text()
+    assert (
+        "matches 2 object(s), 2 unchanged since their last complete read into deepgram_sentiment_averages, "
+        "0 new or changed to read (need 1)"
+    ) in log_text()
+
+    (inbox / "a.txt").write_text("first, rewritten")  # a rewritten object is read again: it counts
+    assert poke(sensor).xcom_value == [f"file://{inbox}/a.txt"]
 
     (inbox / "new.txt").write_text("fresh")
-    assert poke(sensor).xcom_value == [f"file://{inbox}/new.txt"]
+    assert poke(sensor).xcom_value == [f"file://{inbox}/a.txt", f"file://{inbox}/new.txt"]
 
 
 def test_only_unscored_with_templated_table_name(inbox, sqlite_db):
@@ -182,7 +191,7 @@ def test_only_unscored_with_templated_table_name(inbox, sqlite_db):
 def test_find_objects_is_usable_without_the_sensor(inbox, sqlite_db):
     store_scored([f"file://{inbox}/b.txt"])
     sensed = find_objects(f"file://{inbox}/*.txt", None, sql_conn_id=SQL_CONN_ID)
-    assert sensed == SensedObjects(matched=2, uris=[f"file://{inbox}/a.txt"], scored=1)
+    assert sensed == SensedObjects(matched=2, uris=[f"file://{inbox}/a.txt"], scored=1, records=0, unknown=1)
     assert find_objects(f"file://{inbox}/*.txt") == SensedObjects(
         matched=2, uris=[f"file://{inbox}/a.txt", f"file://{inbox}/b.txt"]
     )
@@ -246,7 +255,7 @@ def test_bad_arguments_fail_clearly_on_poke_and_execute(kwargs, message):
 
 
 def test_listing_error_names_the_source(monkeypatch):
-    def broken(entry, conn_id, log):
+    def broken(entry, conn_id, log, versions):
         raise PermissionError("access denied")
 
     monkeypatch.setattr(sources_module, "_expand", broken)
@@ -350,7 +359,14 @@ def test_counts_output_stays_small_at_any_number_of_objects(tmp_path):
         (tmp_path / f"{i:04}.txt").write_text("x")
     result = poke(make_sensor(source=f"file://{tmp_path}/*.txt", xcom_output="counts"))
     assert result.is_done
-    assert result.xcom_value == {"source": [f"file://{tmp_path}/*.txt"], "matched": 2000, "scored": 0, "to_score": 2000}
+    assert result.xcom_value == {
+        "source": [f"file://{tmp_path}/*.txt"],
+        "matched": 2000,
+        "scored": 0,
+        "to_score": 2000,
+        "records": 0,
+        "unknown": 0,
+    }
     assert len(json.dumps(result.xcom_value)) < 200
 
 

@@ -153,7 +153,10 @@ def test_a_document_source_travels_as_plain_json_and_never_with_inline_text(tmp_
     assert sql.list_names() == (["sql://pg/id"], [])
     inline = DocumentSource.inline(["one", "two"], stored_prefix="inline://d/t/")
     assert inline.list_names() == (["text[0]", "text[1]"], [])
-    assert list(inline.documents(["text[0]", "text[1]"])) == [Document("text[0]", "one"), Document("text[1]", "two")]
+    assert list(inline.documents(["text[0]", "text[1]"])) == [
+        Document("text[0]", "one", location="inline://d/t/text[0]"),
+        Document("text[1]", "two", location="inline://d/t/text[1]"),
+    ]
     with pytest.raises(Exception, match="never handed to the triggerer"):
         inline.to_json()
 

@@ -165,7 +165,7 @@ def test_check_tables_names_the_missing_columns(db):
         writer.check_tables()
     assert str(caught.value) == (
         f"Table {DEFAULT_AVERAGES_TABLE} exists without the columns fingerprint, segment_count, input_tokens, "
-        "output_tokens, model_uuid, language, request_id, dag_id, task_id, run_id, scored_at: "
+        "output_tokens, model_uuid, language, request_id, dag_id, task_id, run_id, scored_at, record_key, location: "
         "drop it or give averages_table a new name"
     )
 
@@ -287,7 +287,8 @@ def test_postgres_check_tables_names_the_missing_columns(postgres_writer):
         writer.check_tables()
     assert str(caught.value) == (
         f"Table {writer.averages_table} exists without the columns sentiment, sentiment_score, segment_count, "
-        "input_tokens, output_tokens, model_uuid, language, request_id, dag_id, task_id, run_id, scored_at: "
+        "input_tokens, output_tokens, model_uuid, language, request_id, dag_id, task_id, run_id, scored_at, record_key, "
+        "location: "
         "drop it or give averages_table a new name"
     )
 

@@ -45,6 +45,16 @@ def table_count(db: Path, table: str) -> int:
         return connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
 
 
+def requests_during(emulator, action):
+    """Run ``action()``; return ``(its value or the exception it raised, requests the emulator received)``."""
+    before = emulator.stats()["requests"]
+    try:
+        value = action()
+    except Exception as exc:
+        value = exc
+    return value, emulator.stats()["requests"] - before
+
+
 def defer(operator) -> TaskDeferred:
     """Run ``execute`` and return the ``TaskDeferred`` it raises."""
     with pytest.raises(TaskDeferred) as excinfo:

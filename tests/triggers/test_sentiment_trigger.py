@@ -17,7 +17,7 @@ from airflow_provider_dgsentiment.exceptions import (
 )
 from airflow_provider_dgsentiment.storage import sources as sources_module
 from airflow_provider_dgsentiment.triggers.sentiment import DeepgramObjectsTrigger, DeepgramSentimentTrigger
-from tests.conftest import NEGATIVE, POSITIVE, SQL_CONN_ID, airflow_serde
+from tests.conftest import POSITIVE, SQL_CONN_ID, airflow_serde
 from tests.support.triggers import only_event
 
 TRIGGER_PATH = "airflow_provider_dgsentiment.triggers.sentiment.DeepgramSentimentTrigger"
@@ -98,6 +98,7 @@ def test_objects_trigger_serialize_is_exact_and_round_trips():
         sql_conn_id="warehouse",
         averages_table="analytics.averages",
         poke_interval=30,
+        reading={"format": "jsonl", "text_field": "body", "id_field": "id", "key_namespace": "tickets"},
     )
     classpath, kwargs = trigger.serialize()
     assert classpath == OBJECTS_TRIGGER_PATH
@@ -109,6 +110,7 @@ def test_objects_trigger_serialize_is_exact_and_round_trips():
         "averages_table": "analytics.averages",
         "poke_interval": 30.0,
         "return_uris": True,
+        "reading": {"format": "jsonl", "text_field": "body", "id_field": "id", "key_namespace": "tickets"},
     }
     assert DeepgramObjectsTrigger(**json.loads(json.dumps(kwargs))).serialize() == (classpath, kwargs)
     assert DeepgramObjectsTrigger(source="file:///x/*.txt").serialize()[1]["source"] == "file:///x/*.txt"
@@ -338,17 +340,12 @@ def test_objects_trigger_reports_a_bad_path_as_an_error_event():
 
 
 def test_objects_trigger_counts_only_unscored_objects(inbox, tmp_path, monkeypatch):
-    """With sql_conn_id, objects whose URI is a source in the averages table do not count."""
-    import sqlite3
+    """With sql_conn_id, objects the load history holds unchanged do not count."""
+    from tests.support.sensor_runs import store_loaded
 
     db = tmp_path / "scores.db"
     monkeypatch.setenv("AIRFLOW_CONN_DGS_TRIGGER_SQLITE", json.dumps({"conn_type": "sqlite", "host": str(db)}))
-    with sqlite3.connect(db) as connection:
-        connection.execute("CREATE TABLE deepgram_sentiment_averages (source TEXT PRIMARY KEY, fingerprint TEXT)")
-        connection.executemany(
-            "INSERT INTO deepgram_sentiment_averages VALUES (?, ?)",
-            [(uri(inbox / "a.txt"), sha256(POSITIVE)), (uri(inbox / "b.txt"), sha256(NEGATIVE))],
-        )
+    store_loaded("dgs_trigger_sqlite", [uri(inbox / "a.txt"), uri(inbox / "b.txt")])
     kwargs = {"source": f"file://{inbox}/*.txt", "sql_conn_id": "dgs_trigger_sqlite", "poke_interval": 0.05}
     event = only_event(DeepgramObjectsTrigger(min_objects=1, **kwargs))
     assert event["status"] == "success", event
