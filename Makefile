@@ -18,9 +18,10 @@ CONSTRAINTS ?= constraints/airflow-3.txt
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
+	bash scripts/build-deps.sh
 	$(PYTHON) -m venv $(VENV)
 	# pip's notes about optional local mirrors are noise here; errors still fail the build.
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e '.[test]' 2>&1 \
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e '.[test,test-databases]' 2>&1 \
 		| { grep -v "^WARNING: Location 'file:" || true; }
 	touch $@
 
@@ -58,6 +59,7 @@ test-deployment: venv
 
 benchmark: venv
 	$(VENV)/bin/python benchmarks/throughput.py
+	$(VENV)/bin/python benchmarks/token_budget.py
 	$(MAKE) benchmark-nightly
 	$(MAKE) benchmark-scale
 

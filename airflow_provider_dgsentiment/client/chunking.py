@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from airflow_provider_dgsentiment.client.results import Segment, SentimentResult, average_of
+from airflow_provider_dgsentiment.client.results import Segment, SentimentResult, average_of, count_words
 
 #: The API's per-request limit.
 API_TOKEN_LIMIT = 150_000
@@ -102,7 +102,7 @@ def merge_results(parts: Sequence[SentimentResult], part_texts: Sequence[str]) -
                     sentiment_score=segment.sentiment_score,
                 )
             )
-        offset += len(part_text.split())
+        offset += count_words(part_text)
     first = parts[0]
     return SentimentResult(
         request_id=first.request_id,

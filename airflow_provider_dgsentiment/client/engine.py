@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from airflow_provider_dgsentiment.client.account_budget import RENEW_INTERVAL, AccountBudget, holder_name
 from airflow_provider_dgsentiment.client.chunking import DEFAULT_CHUNK_TOKENS, chunk_text, count_tokens, merge_results
 from airflow_provider_dgsentiment.client.concurrency import AdaptiveConcurrency
-from airflow_provider_dgsentiment.client.results import SentimentResult
+from airflow_provider_dgsentiment.client.results import SentimentResult, count_words
 from airflow_provider_dgsentiment.client.retry import RetryPolicy
 from airflow_provider_dgsentiment.client.transport import (
     DeepgramSettings,
@@ -94,10 +94,54 @@ class EngineStats:
     connect_failures: int = 0
 
 
-class _Run:
-    """The state of one ``stream()`` call: its query, bound, token budget and stop."""
+#: Sub-word tokenizers bill about one token per this many characters of long words.
+CHARS_PER_BILLED_TOKEN = 4
 
-    __slots__ = ("url", "bound", "cap", "used", "reserved", "stopped", "stop_waiter")
+
+def billing_estimate(text: str) -> int:
+    """
+    Our guess of the tokens the API bills for ``text``, before any answer corrects it.
+
+    The larger of :func:`~.chunking.count_tokens` (one per word and punctuation mark: right
+    for plain prose) and one token per :data:`CHARS_PER_BILLED_TOKEN` characters that are
+    not whitespace (closer for compounds, URLs, hashes and product codes).
+    """
+    characters = sum(map(len, text.split()))
+    return max(count_tokens(text), -(-characters // CHARS_PER_BILLED_TOKEN))
+
+
+class _Run:
+    """
+    The state of one ``stream()`` call: its query, bound, stop, and its token budget.
+
+    The budget (``max_input_tokens``) is decided here, once. A request is admitted only
+    when the tokens spent (``used``: what answers reported, plus the caller's earlier
+    tries) and the tokens reserved for requests in flight leave room for its estimate.
+    The estimate (:func:`billing_estimate`) is the larger of one token per word and mark
+    and one per :data:`CHARS_PER_BILLED_TOKEN` characters (sub-word tokenizers bill long
+    words, URLs and hashes by their length), times the ratio of tokens billed to tokens
+    estimated over the answers so far: the ratio learns the API's count from the first
+    answer. Until that first answer only one request is in flight, and a request that
+    does not fit beside those in flight waits for them to answer (the run stops only when
+    it would not fit even then). So the cap can only be passed by requests already in
+    flight whose text bills more per estimated token than the run so far: the overshoot
+    is at most what those requests bill beyond their reservations
+    (``benchmarks/token_budget.py`` measures it).
+    """
+
+    __slots__ = (
+        "url",
+        "bound",
+        "cap",
+        "used",
+        "reserved",
+        "estimated_answered",
+        "billed_answered",
+        "stopped",
+        "stop_waiter",
+        "_budget_waiters",
+        "_loop",
+    )
 
     def __init__(self, url: Any, bound: int, cap: int | None, used: int, loop: asyncio.AbstractEventLoop) -> None:
         self.url = url
@@ -105,18 +149,74 @@ class _Run:
         self.cap = cap
         #: Tokens spent: the caller's ``used_input_tokens`` plus ``input_tokens`` of answers so far.
         self.used = used
-        #: Estimated tokens of requests in flight (counted against the cap until they answer).
+        #: Tokens reserved for requests in flight (counted against the cap until they answer).
         self.reserved = 0
+        #: Our estimate, and what the API billed, summed over the answers of this run.
+        self.estimated_answered = 0
+        self.billed_answered = 0
         #: The systemic error that stopped the run, once there is one.
         self.stopped: DeepgramAPIError | None = None
         #: Done when the run stops; sleeping retries wait on it too.
         self.stop_waiter: asyncio.Future[None] = loop.create_future()
+        self._budget_waiters: list[asyncio.Future[None]] = []
+        self._loop = loop
 
     def stop(self, error: DeepgramAPIError) -> None:
         if self.stopped is None:
             self.stopped = error
             if not self.stop_waiter.done():
                 self.stop_waiter.set_result(None)
+            self._wake_budget_waiters()
+
+    async def admit(self, estimate: int) -> int:
+        """
+        Wait until a request of ``estimate`` estimated tokens fits the budget; return the tokens reserved.
+
+        :raises DeepgramTokenBudgetError: (and stops the run) when it would pass the cap even with
+            nothing in flight.
+        """
+        assert self.cap is not None
+        while True:
+            if self.stopped is not None:
+                raise _NotSent
+            needed = self.corrected(estimate)
+            if self.used + needed > self.cap:
+                error = DeepgramTokenBudgetError.for_budget(self.cap, self.used, needed)
+                self.stop(error)
+                raise error
+            if not self.reserved or (self.calibrated and self.used + self.reserved + needed <= self.cap):
+                self.reserved += needed
+                return needed
+            waiter = self._loop.create_future()
+            self._budget_waiters.append(waiter)
+            await waiter
+
+    def corrected(self, estimate: int) -> int:
+        """``estimate`` times tokens billed per token estimated so far, rounded up (at least 1 for a text)."""
+        if not self.calibrated or not estimate:
+            return estimate
+        return max(1, -(-estimate * self.billed_answered // self.estimated_answered))
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether an answer has reported its tokens (before that, one request at a time)."""
+        return self.estimated_answered > 0
+
+    def settle(self, reservation: int, estimate: int, result: SentimentResult | None) -> None:
+        """A request answered (``result``) or failed (None): free its reservation, count what was billed."""
+        self.reserved -= reservation
+        if result is not None:
+            self.used += result.input_tokens
+            if result.input_tokens:
+                self.estimated_answered += estimate
+                self.billed_answered += result.input_tokens
+        self._wake_budget_waiters()
+
+    def _wake_budget_waiters(self) -> None:
+        waiters, self._budget_waiters = self._budget_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 _DONE = object()
@@ -434,34 +534,45 @@ class SentimentEngine:
                 "Text of %d characters is over the token limit; scoring it in %d parts", len(text), len(parts)
             )
         try:
-            results = [await self._score_part(part, run) for part in parts]
+            results = await self._score_parts(parts, run, sent_before=False)
         except DeepgramTokenLimitError:
             if max_tokens <= MIN_CHUNK_TOKENS:
                 raise
             # Deepgram counted more tokens than our estimate: split finer and try once more.
             parts = chunk_text(text, max_tokens // RESPLIT_FACTOR)
             self.log.info("Deepgram counted more tokens than estimated; scoring the text in %d parts", len(parts))
-            results = [await self._score_part(part, run) for part in parts]
+            results = await self._score_parts(parts, run, sent_before=True)
         return merge_results(results, parts)
 
+    async def _score_parts(self, parts: list[str], run: _Run, *, sent_before: bool) -> list[SentimentResult]:
+        """Score the parts of one text in order; a text the run stopped before sending yields nothing."""
+        results: list[SentimentResult] = []
+        for part in parts:
+            try:
+                results.append(await self._score_part(part, run))
+            except _NotSent:
+                if results or sent_before:  # some of the text was sent: it fails with the stop's error
+                    raise run.stopped from None  # type: ignore[misc]
+                raise
+        return results
+
     async def _score_part(self, text: str, run: _Run) -> SentimentResult:
+        """Send one part (within the run's token budget) and check its answer covers the part's words."""
         if run.stopped is not None:
-            raise run.stopped
+            raise _NotSent
         data = json.dumps({"text": text}).encode()
+        result: SentimentResult
         if run.cap is None:
-            return await self._with_retries(lambda: self._attempt_read(run.url, data), run)
-        needed = count_tokens(text)
-        committed = run.used + run.reserved
-        if committed + needed > run.cap:
-            error = DeepgramTokenBudgetError.for_budget(run.cap, committed, needed)
-            run.stop(error)
-            raise error
-        run.reserved += needed
-        try:
             result = await self._with_retries(lambda: self._attempt_read(run.url, data), run)
-        finally:
-            run.reserved -= needed
-        run.used += result.input_tokens
+        else:
+            estimate = billing_estimate(text)
+            reservation = await run.admit(estimate)
+            answered: SentimentResult | None = None
+            try:
+                result = answered = await self._with_retries(lambda: self._attempt_read(run.url, data), run)
+            finally:
+                run.settle(reservation, estimate, answered)
+        result.check_covers(count_words(text))
         return result
 
     # ------------------------------------------------------------------ runs

@@ -198,6 +198,40 @@ class SentimentResult:
         """Number of words the segments cover (``end_word`` of the last segment + 1)."""
         return self.segments[-1].end_word + 1 if self.segments else 0
 
+    def check_covers(self, words: int) -> None:
+        """
+        Refuse an answer whose segments do not cover exactly the ``words`` words that were sent.
+
+        The API's segments span the whole input text, word 0 to its last word
+        (:func:`count_words`). An answer with no segments for a text with words, segments
+        that stop before its end, or offsets past its last word (another text's answer) is
+        not this text's score. Contiguity from word 0 is checked by :meth:`from_response`.
+
+        :param words: the words of the text this answer is for.
+        :raises DeepgramResponseError: saying which words are missing or extra.
+        """
+        covered = self.word_count
+        if covered == words:
+            return
+        reader = _ShapeReader(self.request_id)
+        if not self.segments:
+            reader.refuse(f"the answer has no segments for a text of {words} words (segments must cover every word)")
+        last = covered - 1
+        if covered > words:
+            reader.refuse(
+                f"the segments reach word {last}, past the text's last word {words - 1} "
+                f"(the text has {words} words; is this another text's answer?)"
+            )
+        reader.refuse(
+            f"the segments end at word {last}, but the text has {words} words: words {covered}..{words - 1} "
+            "are not covered"
+        )
+
+
+def count_words(text: str) -> int:
+    """Count the words of ``text`` as the API numbers them in word offsets: whitespace-separated tokens."""
+    return len(text.split())
+
 
 def average_of(segments: tuple[Segment, ...] | list[Segment]) -> Average:
     """Return the average the API reports: the mean segment score, labelled by the same rule."""

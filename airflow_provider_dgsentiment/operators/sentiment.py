@@ -27,7 +27,7 @@ from airflow_provider_dgsentiment.run.scoring import (
     too_many_for_the_event,
 )
 from airflow_provider_dgsentiment.storage import lineage
-from airflow_provider_dgsentiment.storage.records import FORMATS
+from airflow_provider_dgsentiment.storage.records import DEFAULT_TEXT_FIELD, FORMATS
 from airflow_provider_dgsentiment.storage.result_files import ResultFiles
 from airflow_provider_dgsentiment.storage.sources import DocumentSource, conn_id_in_uris, parse_shard, source_entries
 from airflow_provider_dgsentiment.storage.warehouse import (
@@ -124,7 +124,8 @@ class DeepgramSentimentOperator(BaseOperator):
     :param averages_table: table of per-document rows, ``name`` or ``schema.name``. (templated)
     :param results_path: an object-storage prefix (any ``ObjectStoragePath`` scheme) where
         per-document results land as JSONL parts under
-        ``dag_id=/run_id=/task_id=[/map_index=]/part-NNNNN.jsonl``; a retry replaces the
+        ``dag_id=/run_id=/task_id=/map_index=/part-NNNNN.jsonl`` (``map_index=-1`` unmapped: hive
+        partitions for any mix of tasks); a retry replaces the
         parts of its task. (templated)
     :param results_conn_id: the storage connection for ``results_path``; default the one
         named in it. (templated)
@@ -136,7 +137,9 @@ class DeepgramSentimentOperator(BaseOperator):
     :param text_field: the field of a record (JSONL key, CSV/Parquet column, SQL column) to
         score; a dotted path reaches into nested JSON objects or Parquet struct columns
         (``ticket.body``), a literal key holding the dot winning. A field none of a file's first
-        100 records holds fails that file once, naming the fields they have. (templated)
+        100 records holds fails that file once, naming the fields they have. Naming it (or
+        ``id_field``) when no object of ``source`` is read as records (``.txt`` files holding JSON)
+        refuses the run before any request, instead of scoring each object whole. (templated)
     :param id_field: the field (or dotted path) that keys a record; None keys it by its 1-based
         line (JSONL) or row (CSV, Parquet, SQL) number. With ``id_field`` a record is the entity its
         key names, named ``<key_namespace>#<key>``: the same key in another object (tomorrow's dated
@@ -151,14 +154,18 @@ class DeepgramSentimentOperator(BaseOperator):
         (``deepgram_sentiment_unscored``). Without it a known failure whose content is unchanged is
         not sent again, is listed as a known failure, and does not fail the task.
     :param format: how to read each object of ``source``: ``"auto"`` (by extension:
-        ``.jsonl``/``.ndjson``, ``.csv``, ``.tsv``, ``.parquet``, each optionally ``.gz``, are
-        record files; anything else is one text document), ``"text"``, ``"jsonl"``, ``"csv"``
-        or ``"parquet"``. (templated)
+        ``.jsonl``/``.ndjson``, ``.json`` (a JSON array or newline-delimited JSON), ``.csv``,
+        ``.tsv``, ``.parquet``, each optionally ``.gz``, ``.bz2`` or ``.zst``, are record files;
+        anything else is one text document), ``"text"``, ``"jsonl"``, ``"json"``, ``"csv"`` or
+        ``"parquet"``. (templated)
     :param tags: Deepgram ``tag`` query parameters sent with every request, so usage can be
         broken down by pipeline; default ``["airflow", <dag_id>, <task_id>]`` (each cut to 128
         characters, Deepgram's limit). ``[]`` sends none. (templated)
     :param max_input_tokens: stop before a request would pass this many input tokens in the
-        task run: a ``DeepgramTokenBudgetError`` names the cap, what was scored is stored. With
+        task run: a ``DeepgramTokenBudgetError`` names the cap, what was scored is stored. Counted
+        as the API bills: the one-token-per-word estimate is corrected by the tokens the answers
+        report (one request in flight until the first answer), so the cap can be passed only by
+        requests in flight when the text turns costlier per word than before. With
         ``sql_conn_id``, tokens already stored by the same task in the same DAG run (an earlier
         try; for a mapped task, any of its instances) count too.
     :param xcom_output: ``"full"``, ``"summary"``, ``"manifest"`` or ``"none"`` (see above).
@@ -227,7 +234,7 @@ class DeepgramSentimentOperator(BaseOperator):
         results_conn_id: str | None = None,
         sql: str | None = None,
         sql_source_conn_id: str | None = None,
-        text_field: str = "text",
+        text_field: str | None = None,
         id_field: str | None = None,
         key_namespace: str | None = None,
         format: str = "auto",
@@ -336,10 +343,10 @@ class DeepgramSentimentOperator(BaseOperator):
             run.stop(STOP_REASON)
 
     def _defer_scoring(self, context: Context, source: DocumentSource) -> None:
-        """Check the tables here (before any request), then hand listing, reading and scoring to the triggerer."""
+        """Check the tables here as the worker path does (before any request), then hand the run to the triggerer."""
         if self.writer is not None:
             try:
-                self.writer.ensure_tables()
+                self.writer.check_tables()
             finally:
                 self._close()
         keeps_results = self.sql_conn_id or self.results_path
@@ -565,7 +572,7 @@ class DeepgramSentimentOperator(BaseOperator):
             raise DeepgramConfigurationError(
                 f"format must be one of {', '.join(map(repr, FORMATS))}, got {self.format!r}"
             )
-        if not isinstance(self.text_field, str) or not self.text_field.strip():
+        if self.text_field is not None and (not isinstance(self.text_field, str) or not self.text_field.strip()):
             raise DeepgramConfigurationError(f"text_field must name a field, got {self.text_field!r}")
         if self.id_field is not None and (not isinstance(self.id_field, str) or not self.id_field.strip()):
             raise DeepgramConfigurationError(f"id_field must name a field or be None, got {self.id_field!r}")
@@ -637,7 +644,7 @@ class DeepgramSentimentOperator(BaseOperator):
             return DocumentSource(
                 sql=self.sql,
                 sql_conn_id=self.sql_source_conn_id or self.sql_conn_id,
-                text_field=self.text_field,
+                text_field=self.text_field or DEFAULT_TEXT_FIELD,
                 id_field=self.id_field,
                 key_namespace=self.key_namespace or None,
             )
@@ -652,8 +659,9 @@ class DeepgramSentimentOperator(BaseOperator):
             claims_conn_id=self.sql_conn_id if self.claims else None,
             claim_holder=claim_holder(self, context) if self.claims else None,
             format=self.format,
-            text_field=self.text_field,
+            text_field=self.text_field or DEFAULT_TEXT_FIELD,
             id_field=self.id_field,
+            record_fields=self.text_field is not None or self.id_field is not None,
             key_namespace=self.key_namespace or default_key_namespace(self),
         )
 

@@ -180,6 +180,11 @@ class ScoringOutcome:
         elif self.keep == "summary":
             self.items[position] = summary_item(name, "failed", request_id=request_id, error=reason)
 
+    def record_unstored(self, position: int, name: str, reason: str) -> None:
+        """A scored document the database refused to store: it counts as failed (its tokens were spent)."""
+        self.scored -= 1
+        self.record_failed(position, name, reason)
+
     # ------------------------------------------------------------------ shapes
 
     def counts(self) -> dict[str, Any]:

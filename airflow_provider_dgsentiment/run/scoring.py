@@ -49,7 +49,13 @@ from airflow_provider_dgsentiment.storage.sources import (
     fingerprint,
     plan_object_reads,
 )
-from airflow_provider_dgsentiment.storage.warehouse import ScoredDocument, StoredDocument, WarehouseWriter, batched
+from airflow_provider_dgsentiment.storage.warehouse import (
+    ScoredDocument,
+    StoredDocument,
+    UnstoredDocument,
+    WarehouseWriter,
+    batched,
+)
 from airflow_provider_dgsentiment.storage.work_claims import ClaimedNames
 
 if TYPE_CHECKING:
@@ -391,6 +397,7 @@ class ScoringRun:
             listed, unmatched = self.source.list_names(log=self.log)
             assert not isinstance(listed, ClaimedNames)  # claims are handled above
             names, matched = listed, len(listed)
+        self.source.check_record_fields(names, self.log)
         for entry in unmatched:
             if names:
                 self.log.warning("source entry %s matched no objects", entry)
@@ -562,6 +569,7 @@ class ScoringRun:
                     record_key=document.record_key,
                     location=document.location,
                     entity=document.entity,
+                    position=read.position,
                 )
             )
         if self.result_files is not None:
@@ -740,11 +748,17 @@ class ScoringRun:
     async def _settle_oldest_write(self, outcome: ScoringOutcome) -> None:
         future, count = self._pending.pop(0)
         try:
-            await future
+            refused = await future
         except BaseException:
             self._write_failed = True
             raise  # what the write raised: the task fails with it
-        outcome.stored += count
+        outcome.stored += count - len(refused)
+        prefix = len(self.source.stored_prefix)
+        for unstored in refused:
+            document = unstored.document
+            name = document.source[prefix:]
+            self.log.error("%s: %s", name, unstored.error)
+            outcome.record_unstored(document.position if document.position is not None else -1, name, unstored.error)
 
     def _write(
         self,
@@ -752,24 +766,39 @@ class ScoringRun:
         lines: list[dict[str, Any]],
         loads: list[Load],
         unscored: list[Unscored],
-    ) -> None:
+    ) -> list[UnstoredDocument]:
         """
         Store one batch (storage thread); after a failed write, refuse to write more.
 
-        The scored documents go first: a load is recorded only once its documents are stored.
+        The scored documents go first: a load is recorded only once its documents are stored. A
+        document the database refused (the rest of its batch is stored) is returned, and recorded
+        as unscored (failed, with the database's error) so its object's load does not hide it.
         """
         if self._write_failed:
             raise _WriteRefused("not stored: an earlier write failed")
         try:
-            if self.writer is not None and documents:
-                self.writer.write(documents)
+            refused = self.writer.write(documents) if self.writer is not None and documents else []
             if self.history is not None:
-                self.history.record(loads, unscored, [document.source for document in documents])
+                unstored = {item.document.source for item in refused}
+                unscored = unscored + [
+                    Unscored(
+                        item.document.source,
+                        FAILED,
+                        item.document.fingerprint,
+                        item.error,
+                        item.document.record_key,
+                        item.document.location,
+                    )
+                    for item in refused
+                ]
+                stored = [document.source for document in documents if document.source not in unstored]
+                self.history.record(loads, unscored, stored)
             if self.result_files is not None and lines:
                 self.result_files.write(lines)
         except BaseException:
             self._write_failed = True
             raise
+        return refused
 
     async def _drain(self, outcome: ScoringOutcome, storage: ThreadPoolExecutor) -> None:
         """Store everything still buffered and wait for every pending write."""

@@ -2,7 +2,9 @@
 Storage: where documents come from and where results go.
 
 - :mod:`.sources` names what ``source`` / ``sql`` point at: parsing, listing, reading;
-- :mod:`.records` reads records from JSONL / CSV / Parquet files and SQL rows;
+- :mod:`.listing` decides which names a folder or glob lists (markers skipped, symlink loops ended);
+- :mod:`.records` reads records from JSONL / JSON / CSV / Parquet files and SQL rows
+  (:mod:`.json_stream` streams a JSON array or newline-delimited JSON);
 - :mod:`.warehouse` writes the SQL tables, checks them and finds what is stored;
 - :mod:`.result_files` writes JSONL parts under ``results_path``;
 - :mod:`.lineage` names objects and tables for OpenLineage and Assets.

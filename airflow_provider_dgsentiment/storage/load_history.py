@@ -32,6 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_dgsentiment.storage.dialects import Column, ColumnType, TableSpec
 from airflow_provider_dgsentiment.storage.warehouse import LOOKUP_BATCH_SIZE, batched, timestamp, validate_table_name
 
 if TYPE_CHECKING:
@@ -48,71 +49,49 @@ EMPTY = "empty"
 #: What a load counts of its object's documents (columns of the loads table and fields of :class:`Load`).
 DOCUMENT_COUNTS = ("records", "scored", "skipped", "failed", "empty")
 
-LOAD_COLUMNS = (
-    "averages_table",
-    "object",
-    "reading",
-    "key_namespace",
-    "version",
-    "outcome",
-    "records",
-    "scored",
-    "skipped",
-    "failed",
-    "empty",
-    "dag_id",
-    "task_id",
-    "run_id",
-    "loaded_at",
-)
-UNSCORED_COLUMNS = (
-    "averages_table",
-    "source",
-    "record_key",
-    "location",
-    "status",
-    "fingerprint",
-    "error",
-    "first_seen",
-    "last_seen",
-    "dag_id",
-    "task_id",
-    "run_id",
-)
+#: Characters of the short text key parts where keys are bounded (MySQL): a table name, a reading, a namespace.
+_NAME_LENGTH = 128
+_READING_LENGTH = 160
 
-_LOADS_DDL = """CREATE TABLE IF NOT EXISTS {table} (
-    averages_table TEXT NOT NULL,
-    object TEXT NOT NULL,
-    reading TEXT NOT NULL,
-    key_namespace TEXT NOT NULL,
-    version TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    records INTEGER NOT NULL,
-    scored INTEGER NOT NULL,
-    skipped INTEGER NOT NULL,
-    failed INTEGER NOT NULL,
-    empty INTEGER NOT NULL,
-    dag_id TEXT,
-    task_id TEXT,
-    run_id TEXT,
-    loaded_at TIMESTAMP WITH TIME ZONE NOT NULL,
-    PRIMARY KEY (averages_table, object, reading, key_namespace)
-)"""
-_UNSCORED_DDL = """CREATE TABLE IF NOT EXISTS {table} (
-    averages_table TEXT NOT NULL,
-    source TEXT NOT NULL,
-    record_key TEXT,
-    location TEXT,
-    status TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    error TEXT,
-    first_seen TIMESTAMP WITH TIME ZONE NOT NULL,
-    last_seen TIMESTAMP WITH TIME ZONE NOT NULL,
-    dag_id TEXT,
-    task_id TEXT,
-    run_id TEXT,
-    PRIMARY KEY (averages_table, source)
-)"""
+LOADS_TABLE = TableSpec(
+    columns=(
+        Column("averages_table", ColumnType.KEY, nullable=False, length=_NAME_LENGTH),
+        Column("object", ColumnType.KEY, nullable=False),
+        Column("reading", ColumnType.KEY, nullable=False, length=_READING_LENGTH),
+        Column("key_namespace", ColumnType.KEY, nullable=False, length=_NAME_LENGTH),
+        Column("version", ColumnType.TEXT, nullable=False),
+        Column("outcome", ColumnType.TEXT, nullable=False),
+        Column("records", ColumnType.INTEGER, nullable=False),
+        Column("scored", ColumnType.INTEGER, nullable=False),
+        Column("skipped", ColumnType.INTEGER, nullable=False),
+        Column("failed", ColumnType.INTEGER, nullable=False),
+        Column("empty", ColumnType.INTEGER, nullable=False),
+        Column("dag_id", ColumnType.TEXT),
+        Column("task_id", ColumnType.TEXT),
+        Column("run_id", ColumnType.TEXT),
+        Column("loaded_at", ColumnType.TIMESTAMP, nullable=False),
+    ),
+    key=("averages_table", "object", "reading", "key_namespace"),
+)
+UNSCORED_TABLE = TableSpec(
+    columns=(
+        Column("averages_table", ColumnType.KEY, nullable=False, length=_NAME_LENGTH),
+        Column("source", ColumnType.KEY, nullable=False),
+        Column("record_key", ColumnType.TEXT),
+        Column("location", ColumnType.TEXT),
+        Column("status", ColumnType.TEXT, nullable=False),
+        Column("fingerprint", ColumnType.TEXT, nullable=False),
+        Column("error", ColumnType.TEXT),
+        Column("first_seen", ColumnType.TIMESTAMP, nullable=False),
+        Column("last_seen", ColumnType.TIMESTAMP, nullable=False),
+        Column("dag_id", ColumnType.TEXT),
+        Column("task_id", ColumnType.TEXT),
+        Column("run_id", ColumnType.TEXT),
+    ),
+    key=("averages_table", "source"),
+)
+LOAD_COLUMNS = LOADS_TABLE.names
+UNSCORED_COLUMNS = UNSCORED_TABLE.names
 
 
 @dataclass(frozen=True)
@@ -276,8 +255,8 @@ class LoadHistory:
 
     def ensure_tables(self) -> None:
         """Create both tables when missing."""
-        statements = [_LOADS_DDL.format(table=self.loads_table), _UNSCORED_DDL.format(table=self.unscored_table)]
-        self.writer.run_in_transaction(lambda cursor: [cursor.execute(sql) for sql in statements])
+        self.writer.ensure_table(self.loads_table, LOADS_TABLE)
+        self.writer.ensure_table(self.unscored_table, UNSCORED_TABLE)
 
     # ------------------------------------------------------------------ reads
 
@@ -304,8 +283,7 @@ class LoadHistory:
             return []
         marks = writer.placeholder
         rows: list[tuple] = []
-        cursor = writer.connection.cursor()
-        try:
+        with writer.reading() as cursor:
             for chunk in batched(wanted, LOOKUP_BATCH_SIZE):
                 cursor.execute(
                     f"SELECT {', '.join(columns)} FROM {table} WHERE averages_table = {marks} "
@@ -313,9 +291,6 @@ class LoadHistory:
                     (self.destination, *chunk),
                 )
                 rows.extend(tuple(row) for row in cursor.fetchall())
-        finally:
-            cursor.close()
-            writer.connection.rollback()
         return rows
 
     # ------------------------------------------------------------------ writes
@@ -367,7 +342,7 @@ class LoadHistory:
             (
                 (self.destination, load.object, load.reading, load.key_namespace, load.version, load.outcome)
                 + (load.records, load.scored, load.skipped, load.failed, load.empty)
-                + (run.dag_id, run.task_id, run.run_id, load.loaded_at)
+                + (run.dag_id, run.task_id, run.run_id, writer.bind_timestamp(load.loaded_at))
                 for load in loads
             ),
         )
@@ -384,20 +359,21 @@ class LoadHistory:
             UNSCORED_COLUMNS,
             (
                 (self.destination, document.source, document.record_key, document.location, document.status)
-                + (document.fingerprint, document.error, first_seen.get(document.source, now), now)
+                + (document.fingerprint, document.error)
+                + (writer.bind_timestamp(first_seen.get(document.source, now)), writer.bind_timestamp(now))
                 + (run.dag_id, run.task_id, run.run_id)
                 for document in latest.values()
             ),
         )
 
-    def _first_seen(self, cursor: Any, sources: list[str]) -> dict[str, str]:
+    def _first_seen(self, cursor: Any, sources: list[str]) -> dict[str, Any]:
         marks = self.writer.placeholder
-        found: dict[str, str] = {}
+        found: dict[str, Any] = {}
         for chunk in batched(sources, LOOKUP_BATCH_SIZE):
             cursor.execute(
                 f"SELECT source, first_seen FROM {self.unscored_table} WHERE averages_table = {marks} "
                 f"AND source IN ({', '.join([marks] * len(chunk))})",
                 (self.destination, *chunk),
             )
-            found.update((row[0], str(row[1])) for row in cursor.fetchall())
+            found.update((row[0], row[1]) for row in cursor.fetchall())  # bound again as the database gave it
         return found

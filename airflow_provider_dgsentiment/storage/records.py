@@ -1,4 +1,4 @@
-"""Read records out of a record file (JSONL, CSV/TSV, Parquet, each optionally gzipped) or a SQL query.
+"""Read records out of a record file (JSONL, JSON, CSV/TSV, Parquet, each optionally compressed) or a SQL query.
 
 A record is one document to score: its text, and its key (the value of an ``id_field``, or its
 1-based line or row number). Every reader streams: it holds one line, one CSV row, one Parquet
@@ -11,10 +11,18 @@ None, so it fails alone; the others go on. A problem with the whole file (not gz
 
 Decisions, for the reader of an error message:
 
-* **Formats.** ``detect_format`` picks by extension (case-insensitive, ``.gz`` allowed after it).
-  An explicit ``format="csv"`` means "delimited text with a header row": on a name ending
-  ``.tsv`` (or ``.tsv.gz``) it keeps the tab delimiter, anywhere else it is a comma.
-* **UTF-8.** Text is UTF-8, a leading byte-order mark is dropped. In JSONL a line with bytes that
+* **Formats.** ``detect_format`` picks by extension (case-insensitive, ``.gz``, ``.bz2`` or ``.zst``
+  allowed after it). An explicit ``format="csv"`` means "delimited text with a header row": on a name
+  ending ``.tsv`` (or ``.tsv.gz``) it keeps the tab delimiter, anywhere else it is a comma.
+* **JSON exports.** A ``.json`` file is an export of records, as exporters name them: a JSON array
+  (``mongoexport --jsonArray``; its elements are the records, streamed by :mod:`.json_stream`), or
+  JSON objects one after another (BigQuery's ``EXPORT DATA (format=JSON)`` writes newline-delimited
+  JSON named ``*.json``; one pretty-printed object is one record).
+* **Compression.** gzip (``.gz``) and bzip2 (``.bz2``) with the standard library; zstd (``.zst``) when
+  the ``zstandard`` package is installed, else the file fails saying so.
+* **UTF-8.** Text is UTF-8, a leading byte-order mark is dropped. A CSV/TSV or JSON file that starts
+  with a UTF-16 byte-order mark (Excel's "Unicode text") is read as UTF-16; a UTF-16 JSONL file fails
+  naming its encoding. In JSONL a line with bytes that
   are not UTF-8 fails that record only. In CSV the bytes are decoded with ``surrogateescape``, so a
   bad byte never stops the file: a record fails only when its text or key field holds such bytes
   (bad bytes in columns that are not read are ignored).
@@ -37,6 +45,7 @@ compat layer) and imports pyarrow only when a Parquet file is read.
 
 from __future__ import annotations
 
+import bz2
 import codecs
 import csv
 import gzip
@@ -55,16 +64,29 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError, RecordFileError
+from airflow_provider_dgsentiment.storage.dialects import check_read_only_query, read_dialect_for
+from airflow_provider_dgsentiment.storage.json_stream import BadJsonValue, JsonStreamError, iter_json_values
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
 
 #: The values of the operator's ``format`` argument.
-FORMATS = ("auto", "text", "jsonl", "csv", "parquet")
+FORMATS = ("auto", "text", "jsonl", "json", "csv", "parquet")
 #: What :func:`iter_file_records` reads (``detect_format`` may also answer ``"text"``: a whole document).
-RECORD_FORMATS = ("jsonl", "csv", "tsv", "parquet")
-#: Extensions of record files (checked after an optional ``.gz`` is removed).
-EXTENSION_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
+RECORD_FORMATS = ("jsonl", "json", "csv", "tsv", "parquet")
+#: Extensions of record files (checked after an optional compression suffix is removed).
+EXTENSION_FORMATS = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".parquet": "parquet",
+}
+#: The field scored when the operator is given no ``text_field``.
+DEFAULT_TEXT_FIELD = "text"
+#: Compression by the name's last suffix. zstd is read when the ``zstandard`` package is installed.
+COMPRESSIONS = {".gz": "gzip", ".bz2": "bzip2", ".zst": "zstd"}
 #: The longest JSONL line read; a longer one fails alone and is skipped without being held.
 MAX_LINE_BYTES = 64 * 1024 * 1024
 #: The longest CSV field, in characters (an unclosed quote stops here instead of eating the file).
@@ -118,10 +140,10 @@ class Record:
 
 def detect_format(name: str, format: str = "auto") -> str:
     """
-    Return how to read the object ``name``: ``"text"``, ``"jsonl"``, ``"csv"``, ``"tsv"`` or ``"parquet"``.
+    Return how to read the object ``name``: ``"text"``, ``"jsonl"``, ``"json"``, ``"csv"``, ``"tsv"`` or ``"parquet"``.
 
-    ``"auto"`` decides by extension, case-insensitive, with an optional trailing ``.gz``:
-    ``.jsonl``/``.ndjson`` -> ``"jsonl"``, ``.csv`` -> ``"csv"``, ``.tsv`` -> ``"tsv"``,
+    ``"auto"`` decides by extension, case-insensitive, with an optional trailing ``.gz``, ``.bz2``
+    or ``.zst``: ``.jsonl``/``.ndjson`` -> ``"jsonl"``, ``.json`` -> ``"json"``, ``.csv`` -> ``"csv"``, ``.tsv`` -> ``"tsv"``,
     ``.parquet`` -> ``"parquet"``, anything else -> ``"text"`` (the whole object is one document).
     An explicit format wins over the extension, except that ``"csv"`` on a ``.tsv`` name answers
     ``"tsv"``: "csv" names the family (delimited text with a header row), the extension the delimiter.
@@ -143,16 +165,48 @@ def detect_format(name: str, format: str = "auto") -> str:
 
 def _format_by_extension(name: str) -> str:
     lowered = str(name).lower()
-    if lowered.endswith(".gz"):
-        lowered = lowered[: -len(".gz")]
+    suffix = _compression_suffix(lowered)
+    if suffix:
+        lowered = lowered[: -len(suffix)]
     for extension, fmt in EXTENSION_FORMATS.items():
         if lowered.endswith(extension):
             return fmt
     return "text"
 
 
-def _is_gzip_name(name: str) -> bool:
-    return str(name).lower().endswith(".gz")
+def _compression_suffix(name: str) -> str | None:
+    lowered = str(name).lower()
+    return next((suffix for suffix in COMPRESSIONS if lowered.endswith(suffix)), None)
+
+
+def compression_of(name: str) -> str | None:
+    """``"gzip"``, ``"bzip2"`` or ``"zstd"`` for a name ending ``.gz``, ``.bz2`` or ``.zst``; else None."""
+    suffix = _compression_suffix(name)
+    return COMPRESSIONS[suffix] if suffix else None
+
+
+def decompressing(stream: Any, source: str) -> Any:
+    """
+    ``stream`` decompressed as the suffix of the name ``source`` says (``stream`` itself when it names none).
+
+    :raises RecordFileError: for zstd without the ``zstandard`` package installed.
+    """
+    compression = compression_of(source)
+    if compression == "gzip":
+        return gzip.GzipFile(fileobj=stream, mode="rb")
+    if compression == "bzip2":
+        return bz2.BZ2File(stream, mode="rb")
+    if compression == "zstd":
+        try:
+            import zstandard
+        except ImportError:
+            raise RecordFileError(
+                source,
+                "is zstd-compressed (.zst), a compression this installation does not read (the zstandard "
+                "package is not installed): install zstandard, or compress it with gzip (.gz) or bzip2 (.bz2)",
+            ) from None
+        return zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True)
+    return stream
 
 
 # ---------------------------------------------------------------------- files
@@ -170,11 +224,14 @@ def iter_file_records(
     Stream the records of one record file.
 
     The object is opened in binary and read in :data:`READ_BUFFER_BYTES` pieces; a name ending
-    ``.gz`` is decompressed on the fly. Nothing is opened until the first record is asked for;
+    ``.gz``, ``.bz2`` or ``.zst`` is decompressed on the fly. Nothing is opened until the first record is asked for;
     the object is closed when the iterator is exhausted, fails or is closed.
 
     * ``jsonl``: one JSON object per line. Blank lines are skipped but counted, so locations are
       the file's own line numbers. A line that is not UTF-8, not JSON or not an object fails alone.
+    * ``json``: a JSON array of objects (located ``element 3 (line 5)``; a broken array ends the
+      file with :class:`RecordFileError` after the records before the break), or JSON objects one
+      after another (located by the line each starts on; one that is not JSON fails alone).
     * ``csv`` / ``tsv``: a header row, then data rows (quoted fields may hold newlines and
       delimiters). A row with another number of fields than the header, or one the ``csv`` module
       cannot parse (strict quoting), fails alone. Rows are numbered from 1 after the header,
@@ -191,8 +248,8 @@ def iter_file_records(
     n^2 / 2^65 (1 in 370,000 for ten million records).
 
     :param path: the object: anything with ``open("rb")`` (``ObjectStoragePath``, ``pathlib.Path``).
-    :param fmt: ``"jsonl"``, ``"csv"``, ``"tsv"`` or ``"parquet"`` (see :func:`detect_format`).
-    :param text_field: the field (JSONL key, CSV column, Parquet column) holding the text; in JSONL and
+    :param fmt: ``"jsonl"``, ``"json"``, ``"csv"``, ``"tsv"`` or ``"parquet"`` (see :func:`detect_format`).
+    :param text_field: the field (JSONL key, CSV column, Parquet column) holding the text; in JSONL, JSON and
         Parquet a dotted path (``ticket.body``) reaches into nested objects / struct columns, a
         literal key or column holding the dot winning where both exist.
     :param id_field: the field holding the record key (a dotted path too), or None to key records
@@ -233,14 +290,19 @@ def _open_binary(path: Any, source: str) -> Iterator[Any]:
         stream.close()
 
 
-def _read_failure(exc: BaseException) -> str:
+def _read_failure(exc: BaseException, source: str = "") -> str:
     """Describe an error raised while reading (or decompressing) an object."""
+    compression = compression_of(source) or "gzip"
     if isinstance(exc, gzip.BadGzipFile):
         return f"is not gzip-compressed, though its name ends .gz ({exc})"
     if isinstance(exc, EOFError):
-        return f"the gzip stream is truncated ({exc})"
+        return f"the {compression} stream is truncated ({exc})"
     if isinstance(exc, zlib.error):
         return f"the gzip stream is corrupt ({exc})"
+    if compression != "gzip" and isinstance(exc, OSError):
+        return (
+            f"is not {compression}-compressed or is corrupt, though its name ends {_compression_suffix(source)} ({exc})"
+        )
     return f"reading failed ({type(exc).__name__}: {exc})"
 
 
@@ -249,16 +311,72 @@ def _stream_records(
 ) -> Generator[Record, None, None]:
     with ExitStack() as stack:
         stream = stack.enter_context(_open_binary(path, source))
-        if _is_gzip_name(source):
-            stream = stack.enter_context(gzip.GzipFile(fileobj=stream, mode="rb"))
+        stream = stack.enter_context(_closing(decompressing(stream, source)))
         buffered = stack.enter_context(io.BufferedReader(stream, buffer_size=READ_BUFFER_BYTES))
         try:
-            if fmt == "jsonl":
+            encoding = _utf16_encoding(buffered)
+            if fmt == "json":
+                records = _json_records(buffered, source, encoding or "utf-8-sig", text_field, id_field)
+                yield from _fields_checked(records, source, text_field, id_field)
+            elif fmt == "jsonl":
+                if encoding is not None:
+                    raise RecordFileError(
+                        source,
+                        f"is {encoding.upper()} text (it starts with a byte-order mark); JSONL must be UTF-8: convert it",
+                    )
                 yield from _fields_checked(_jsonl_records(buffered, text_field, id_field), source, text_field, id_field)
             else:
-                yield from _csv_records(buffered, source, "\t" if fmt == "tsv" else ",", text_field, id_field)
+                delimiter = "\t" if fmt == "tsv" else ","
+                yield from _csv_records(buffered, source, delimiter, text_field, id_field, encoding or "utf-8-sig")
         except (OSError, EOFError, zlib.error) as exc:
-            raise RecordFileError(source, _read_failure(exc)) from exc
+            raise RecordFileError(source, _read_failure(exc, source)) from exc
+
+
+def decompressed_bytes(data: bytes, source: str) -> bytes:
+    """The bytes of a whole object, decompressed when its name ends ``.gz``, ``.bz2`` or ``.zst``."""
+    if compression_of(source) is None:
+        return data
+    try:
+        with _closing(decompressing(io.BytesIO(data), source)) as stream:
+            return stream.read()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise RecordFileError(source, _read_failure(exc, source)) from exc
+
+
+@contextmanager
+def _closing(stream: Any) -> Iterator[Any]:
+    try:
+        yield stream
+    finally:
+        stream.close()
+
+
+def _utf16_encoding(stream: io.BufferedReader) -> str | None:
+    """``"utf-16"`` when the text starts with a UTF-16 byte-order mark (Excel's "Unicode text" export), else None."""
+    start = stream.peek(2)[:2]
+    return "utf-16" if start in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else None
+
+
+def _json_records(
+    stream: io.BufferedReader, source: str, encoding: str, text_field: str, id_field: str | None
+) -> Iterator[Record | _FieldsSeen]:
+    """The records of a ``.json`` export: a JSON array's elements, or JSON objects one after another (NDJSON)."""
+    text = io.TextIOWrapper(stream, encoding=encoding, errors="surrogateescape")
+    keys = _KeyIndex() if id_field is not None else None
+    number = 0
+    try:
+        for location, value in iter_json_values(text, max_chars=MAX_LINE_BYTES):
+            number += 1
+            if isinstance(value, BadJsonValue):
+                yield Record(str(number), location, None, value.reason, number=number)
+            else:
+                yield _json_record(number, location, value, text_field, id_field, keys, _describe_record_number)
+    except JsonStreamError as exc:
+        raise RecordFileError(source, f"is not a readable JSON export: {exc}") from None
+
+
+def _describe_record_number(position: int) -> str:
+    return f"record {position}"
 
 
 def _jsonl_records(
@@ -299,23 +417,33 @@ def _jsonl_records(
                 number=line_number,
             )
             continue
-        if not isinstance(value, dict):
-            yield Record(
-                str(line_number), location, None, f"not a JSON object ({_describe(value)})", number=line_number
-            )
-            continue
-        record = _make_record(
-            line_number,
-            location,
-            field_value(value, text_field),
-            field_value(value, id_field) if id_field is not None else None,
-            text_field,
-            id_field,
-            keys,
-            line_number,
-            _describe_line,
-        )
-        yield _FieldsSeen(record, value)
+        yield _json_record(line_number, location, value, text_field, id_field, keys, _describe_line)
+
+
+def _json_record(
+    number: int,
+    location: str,
+    value: Any,
+    text_field: str,
+    id_field: str | None,
+    keys: _KeyIndex | None,
+    describe_position: Callable[[int], str],
+) -> Record | _FieldsSeen:
+    """The record of one decoded JSON value (JSONL line, JSON export element): an object, else a failure."""
+    if not isinstance(value, dict):
+        return Record(str(number), location, None, f"not a JSON object ({_describe(value)})", number=number)
+    record = _make_record(
+        number,
+        location,
+        field_value(value, text_field),
+        field_value(value, id_field) if id_field is not None else None,
+        text_field,
+        id_field,
+        keys,
+        number,
+        describe_position,
+    )
+    return _FieldsSeen(record, value)
 
 
 @dataclass(frozen=True)
@@ -414,11 +542,16 @@ def _describe_row(position: int) -> str:
 
 
 def _csv_records(
-    stream: io.BufferedReader, source: str, delimiter: str, text_field: str, id_field: str | None
+    stream: io.BufferedReader,
+    source: str,
+    delimiter: str,
+    text_field: str,
+    id_field: str | None,
+    encoding: str = "utf-8-sig",
 ) -> Generator[Record, None, None]:
     if csv.field_size_limit() < CSV_FIELD_LIMIT:
         csv.field_size_limit(CSV_FIELD_LIMIT)
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    text = io.TextIOWrapper(stream, encoding=encoding, errors="surrogateescape", newline="")
     reader = csv.reader(text, delimiter=delimiter, strict=True)
     header: list[str] = []
     try:
@@ -482,14 +615,14 @@ def _parquet_records(path: Any, source: str, text_field: str, id_field: str | No
     pa, pq = _import_pyarrow()
     with ExitStack() as stack:
         stream = stack.enter_context(_open_binary(path, source))
-        if _is_gzip_name(source):
+        if compression_of(source):
             # Parquet seeks to its footer: spool the decompressed bytes to an anonymous file on disk.
             spool = stack.enter_context(tempfile.TemporaryFile(prefix="dgsentiment-", suffix=".parquet"))
             try:
-                with gzip.GzipFile(fileobj=stream, mode="rb") as unzipped:
+                with _closing(decompressing(stream, source)) as unzipped:
                     shutil.copyfileobj(unzipped, spool, READ_BUFFER_BYTES)
             except (OSError, EOFError, zlib.error) as exc:
-                raise RecordFileError(source, _read_failure(exc)) from exc
+                raise RecordFileError(source, _read_failure(exc, source)) from exc
             spool.seek(0)
             stream = spool
         try:
@@ -611,11 +744,14 @@ def iter_sql_records(
     :param text_field: the column holding the text.
     :param id_field: the column holding the record key, or None to key rows by row number.
     :param batch_size: rows per fetch.
-    :raises DeepgramConfigurationError: for bad arguments, a statement without a result, or a
-        ``text_field`` / ``id_field`` that is not a column of the result (naming the columns).
+    :raises DeepgramConfigurationError: for bad arguments, a statement that is not one read-only
+        query (refused before it runs: :func:`~airflow_provider_dgsentiment.storage.dialects.check_read_only_query`;
+        it also runs in a read-only transaction where the database has one), a statement without a
+        result, or a ``text_field`` / ``id_field`` that is not a column of the result (naming the columns).
     """
     if not isinstance(sql, str) or not sql.strip():
         raise DeepgramConfigurationError(f"sql must be a non-empty SELECT statement, got {sql!r}")
+    check_read_only_query(sql)
     _check_field_name(text_field, "text_field")
     if id_field is not None:
         _check_field_name(id_field, "id_field")
@@ -631,6 +767,7 @@ def _sql_records(
     cursor = None
     try:
         cursor = _streaming_cursor(connection, batch_size)
+        read_dialect_for(hook).start_read_only(connection)
         cursor.execute(sql)
         rows = cursor.fetchmany(batch_size)  # psycopg2's named cursors describe the result after a fetch
         if cursor.description is None:

@@ -2,7 +2,11 @@
 
 Each task writes into a folder of its own, partitioned the way query engines read it::
 
-    <results_path>/dag_id=<dag>/run_id=<run>/task_id=<task>[/map_index=<i>]/part-00000.jsonl
+    <results_path>/dag_id=<dag>/run_id=<run>/task_id=<task>/map_index=<i>/part-00000.jsonl
+
+``map_index`` is ``-1`` for a task that is not mapped (Airflow's own value), so every task's
+folder has the same depth and a mix of mapped and unmapped tasks under one prefix reads as one
+set of hive partitions (DuckDB, Spark and Athena refuse folders of different depths).
 
 One line per document of the run, in the order the documents settle: the API's response
 shape plus ``source``, ``status`` (``"scored"``) and ``fingerprint``; or ``source``,
@@ -15,9 +19,17 @@ a clear replaces them and no document appears twice.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_dgsentiment.storage.sources import document_name, storage_path
+from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError
+from airflow_provider_dgsentiment.storage.sources import (
+    check_storage_connection,
+    document_name,
+    storage_path,
+    uri_conn_id,
+)
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import ObjectStoragePath
@@ -40,9 +52,7 @@ def task_folder(
     folder = storage_path(str(results_path).rstrip("/"), conn_id)
     for key, value in (("dag_id", dag_id), ("run_id", run_id), ("task_id", task_id)):
         folder = folder / f"{key}={_safe(value)}"
-    if map_index is not None and map_index >= 0:
-        folder = folder / f"map_index={map_index}"
-    return folder
+    return folder / f"map_index={-1 if map_index is None else map_index}"
 
 
 def _safe(value: str | None) -> str:
@@ -77,7 +87,13 @@ class ResultFiles:
         task_id: str | None = None,
         map_index: int = -1,
     ) -> ResultFiles:
-        """The writer of one task's parts (the operator's ``results_path`` and the task's identity)."""
+        """
+        The writer of one task's parts (the operator's ``results_path`` and the task's identity).
+
+        :raises DeepgramConfigurationError: when the storage connection (``conn_id``, or one named
+            in ``results_path``) does not exist.
+        """
+        check_storage_connection(conn_id or uri_conn_id(results_path), f"results_path {results_path}")
         folder = task_folder(
             results_path, conn_id, dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=int(map_index)
         )
@@ -86,13 +102,26 @@ class ResultFiles:
     def begin(self) -> int:
         """Delete the parts an earlier try of this task left; return how many were deleted."""
         deleted = 0
-        if self.folder.exists():
-            for part in sorted(self.folder.glob(PART_PATTERN)):
-                part.unlink()
-                deleted += 1
-        else:
-            self.folder.mkdir(parents=True, exist_ok=True)
+        with self._writing("create or clear"):
+            if self.folder.exists():
+                for part in sorted(self.folder.glob(PART_PATTERN)):
+                    part.unlink()
+                    deleted += 1
+            else:
+                self.folder.mkdir(parents=True, exist_ok=True)
         return deleted
+
+    @contextmanager
+    def _writing(self, action: str) -> Iterator[None]:
+        """Turn "not allowed to write here" into an error naming the folder (a retry would not help)."""
+        try:
+            yield
+        except PermissionError as exc:
+            raise DeepgramConfigurationError(
+                f"results_path cannot be written: could not {action} {document_name(self.folder)} "
+                f"({exc.strerror or type(exc).__name__}); give a results_path (or results_conn_id) "
+                "this task may write to"
+            ) from exc
 
     def write(self, lines: list[dict[str, Any]]) -> None:
         """Append result lines, starting a new part every ``lines_per_part`` documents."""
@@ -111,7 +140,8 @@ class ResultFiles:
 
     def _open_part(self) -> None:
         path = self.folder / f"part-{len(self.uris):05d}.jsonl"
-        self._file = path.open("wb")
+        with self._writing("write a part in"):
+            self._file = path.open("wb")
         self.uris.append(document_name(path))
         self._lines_in_part = 0
 

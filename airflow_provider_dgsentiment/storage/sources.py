@@ -16,6 +16,7 @@ object is read as a glob.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import glob
 import hashlib
 import os
@@ -26,6 +27,7 @@ from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from airflow_provider_dgsentiment.exceptions import (
     DeepgramConfigurationError,
@@ -34,8 +36,23 @@ from airflow_provider_dgsentiment.exceptions import (
     RecordFileError,
     first_and_more,
 )
+from airflow_provider_dgsentiment.storage.listing import (
+    GLOB_CHARACTERS,
+    SkippedNames,
+    explicit_prefix,
+    glob_root,
+    is_glob,
+    skipped_below,
+    walk_local,
+)
 from airflow_provider_dgsentiment.storage.load_history import NO_NAMESPACE, LoadHistory, ReadPlan, plan_reads
-from airflow_provider_dgsentiment.storage.records import Record, detect_format, iter_file_records, iter_sql_records
+from airflow_provider_dgsentiment.storage.records import (
+    Record,
+    decompressed_bytes,
+    detect_format,
+    iter_file_records,
+    iter_sql_records,
+)
 from airflow_provider_dgsentiment.storage.warehouse import DEFAULT_AVERAGES_TABLE, WarehouseWriter, sql_hook
 from airflow_provider_dgsentiment.storage.work_claims import DEFAULT_BATCH_SIZE, ClaimedNames, WorkClaims, publish_names
 
@@ -47,7 +64,11 @@ if TYPE_CHECKING:
 
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
-GLOB_CHARACTERS = frozenset("*?[")
+#: Why a plain-text object holding JSON fails unsent when ``text_field``/``id_field`` is given.
+HOLDS_JSON = (
+    "holds JSON but is read as one plain-text document, so text_field/id_field would be ignored and its "
+    "JSON paid for whole: name it .json or .jsonl, or give format='json'"
+)
 #: Why an empty or whitespace-only document is skipped without a request.
 SKIP_EMPTY = "empty document"
 #: Why an object listed (or named) could not be read: it is not there.
@@ -83,6 +104,47 @@ def storage_path(uri: str | ObjectStoragePath, conn_id: str | None = None) -> Ob
 def storage_conn_id(path: ObjectStoragePath) -> str | None:
     """Return the connection id of ``path``: an attribute on Airflow 3, a storage option on Airflow 2."""
     return getattr(path, "conn_id", None) or path.storage_options.get("conn_id")
+
+
+def uri_conn_id(entry: str | ObjectStoragePath) -> str | None:
+    """
+    The connection named in a URI (``s3://conn@bucket/key``), read from the text.
+
+    Read without building an ``ObjectStoragePath``: building one sets up its filesystem at
+    once, and for a connection that does not exist that already falls back to ambient credentials.
+    """
+    if not isinstance(entry, str):
+        return storage_conn_id(entry)
+    try:
+        return urlsplit(entry).username or None
+    except ValueError:
+        return None
+
+
+def check_storage_connection(conn_id: str | None, used_for: str) -> None:
+    """
+    Fail naming a storage connection that does not exist, before the storage is touched.
+
+    ``ObjectStoragePath`` only logs "Unable to find ... Connection ID ..., switching to empty"
+    for a missing connection and goes on with whatever credentials the worker has (instance
+    metadata, anonymous access): a typo in ``s3://aws_prdo@bucket/...`` would read or write
+    with the wrong identity, or fail later with a misleading "access denied".
+
+    :param conn_id: the connection named in a URI or by ``source_conn_id`` / ``results_conn_id``.
+    :param used_for: what it is for, for the message (``source s3://...``, ``results_path ...``).
+    :raises DeepgramConfigurationError: naming the connection and what it is for.
+    """
+    if not conn_id:
+        return
+    from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
+
+    try:
+        BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        raise DeepgramConfigurationError(
+            f"The storage connection {conn_id!r} (for {used_for}) does not exist: create it or correct its "
+            "name; the worker's own credentials are never used in its place"
+        ) from None
 
 
 def document_name(path: ObjectStoragePath) -> str:
@@ -154,7 +216,7 @@ def is_pattern(entry: str | ObjectStoragePath) -> bool:
 
 def conn_id_in_uris(entries: Iterable[str | ObjectStoragePath], argument: str = "source") -> str | None:
     """Return the storage connection named in the URIs (``s3://conn@bucket/...``), if they agree on one."""
-    conn_ids = {conn_id for conn_id in (storage_conn_id(storage_path(entry)) for entry in entries) if conn_id}
+    conn_ids = {conn_id for conn_id in (uri_conn_id(entry) for entry in entries) if conn_id}
     if len(conn_ids) > 1:
         raise DeepgramConfigurationError(
             f"{argument} names several storage connections ({', '.join(sorted(conn_ids))}); "
@@ -221,9 +283,11 @@ def list_objects(
 
     Each entry is one object (when an object of that exact name exists, even if the name
     holds glob characters), a glob (``*``, ``?``, ``[``, ``**``), a folder or prefix (every
-    object under it, recursively). Hidden objects (``.name``) are left out of globs and
-    folders. Only regular files (and symlinks to them) are documents: named pipes,
-    sockets, devices and symlinked folders are skipped with a log line.
+    object under it, recursively). Names starting with ``_`` or ``.`` below a folder or glob
+    (Spark/Hadoop markers such as ``_SUCCESS``, ``.crc`` checksums, hidden files) are left
+    out, with a log line (:mod:`.listing`). Only regular files (and symlinks to them) are
+    documents: named pipes, sockets and devices are skipped with a log line, and local
+    symlinked folders are never entered (a symlink loop cannot make listing endless).
 
     :param entries: URIs or ``ObjectStoragePath`` objects.
     :param conn_id: the storage connection; overrides one given in the URI.
@@ -231,6 +295,7 @@ def list_objects(
         reading it fails naming it (the operator); False counts it as unmatched (the sensor).
     :param log: where to log what was skipped.
     :return: ``(names, unmatched)``: the objects, and the entries that matched nothing.
+    :raises DeepgramConfigurationError: naming a storage connection that does not exist.
     :raises DeepgramError: naming the entry when the storage cannot be listed.
     """
     listing, unmatched = list_object_versions(entries, conn_id, keep_missing=keep_missing, log=log, versions=False)
@@ -257,6 +322,13 @@ def list_object_versions(
     """
     found: dict[str, str | None] = {}
     unmatched: list[str] = []
+    entries = list(entries)
+    checked: set[str] = set()
+    for entry in entries:
+        named = conn_id or uri_conn_id(entry)
+        if named and named not in checked:
+            check_storage_connection(named, f"source {entry}")
+            checked.add(named)
     for entry in entries:
         try:
             matches, exists = _expand(entry, conn_id, log, versions)
@@ -299,10 +371,20 @@ def _local_version(location: str) -> str | None:
 def _expand(
     entry: str | ObjectStoragePath, conn_id: str | None, log: Logger | None, versions: bool
 ) -> tuple[dict[str, str | None], bool]:
-    """Return ``{name: version}`` of what ``entry`` matches, and whether the entry itself exists."""
+    """Return ``{name: version}`` of what ``entry`` matches, and whether the entry itself exists (markers left out, logged)."""
+    skipped = SkippedNames()
+    names, exists = _expand_skipping(entry, conn_id, log, versions, skipped)
+    if skipped.count and log is not None:
+        log.info("%s", skipped.describe(str(entry)))
+    return names, exists
+
+
+def _expand_skipping(
+    entry: str | ObjectStoragePath, conn_id: str | None, log: Logger | None, versions: bool, skipped: SkippedNames
+) -> tuple[dict[str, str | None], bool]:
     path = storage_path(entry, conn_id)
     if (path.protocol or "file") == "file":
-        return _expand_local(_normalized_local(path.path), log, versions)
+        return _expand_local(_normalized_local(path.path), log, versions, skipped)
     fs = path.fs
     # Object stores cache listings (s3fs's dircache) in a filesystem instance that lives as
     # long as the process: without this, a second look would not see new objects.
@@ -310,6 +392,7 @@ def _expand(
     protocol = path.protocol or "file"
     location = path.path
     stripped = location.rstrip("/") or "/"
+    root, explicit = stripped, None
     if not location.endswith("/") and fs.exists(location):
         if fs.isdir(location):
             matches = fs.find(stripped, detail=versions)
@@ -320,35 +403,40 @@ def _expand(
         if not fs.exists(stripped):
             return {}, False
         matches = fs.find(stripped, detail=versions)
-    elif any(character in location for character in GLOB_CHARACTERS):
+    elif is_glob(location):
         matches = fs.glob(location, detail=versions)
+        root, explicit = glob_root(location), explicit_prefix(location)
     else:
         # A key prefix that is not a folder, e.g. s3://bucket/in/2024-01-
         matches = fs.glob(location + "*", detail=versions)
+        root, explicit = posixpath.dirname(location), explicit_prefix(location)
     if not isinstance(matches, dict):
         matches = dict.fromkeys(matches)
-    kept = {match: info for match, info in matches.items() if not _hidden(match)}
+    kept = {match: info for match, info in matches.items() if not skipped_below(match, root, explicit, skipped)}
     return _documents_only(kept, protocol, log, explicit=False), False
 
 
-def _expand_local(location: str, log: Logger | None, versions: bool) -> tuple[dict[str, str | None], bool]:
+def _expand_local(
+    location: str, log: Logger | None, versions: bool, skipped: SkippedNames
+) -> tuple[dict[str, str | None], bool]:
     """
     :func:`_expand` for local paths, with the standard library (one path string per file).
 
     fsspec's local listing builds an info dict per file first: at 100k files that alone is tens
     of MB, so a big local folder would cost memory in proportion to its size twice over.
+    Folders and globs are walked without entering symlinked folders (:func:`.listing.walk_local`).
     """
     matches: Iterable[str]
     if os.path.exists(location):
         if not os.path.isdir(location):
             return _documents_only({location: None}, "file", log, explicit=True, versions=versions), True
-        matches = (os.path.join(folder, name) for folder, _, files in os.walk(location) for name in files)
-    elif any(character in location for character in GLOB_CHARACTERS):
-        matches = glob.iglob(location, recursive=True)
+        matches = walk_local(location, skipped)
+    elif is_glob(location):
+        matches = walk_local(glob_root(location), skipped, pattern=location)
     else:
-        matches = glob.iglob(glob.escape(location) + "*")  # a name prefix, e.g. /data/in/2024-01-
-    kept = dict.fromkeys(match for match in matches if not _hidden(match))
-    return _documents_only(kept, "file", log, explicit=False, versions=versions), False
+        folder, prefix = os.path.split(location)  # a name prefix, e.g. /data/in/2024-01-
+        matches = walk_local(folder, skipped, pattern=os.path.join(glob.escape(folder), glob.escape(prefix) + "*"))
+    return _documents_only(dict.fromkeys(matches), "file", log, explicit=False, versions=versions), False
 
 
 def _documents_only(
@@ -399,10 +487,6 @@ def _local_kind(location: str) -> str:
     return "special file"
 
 
-def _hidden(location: str) -> bool:
-    return location.rstrip("/").rsplit("/", 1)[-1].startswith(".")
-
-
 # ---------------------------------------------------------------------- reading
 
 
@@ -415,7 +499,7 @@ class ObjectUnavailableError(DocumentReadError):
 
 def read_document(uri: str | ObjectStoragePath, conn_id: str | None = None) -> str:
     """
-    Read one object as UTF-8 text (a UTF-8 byte-order mark is dropped).
+    Read one object as UTF-8 text (a UTF-8 byte-order mark is dropped; ``.gz``/``.bz2``/``.zst`` decompressed).
 
     :raises DocumentReadError: naming the object, when it is missing, not a regular file,
         unreadable or not UTF-8.
@@ -436,7 +520,7 @@ def read_document(uri: str | ObjectStoragePath, conn_id: str | None = None) -> s
         raise DocumentReadError(name, "is a folder, not an object") from None
     except Exception as exc:  # storage backends raise their own families (botocore, OSError, ...)
         raise ObjectUnavailableError(name, f"could not read object: {type(exc).__name__}: {exc}") from None
-    return decode_text(name, data)
+    return decode_text(name, decompressed_bytes(data, name))
 
 
 def decode_text(name: str, data: bytes) -> str:
@@ -556,6 +640,8 @@ class DocumentSource:
     :param sql_conn_id: the connection (any ``DbApiHook``) to run ``sql`` on.
     :param key_namespace: the namespace of records keyed by ``id_field`` (see the names above); for
         the sensor's look, None matches reads in any namespace.
+    :param record_fields: the user named ``text_field`` or ``id_field``: a source none of whose
+        objects is read as records is refused (:meth:`check_record_fields`).
     :param claims: a listing published by :func:`publish_listing` (or the sensor's ``claims=``): the objects are
         taken from it in claimed batches (:class:`~.work_claims.ClaimedNames`), never listed.
     :param claims_conn_id: the SQL connection holding the listing (the results database).
@@ -576,6 +662,7 @@ class DocumentSource:
     sql: str | None = None
     sql_conn_id: str | None = None
     key_namespace: str | None = None
+    record_fields: bool = False
     claims: str | None = None
     claims_conn_id: str | None = None
     claim_holder: str | None = None
@@ -670,6 +757,26 @@ class DocumentSource:
             return True
         return self.texts is None and any(detect_format(name, self.format) != "text" for name in names)
 
+    def check_record_fields(self, names: list[str], log: Logger | None = None) -> None:
+        """
+        Say which objects are read whole as plain text though ``text_field`` or ``id_field`` was given.
+
+        Called after listing, before any request. A folder may mix record files and text
+        documents (the fields apply to the records), so this warns; a text document that holds
+        JSON is refused when it is read (:meth:`_text_documents`), never paid for whole.
+        """
+        if not self.record_fields or self.texts is not None or self.sql is not None or log is None:
+            return
+        whole = [name for name in names if detect_format(name, self.format) == "text"]
+        if whole:
+            log.warning(
+                "text_field/id_field name fields of records, but %d object(s) of %s are read whole as plain "
+                "text (the fields do not apply to them): %s",
+                len(whole),
+                self.describe(),
+                first_and_more(whole),
+            )
+
     def documents(self, names: Iterable[str]) -> Generator[Document, None, None]:
         """Read the documents of ``names`` (from :meth:`list_names`) in order, each once."""
         if self.texts is not None:
@@ -692,11 +799,25 @@ class DocumentSource:
                 yield name
 
         while True:
-            yield from read_objects(text_run(), self.conn_id)
+            yield from self._text_documents(text_run())
             if not record_file:
                 return
             name = record_file.pop()
             yield from self._record_documents(name, detect_format(name, self.format))
+
+    def _text_documents(self, names: Iterable[str]) -> Generator[Document, None, None]:
+        """
+        Read plain-text objects; with ``text_field``/``id_field`` given, one holding JSON fails unsent.
+
+        Such an object is an export of records under a name that is not read as records
+        (``export.txt``, ``dump.data``): scoring it whole would pay for its JSON syntax and ignore
+        the fields, so it fails, named, before any request for it.
+        """
+        for document in read_objects(names, self.conn_id):
+            if self.record_fields and document.text is not None and document.text.lstrip()[:1] in ("{", "["):
+                yield dataclasses.replace(document, text=None, error=HOLDS_JSON, cause=HOLDS_JSON)
+            else:
+                yield document
 
     def _record_documents(self, name: str, kind: str) -> Generator[Document, None, None]:
         path = storage_path(name, self.conn_id)
@@ -771,6 +892,7 @@ class DocumentSource:
             "sql": self.sql,
             "sql_conn_id": self.sql_conn_id,
             "key_namespace": self.key_namespace,
+            "record_fields": self.record_fields,
         }
         if self.claims is not None:  # only then: the kwargs of 0.2's triggers stay as they were
             data.update(claims=self.claims, claims_conn_id=self.claims_conn_id, claim_holder=self.claim_holder)
@@ -791,6 +913,7 @@ class DocumentSource:
             sql=data.get("sql"),
             sql_conn_id=data.get("sql_conn_id"),
             key_namespace=data.get("key_namespace"),
+            record_fields=bool(data.get("record_fields")),
             claims=data.get("claims"),
             claims_conn_id=data.get("claims_conn_id"),
             claim_holder=data.get("claim_holder"),

@@ -21,19 +21,23 @@ columns: :meth:`WarehouseWriter.check_tables` adds them in place (rows kept) and
 ``record_key`` of 0.2 record rows (``<uri>#<key>``) from their names; their ``location`` stays NULL,
 which is how a 0.2 row is told apart (see :meth:`WarehouseWriter.stored_documents`).
 
-Values are always bound as parameters with the hook's placeholder (``?`` for
-SQLite, ``%s`` for PostgreSQL); table names are validated as identifiers; row
-values never go to the log (documents are private).
+The tables are described once (:data:`SEGMENTS_TABLE`, :data:`AVERAGES_TABLE`) and the
+connection's :class:`~airflow_provider_dgsentiment.storage.dialects.Dialect` renders them and
+says how to upsert, begin and end transactions and bind timestamps there (SQLite, PostgreSQL,
+MySQL/MariaDB, DuckDB, Snowflake). Values are always bound as parameters with the hook's
+placeholder; table names are validated as identifiers; row values never go to the log
+(documents are private). Text values are stored as the API returned them, except that NUL
+characters (U+0000, which PostgreSQL text cannot hold) become U+FFFD on every database.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
@@ -42,6 +46,14 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError, DeepgramError
+from airflow_provider_dgsentiment.storage.dialects import (
+    Column,
+    ColumnType,
+    Dialect,
+    TableSpec,
+    dialect_for,
+    hook_without_connection,
+)
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
@@ -60,77 +72,55 @@ LOOKUP_BATCH_SIZE = 500
 DEFAULT_WRITE_BATCH_SIZE = 200
 #: Attempts at ``CREATE TABLE IF NOT EXISTS`` (parallel tasks may race to create the tables).
 CREATE_ATTEMPTS = 3
+#: Attempts at one write transaction when a concurrent writer's lock or key got in the way.
+WRITE_ATTEMPTS = 4
+#: What a NUL character in a stored text value becomes (PostgreSQL text cannot hold U+0000).
+NUL_REPLACEMENT = "\ufffd"
 
-SEGMENT_COLUMNS = (
-    "source",
-    "segment_index",
-    "text",
-    "start_word",
-    "end_word",
-    "sentiment",
-    "sentiment_score",
-    "request_id",
-    "dag_id",
-    "task_id",
-    "run_id",
-    "scored_at",
+SEGMENTS_TABLE = TableSpec(
+    columns=(
+        Column("source", ColumnType.KEY, nullable=False),
+        Column("segment_index", ColumnType.INTEGER, nullable=False),
+        Column("text", ColumnType.TEXT, nullable=False),
+        Column("start_word", ColumnType.INTEGER, nullable=False),
+        Column("end_word", ColumnType.INTEGER, nullable=False),
+        Column("sentiment", ColumnType.TEXT, nullable=False),
+        Column("sentiment_score", ColumnType.FLOAT, nullable=False),
+        Column("request_id", ColumnType.TEXT),
+        Column("dag_id", ColumnType.TEXT),
+        Column("task_id", ColumnType.TEXT),
+        Column("run_id", ColumnType.TEXT),
+        Column("scored_at", ColumnType.TIMESTAMP, nullable=False),
+    ),
+    key=("source", "segment_index"),
+    indexes=("source",),
 )
-AVERAGE_COLUMNS = (
-    "source",
-    "fingerprint",
-    "sentiment",
-    "sentiment_score",
-    "segment_count",
-    "input_tokens",
-    "output_tokens",
-    "model_uuid",
-    "language",
-    "request_id",
-    "dag_id",
-    "task_id",
-    "run_id",
-    "scored_at",
-    "record_key",
-    "location",
+AVERAGES_TABLE = TableSpec(
+    columns=(
+        Column("source", ColumnType.KEY, nullable=False),
+        Column("fingerprint", ColumnType.KEY, nullable=False),
+        Column("sentiment", ColumnType.TEXT, nullable=False),
+        Column("sentiment_score", ColumnType.FLOAT, nullable=False),
+        Column("segment_count", ColumnType.INTEGER, nullable=False),
+        Column("input_tokens", ColumnType.INTEGER),
+        Column("output_tokens", ColumnType.INTEGER),
+        Column("model_uuid", ColumnType.TEXT),
+        Column("language", ColumnType.TEXT),
+        Column("request_id", ColumnType.TEXT),
+        Column("dag_id", ColumnType.TEXT),
+        Column("task_id", ColumnType.TEXT),
+        Column("run_id", ColumnType.TEXT),
+        Column("scored_at", ColumnType.TIMESTAMP, nullable=False),
+        Column("record_key", ColumnType.KEY),
+        Column("location", ColumnType.TEXT),
+    ),
+    key=("source",),
+    indexes=("fingerprint", "record_key"),
 )
+SEGMENT_COLUMNS = SEGMENTS_TABLE.names
+AVERAGE_COLUMNS = AVERAGES_TABLE.names
 #: Columns 0.3 added to the averages table: a 0.2 table gets them in place (``ALTER TABLE ... ADD COLUMN``).
-AVERAGE_COLUMNS_ADDED = {"record_key": "TEXT", "location": "TEXT"}
-
-# Types that mean the same on SQLite and PostgreSQL. SQLite gives DOUBLE PRECISION REAL
-# affinity and stores the ISO-8601 timestamps as text; PostgreSQL parses them.
-_SEGMENTS_DDL = """CREATE TABLE IF NOT EXISTS {table} (
-    source TEXT NOT NULL,
-    segment_index INTEGER NOT NULL,
-    text TEXT NOT NULL,
-    start_word INTEGER NOT NULL,
-    end_word INTEGER NOT NULL,
-    sentiment TEXT NOT NULL,
-    sentiment_score DOUBLE PRECISION NOT NULL,
-    request_id TEXT,
-    dag_id TEXT,
-    task_id TEXT,
-    run_id TEXT,
-    scored_at TIMESTAMP WITH TIME ZONE NOT NULL,
-    PRIMARY KEY (source, segment_index)
-)"""
-_AVERAGES_DDL = """CREATE TABLE IF NOT EXISTS {table} (
-    source TEXT NOT NULL PRIMARY KEY,
-    fingerprint TEXT NOT NULL,
-    sentiment TEXT NOT NULL,
-    sentiment_score DOUBLE PRECISION NOT NULL,
-    segment_count INTEGER NOT NULL,
-    input_tokens INTEGER,
-    output_tokens INTEGER,
-    model_uuid TEXT,
-    language TEXT,
-    request_id TEXT,
-    dag_id TEXT,
-    task_id TEXT,
-    run_id TEXT,
-    scored_at TIMESTAMP WITH TIME ZONE NOT NULL,
-    record_key TEXT,
-    location TEXT
-)"""
+AVERAGE_COLUMNS_ADDED = ("record_key", "location")
 
 
 def sql_hook(conn_id: str, argument: str) -> DbApiHook:
@@ -141,9 +131,16 @@ def sql_hook(conn_id: str, argument: str) -> DbApiHook:
     :param argument: the argument that named it, for the error message.
     :raises DeepgramConfigurationError: when the connection's hook is not a SQL hook.
     """
+    from airflow.providers.common.compat.sdk import AirflowNotFoundException
     from airflow.providers.common.sql.hooks.sql import DbApiHook
 
-    connection = BaseHook.get_connection(conn_id)
+    try:
+        connection = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        hook = hook_without_connection(conn_id)  # DuckDB's default id: an in-memory database
+        if hook is None:
+            raise
+        return hook
     hook = connection.get_hook()
     if not isinstance(hook, DbApiHook):
         raise DeepgramConfigurationError(
@@ -186,6 +183,7 @@ class ScoredDocument:
     :param location: where its content was read (``<uri>#<row>``, ``<uri>``, ``sql://<conn>#<row>``).
     :param entity: True for a record keyed by its own id in a namespace: the rows 0.2 stored for
         the same key by the same task (under ``<uri>#<key>``) are replaced too.
+    :param position: its position in the run, for reporting a document the database refuses.
     """
 
     source: str
@@ -196,6 +194,7 @@ class ScoredDocument:
     record_key: str | None = None
     location: str | None = None
     entity: bool = False
+    position: int | None = None
 
 
 @dataclass(frozen=True)
@@ -236,8 +235,9 @@ class WarehouseWriter:
     :meth:`ensure_tables`) once before the other methods, and before the first request
     to Deepgram; :meth:`close` releases the database connection.
 
-    :param sql_conn_id: a connection whose hook is a common.sql ``DbApiHook``
-        (SQLite, PostgreSQL, ...).
+    :param sql_conn_id: a connection whose hook is a common.sql ``DbApiHook`` of a database with a
+        :mod:`~airflow_provider_dgsentiment.storage.dialects` dialect (SQLite, PostgreSQL,
+        MySQL/MariaDB, DuckDB, Snowflake).
     :param segments_table: table of segment rows (``name`` or ``schema.name``).
     :param averages_table: table of document rows (``name`` or ``schema.name``).
     :param run: the DAG, task and run ids stored with every row.
@@ -263,6 +263,8 @@ class WarehouseWriter:
         self.run = run or RunIdentity()
         self.write_batch_size = max(1, write_batch_size)
         self._connection: Any = None
+        #: Whether averages rows are upserted; False for a table without the key (delete and insert).
+        self._upsert = True
 
     # ------------------------------------------------------------------ connection
 
@@ -271,10 +273,18 @@ class WarehouseWriter:
         """The connection's SQL hook (checked to be a ``DbApiHook``)."""
         return sql_hook(self.sql_conn_id, "sql_conn_id")
 
+    @cached_property
+    def dialect(self) -> Dialect:
+        """The database's dialect (a database the provider does not know is refused here, before connecting)."""
+        dialect = dialect_for(self.hook, self.sql_conn_id)
+        dialect.check_sink(self.hook, self.sql_conn_id)
+        return dialect
+
     @property
     def connection(self) -> Any:
         """The DB-API connection, opened on first use and kept until :meth:`close`."""
         if self._connection is None:
+            _ = self.dialect
             self._connection = self.hook.get_conn()
         return self._connection
 
@@ -290,26 +300,63 @@ class WarehouseWriter:
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
 
-    @cached_property
+    @property
     def placeholder(self) -> str:
-        """The hook's parameter placeholder: ``?`` (SQLite) or ``%s`` (PostgreSQL)."""
-        return self.hook.placeholder
+        """The hook's parameter placeholder: ``?`` (SQLite, DuckDB) or ``%s`` (PostgreSQL, MySQL, Snowflake)."""
+        return self.dialect.placeholder
+
+    @contextmanager
+    def _transaction(self, *, begin: bool = True) -> Iterator[Any]:
+        """
+        A cursor in a write transaction: committed when the block ends, rolled back when it raises.
+
+        :param begin: begin the transaction explicitly where the database needs that; False for
+            DDL, which Snowflake and MySQL commit by themselves (fakesnow refuses it after ``BEGIN``).
+        """
+        connection = self.connection
+        with self.dialect.cursor(connection) as cursor:
+            try:
+                if begin:
+                    self.dialect.begin(cursor)
+                yield cursor
+                connection.commit()
+            except BaseException:
+                self._rollback()  # keeps the original error, which says what went wrong
+                raise
+
+    @contextmanager
+    def _reading(self) -> Iterator[Any]:
+        """A cursor for reads; the read transaction (where there is one) ends afterwards."""
+        try:
+            with self.dialect.cursor(self.connection) as cursor:
+                yield cursor
+        finally:
+            self._end_read()
+
+    def _end_read(self) -> None:
+        try:
+            self.dialect.end_read(self.connection)
+        except Exception as error:
+            self.hook.log.warning("Ending a read transaction failed: %s", type(error).__name__)
+
+    def _rollback(self) -> None:
+        try:
+            self.connection.rollback()
+        except Exception as error:
+            self.hook.log.warning("Rollback failed: %s", type(error).__name__)
 
     # ------------------------------------------------------------------ schema
 
     def ensure_tables(self) -> None:
         """Create both tables and their indexes when missing (``CREATE ... IF NOT EXISTS``)."""
-        statements = [
-            _SEGMENTS_DDL.format(table=self.segments_table),
-            _AVERAGES_DDL.format(table=self.averages_table),
-            self._index_ddl(self.averages_table, "fingerprint"),
-            self._index_ddl(self.averages_table, "record_key"),
-            self._index_ddl(self.segments_table, "source"),
-        ]
+        statements = self.dialect.create_table(self.segments_table, SEGMENTS_TABLE)
+        statements += self.dialect.create_table(self.averages_table, AVERAGES_TABLE)
         _ = self.connection  # connect first: a wrong connection fails at once, without retries
         for attempt in range(1, CREATE_ATTEMPTS + 1):
             try:
-                self._run_in_transaction(lambda cursor: [cursor.execute(sql) for sql in statements])
+                with self._transaction(begin=False) as cursor:
+                    for statement in statements:
+                        cursor.execute(statement)
                 break
             except Exception as exc:
                 # Two tasks creating the same table at once can collide (PostgreSQL's
@@ -332,10 +379,11 @@ class WarehouseWriter:
         Creates the tables when one is missing (:meth:`ensure_tables`; when both exist nothing is
         created, so a user without CREATE privileges passes), then checks that each has the
         columns this writer inserts (:data:`SEGMENT_COLUMNS`, :data:`AVERAGE_COLUMNS`) and that the
-        database accepts a write: a probe row is deleted and inserted in each table inside a
-        transaction that is always rolled back, so nothing stays behind. That finds a table made
-        for something else, a read-only database or a user without INSERT/DELETE privileges, and
-        also an extra NOT NULL column or a column of the wrong type that would refuse our rows.
+        database accepts a write: a probe document is written as every document is (upsert, delete,
+        insert), then deleted, inside a transaction that is rolled back, so nothing stays behind on
+        any database (also where each statement would otherwise commit). That finds a table made
+        for something else, a read-only database or a user without INSERT/DELETE privileges, a
+        table without the key the upsert needs, an extra NOT NULL column or a column of the wrong type.
 
         :raises DeepgramConfigurationError: naming the table, what is wrong and the fix.
         """
@@ -369,28 +417,21 @@ class WarehouseWriter:
         )
 
     def _exists(self, table: str) -> bool:
-        cursor = self.connection.cursor()
-        try:
+        with self._reading() as cursor:
             return self._table_exists(cursor, table)
-        finally:
-            cursor.close()
-            self.connection.rollback()
 
     def _columns(self, table: str) -> set[str]:
         """The (lower-case) column names of an existing table."""
-        cursor = self.connection.cursor()
         try:
-            cursor.execute(f"SELECT * FROM {table} WHERE 1 = 0")
-            present = {str(column[0]).lower() for column in cursor.description or ()}
-            cursor.fetchall()
+            with self._reading() as cursor:
+                cursor.execute(f"SELECT * FROM {table} WHERE 1 = 0")
+                present = {str(column[0]).lower() for column in cursor.description or ()}
+                cursor.fetchall()
         except Exception as exc:
             raise DeepgramConfigurationError(
                 f"Cannot read table {table} ({_describe_error(exc)}): "
                 "check that the connection's user may select from it"
             ) from exc
-        finally:
-            cursor.close()
-            self.connection.rollback()
         return present
 
     def _check_columns(self, table: str, argument: str, expected: Sequence[str]) -> None:
@@ -420,11 +461,8 @@ class WarehouseWriter:
         self.hook.log.info("Migrating table %s in place: adding column(s) %s", table, ", ".join(added))
         for column in added:
             try:
-                self._run_in_transaction(
-                    lambda cursor, column=column: cursor.execute(
-                        f"ALTER TABLE {table} ADD COLUMN {column} {AVERAGE_COLUMNS_ADDED[column]}"
-                    )
-                )
+                with self._transaction(begin=False) as cursor:
+                    cursor.execute(self.dialect.add_column(table, AVERAGES_TABLE, column))
             except Exception as exc:
                 if column not in self._columns(table):  # not a concurrent migration: say why
                     raise DeepgramConfigurationError(
@@ -432,23 +470,18 @@ class WarehouseWriter:
                         "needs it; check that the connection's user may alter the table"
                     ) from exc
         marks = self.placeholder
-        cursor = self.connection.cursor()
-        try:
+        with self._reading() as cursor:
             cursor.execute(
                 f"SELECT source FROM {table} WHERE record_key IS NULL AND location IS NULL AND source LIKE {marks}",
                 ("%#%",),
             )
             keyed = [(str(row[0]).rsplit("#", 1)[1], row[0]) for row in cursor.fetchall()]
-        finally:
-            cursor.close()
-            self.connection.rollback()
         for chunk in batched(keyed, LOOKUP_BATCH_SIZE):
-            self._run_in_transaction(
-                lambda cursor, chunk=chunk: cursor.executemany(
-                    f"UPDATE {table} SET record_key = {marks} WHERE source = {marks}", chunk
-                )
-            )
-        self._run_in_transaction(lambda cursor: cursor.execute(self._index_ddl(table, "record_key")))
+            with self._transaction() as cursor:
+                cursor.executemany(f"UPDATE {table} SET record_key = {marks} WHERE source = {marks}", chunk)
+        with self._transaction(begin=False) as cursor:
+            for statement in self.dialect.create_indexes(table, ("record_key",)):
+                cursor.execute(statement)
         self.hook.log.info("Table %s migrated: %d record row(s) of 0.2 keyed by their record key", table, len(keyed))
 
     def _check_writable(self) -> None:
@@ -458,35 +491,45 @@ class WarehouseWriter:
             result=_probe_result(),
             language="en",
         )
-        connection = self.connection
-        for table, columns, rows in (
-            (self.segments_table, SEGMENT_COLUMNS, self._segment_rows([probe])),
-            (self.averages_table, AVERAGE_COLUMNS, self._average_rows([probe])),
-        ):
-            cursor = connection.cursor()
+        try:
+            self._write_probe(self.segments_table, lambda cursor: self._store_segments(cursor, [probe]), probe)
+        except Exception as error:
+            raise self._unwritable(self.segments_table, error) from error
+        try:
+            self._write_probe(self.averages_table, lambda cursor: self._store_averages(cursor, [probe]), probe)
+        except Exception as upsert_error:
+            if not self._upsert or self.dialect.upsert(self.averages_table, AVERAGES_TABLE, 1) is None:
+                raise self._unwritable(self.averages_table, upsert_error) from upsert_error
+            # A table made without the key: rewrite by delete and insert, as 0.2 did.
+            self._upsert = False
             try:
-                cursor.execute(f"DELETE FROM {table} WHERE source = {self.placeholder}", (probe.source,))
-                self._insert(cursor, table, columns, rows)
-            except Exception as exc:
-                raise DeepgramConfigurationError(
-                    f"Cannot write to table {table} ({_describe_error(exc)}): check that the database is not "
-                    "read-only, that the connection's user may insert into and delete from the table, and that "
-                    "its columns take the provider's rows (no other NOT NULL columns)"
-                ) from exc
-            finally:
-                cursor.close()
-                try:
-                    connection.rollback()  # the probe never stays
-                except Exception as rollback_error:
-                    self.hook.log.warning("Rollback failed: %s", type(rollback_error).__name__)
+                self._write_probe(self.averages_table, lambda cursor: self._store_averages(cursor, [probe]), probe)
+            except Exception as error:
+                raise self._unwritable(self.averages_table, error) from error
+            self.hook.log.warning(
+                "Table %s has no primary key or unique constraint on source (%s): rows are replaced by delete "
+                "and insert, and two runs writing the same documents at once may leave both rows; add one",
+                self.averages_table,
+                _describe_error(upsert_error),
+            )
 
-    def _index_ddl(self, table: str, column: str) -> str:
-        schema, _, name = table.rpartition(".")
-        index = _index_name(name, column)
-        if schema and getattr(self.hook, "conn_type", None) == "sqlite":
-            # SQLite qualifies the index, not the table: CREATE INDEX s.ix ON t (c).
-            return f"CREATE INDEX IF NOT EXISTS {schema}.{index} ON {name} ({column})"
-        return f"CREATE INDEX IF NOT EXISTS {index} ON {table} ({column})"
+    def _write_probe(self, table: str, write: Callable[[Any], None], probe: ScoredDocument) -> None:
+        """Write ``probe`` with ``write``, delete it and roll back: it never stays, whatever the database commits."""
+        try:
+            with self._transaction() as cursor:
+                write(cursor)
+                self._delete(cursor, table, [probe.source])
+                raise _ProbeWritten
+        except _ProbeWritten:
+            pass
+
+    @staticmethod
+    def _unwritable(table: str, error: Exception) -> DeepgramConfigurationError:
+        return DeepgramConfigurationError(
+            f"Cannot write to table {table} ({_describe_error(error)}): check that the database is not "
+            "read-only, that the connection's user may insert into and delete from the table, and that "
+            "its columns take the provider's rows (no other NOT NULL columns)"
+        )
 
     # ------------------------------------------------------------------ reads
 
@@ -514,13 +557,13 @@ class WarehouseWriter:
             (``dag_id``, ``task_id``) stored the key in 0.2 (a row with that ``record_key`` and no
             ``location``), under whichever object's name (``<uri>#<key>``); the latest such row.
         """
-        wanted = list(dict.fromkeys(sources))
+        wanted = {storable(source): source for source in dict.fromkeys(sources)}
         found: dict[str, StoredDocument] = {}
         if not wanted:
             return found
         marks = self.placeholder
-        cursor = self.connection.cursor()
-        try:
+        # Ends the read transaction so it holds no snapshot or lock while scoring goes on.
+        with self._reading() as cursor:
             if not self._table_exists(cursor, self.averages_table):
                 return found
             for chunk in batched(wanted, LOOKUP_BATCH_SIZE):
@@ -529,8 +572,10 @@ class WarehouseWriter:
                     f"WHERE source IN ({', '.join([marks] * len(chunk))})",
                     tuple(chunk),
                 )
-                found.update((row[0], StoredDocument(row[1], row[2], row[3])) for row in cursor.fetchall())
-            legacy = {key: source for source, key in (legacy_keys or {}).items() if source not in found}
+                found.update(
+                    (wanted.get(row[0], row[0]), StoredDocument(row[1], row[2], row[3])) for row in cursor.fetchall()
+                )
+            legacy = {storable(key): source for source, key in (legacy_keys or {}).items() if source not in found}
             for chunk in batched(list(legacy), LOOKUP_BATCH_SIZE):
                 cursor.execute(
                     f"SELECT record_key, fingerprint, sentiment, sentiment_score FROM {self.averages_table} "
@@ -539,10 +584,6 @@ class WarehouseWriter:
                     (self.run.dag_id, self.run.task_id, *chunk),
                 )
                 found.update((legacy[row[0]], StoredDocument(row[1], row[2], row[3])) for row in cursor.fetchall())
-        finally:
-            cursor.close()
-            # End the read transaction so it holds no snapshot or lock while scoring goes on.
-            self.connection.rollback()
         return found
 
     def stored_input_tokens(self) -> int:
@@ -553,8 +594,7 @@ class WarehouseWriter:
         ``dag_id``, ``task_id`` and ``run_id``: for a mapped task, by all its mapped instances.
         """
         run = self.run
-        cursor = self.connection.cursor()
-        try:
+        with self._reading() as cursor:
             if not self._table_exists(cursor, self.averages_table):
                 return 0
             marks = self.placeholder
@@ -564,9 +604,6 @@ class WarehouseWriter:
                 (run.dag_id, run.task_id, run.run_id),
             )
             return int(cursor.fetchone()[0] or 0)
-        finally:
-            cursor.close()
-            self.connection.rollback()
 
     def known_sources(self, sources: Iterable[str]) -> set[str]:
         """Return those of ``sources`` that have a row in the averages table (whatever their content)."""
@@ -577,14 +614,14 @@ class WarehouseWriter:
         Say whether ``table`` exists; raise when it exists but cannot be read.
 
         Each DB-API driver raises its own "no such table" error, so a failed probe is checked
-        against the catalog (SQLite, PostgreSQL): a table that is there but refuses the probe
-        (no privilege, a lock) is an error, not a reason to treat every document as new.
+        against the catalog (:meth:`Dialect.catalog_query`): a table that is there but refuses the
+        probe (no privilege, a lock) is an error, not a reason to treat every document as new.
         """
         try:
             cursor.execute(f"SELECT 1 FROM {table} WHERE 1 = 0")
             cursor.fetchall()
         except Exception as exc:
-            self.connection.rollback()
+            self._end_read()
             if self._catalog_has_table(table) is True:
                 raise DeepgramConfigurationError(
                     f"Cannot read table {table} ({_describe_error(exc)}): "
@@ -594,27 +631,14 @@ class WarehouseWriter:
         return True
 
     def _catalog_has_table(self, table: str) -> bool | None:
-        """Ask the database's catalog whether ``table`` exists; None when this database is not known."""
-        conn_type = getattr(self.hook, "conn_type", None)
-        schema, _, name = table.rpartition(".")
-        if conn_type == "sqlite":
-            catalog = f"{schema}.sqlite_master" if schema else "sqlite_master"
-            sql = f"SELECT 1 FROM {catalog} WHERE type IN ('table', 'view') AND name = {self.placeholder}"
-            parameters: tuple[Any, ...] = (name,)
-        elif conn_type == "postgres":
-            sql = f"SELECT to_regclass({self.placeholder}) IS NOT NULL"
-            parameters = (table,)
-        else:
-            return None
-        cursor = self.connection.cursor()
+        """Ask the database's catalog whether ``table`` exists; None when the catalog cannot tell."""
+        sql, parameters = self.dialect.catalog_query(table)
         try:
-            cursor.execute(sql, parameters)
-            row = cursor.fetchone()
+            with self._reading() as cursor:
+                cursor.execute(sql, parameters)
+                row = cursor.fetchone()
         except Exception:  # the catalog cannot tell: keep the old answer, "missing"
             return None
-        finally:
-            cursor.close()
-            self.connection.rollback()
         return bool(row and row[0])
 
     def count_rows(self, source: str | None = None) -> tuple[int, int]:
@@ -624,53 +648,95 @@ class WarehouseWriter:
         :param source: a document name, or None for every document.
         """
         counts = []
-        cursor = self.connection.cursor()
-        try:
+        with self._reading() as cursor:
             for table in (self.segments_table, self.averages_table):
                 if source is None:
                     cursor.execute(f"SELECT COUNT(*) FROM {table}")
                 else:
-                    cursor.execute(f"SELECT COUNT(*) FROM {table} WHERE source = {self.placeholder}", (source,))
+                    cursor.execute(
+                        f"SELECT COUNT(*) FROM {table} WHERE source = {self.placeholder}", (storable(source),)
+                    )
                 counts.append(int(cursor.fetchone()[0]))
-        finally:
-            cursor.close()
-            self.connection.rollback()
         return counts[0], counts[1]
 
     # ------------------------------------------------------------------ writes
 
-    def write(self, documents: Sequence[ScoredDocument]) -> None:
+    def write(self, documents: Sequence[ScoredDocument]) -> list[UnstoredDocument]:
         """
         Replace the rows of ``documents`` in both tables, ``write_batch_size`` documents per transaction.
 
-        Each transaction deletes every existing row of its documents' sources, then
-        inserts the new rows; on any error it is rolled back, leaving the old rows.
+        Each transaction upserts the documents' averages rows (their row locks make a second
+        writer of the same documents wait), then deletes their segment rows and inserts the new
+        ones; on any error it is rolled back, leaving the old rows. A transaction that a
+        concurrent writer got in the way of (deadlock, serialization, key race) is tried again.
+        When the database refuses a batch for a value, each of its documents is written alone:
+        those it refuses are returned, named with the cause, and the rest are stored.
 
-        :param documents: the scored documents (each source at most once).
+        :param documents: the scored documents (each source at most once; the last one counts).
+        :returns: the documents the database refused, with why (empty when all are stored).
         :raises DeepgramError: before anything is written, when a score is NaN or infinite (the
             responses are validated before; this is the last line of defence for the tables).
+        :raises Exception: the database's error when it refuses every document of a batch (a lost
+            connection, a dropped table: nothing one document did).
         """
-        documents = list(documents)
+        documents = list({document.source: document for document in documents}.values())
         for document in documents:
             _check_finite_scores(document)
+        refused: list[UnstoredDocument] = []
         for batch in batched(documents, self.write_batch_size):
-            self._run_in_transaction(lambda cursor, batch=batch: self._replace(cursor, batch))
+            refused += self._write_batch(batch)
+        return refused
+
+    def _write_batch(self, batch: list[ScoredDocument]) -> list[UnstoredDocument]:
+        try:
+            self._replace_with_retries(batch)
+            return []
+        except Exception as batch_error:
+            if len(batch) == 1:
+                raise
+            self.hook.log.warning(
+                "Storing %d documents failed (%s); storing them one by one to find the ones refused",
+                len(batch),
+                _describe_error(batch_error),
+            )
+            refused = []
+            for document in batch:
+                try:
+                    self._replace_with_retries([document])
+                except Exception as error:
+                    refused.append(UnstoredDocument(document, f"not stored: {_describe_error(error)}"))
+            if len(refused) == len(batch):
+                raise batch_error from None  # nothing one document did: the database refuses everything
+            return refused
+
+    def _replace_with_retries(self, batch: list[ScoredDocument]) -> None:
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                with self._transaction() as cursor:
+                    self._replace(cursor, batch)
+                return
+            except Exception as error:
+                if attempt == WRITE_ATTEMPTS or not self.dialect.is_write_conflict(error):
+                    raise
+                self.hook.log.info(
+                    "A concurrent writer held rows of these documents (%s); writing them again", type(error).__name__
+                )
+                time.sleep(0.1 * attempt)
 
     def _replace(self, cursor: Any, batch: Sequence[ScoredDocument]) -> None:
-        sources = list(dict.fromkeys(document.source for document in batch))
-        sources += self._legacy_sources(cursor, [document.record_key for document in batch if document.entity])
+        # One lock order (by source) for every writer: two runs writing the same documents never deadlock.
+        ordered = sorted(batch, key=lambda document: document.source)
+        legacy = self._legacy_sources(cursor, [document.record_key for document in ordered if document.entity])
         for table in (self.segments_table, self.averages_table):
-            for chunk in batched(sources, LOOKUP_BATCH_SIZE):
-                marks = ", ".join([self.placeholder] * len(chunk))
-                cursor.execute(f"DELETE FROM {table} WHERE source IN ({marks})", tuple(chunk))
-        self._insert(cursor, self.segments_table, SEGMENT_COLUMNS, self._segment_rows(batch))
-        self._insert(cursor, self.averages_table, AVERAGE_COLUMNS, self._average_rows(batch))
+            self._delete(cursor, table, legacy)  # a 0.2 row of the same entity, under its old name
+        self._store_averages(cursor, ordered)
+        self._store_segments(cursor, ordered)
 
     def _legacy_sources(self, cursor: Any, keys: list[str | None]) -> list[str]:
         """The names of the 0.2 rows this writer's task stored for ``keys`` (see :meth:`stored_documents`)."""
         found: list[str] = []
         marks = self.placeholder
-        for chunk in batched([key for key in keys if key is not None], LOOKUP_BATCH_SIZE):
+        for chunk in batched([storable(key) for key in keys if key is not None], LOOKUP_BATCH_SIZE):
             cursor.execute(
                 f"SELECT source FROM {self.averages_table} WHERE location IS NULL AND dag_id = {marks} "
                 f"AND task_id = {marks} AND record_key IN ({', '.join([marks] * len(chunk))})",
@@ -679,9 +745,24 @@ class WarehouseWriter:
             found.extend(str(row[0]) for row in cursor.fetchall())
         return found
 
-    def run_in_transaction(self, work: Any) -> None:
+    # ------------------------------------------------------------------ for the load history's tables
+
+    def ensure_table(self, table: str, spec: TableSpec) -> None:
+        """Create another table of the provider's (described by ``spec``) when missing."""
+        with self._transaction(begin=False) as cursor:
+            for statement in self.dialect.create_table(table, spec):
+                cursor.execute(statement)
+
+    def run_in_transaction(self, work: Callable[[Any], Any]) -> None:
         """Run ``work(cursor)`` in one transaction: committed when it returns, rolled back when it raises."""
-        self._run_in_transaction(work)
+        with self._transaction() as cursor:
+            work(cursor)
+
+    @contextmanager
+    def reading(self) -> Iterator[Any]:
+        """A cursor for reads; the read transaction (where the database has one) ends afterwards."""
+        with self._reading() as cursor:
+            yield cursor
 
     def table_exists(self, table: str) -> bool:
         """Say whether ``table`` exists (raise when it exists but cannot be read)."""
@@ -689,23 +770,45 @@ class WarehouseWriter:
 
     def insert_rows(self, cursor: Any, table: str, columns: Sequence[str], rows: Iterable[tuple[Any, ...]]) -> None:
         """Insert ``rows`` (tuples in the order of ``columns``) with multi-row ``VALUES`` statements."""
-        self._insert(cursor, table, columns, iter(rows))
+        self._insert(cursor, table, columns, (_storable_row(*row) for row in rows))
+
+    def bind_timestamp(self, moment: datetime | str) -> Any:
+        """A ``TIMESTAMP`` parameter for this database (a datetime, or ISO-8601 text as :func:`timestamp` gives)."""
+        return self.dialect.bind_timestamp(datetime.fromisoformat(moment) if isinstance(moment, str) else moment)
+
+    def _store_averages(self, cursor: Any, batch: Sequence[ScoredDocument]) -> None:
+        rows = list(self._average_rows(batch))
+        rows_per_statement = max(1, MAX_PARAMETERS_PER_STATEMENT // len(AVERAGE_COLUMNS))
+        if not self._upsert or self.dialect.upsert(self.averages_table, AVERAGES_TABLE, 1) is None:
+            self._delete(cursor, self.averages_table, [row[0] for row in rows])
+            self._insert(cursor, self.averages_table, AVERAGE_COLUMNS, iter(rows))
+            return
+        for chunk in batched(rows, rows_per_statement):
+            statement = self.dialect.upsert(self.averages_table, AVERAGES_TABLE, len(chunk))
+            cursor.execute(statement, tuple(value for row in chunk for value in row))
+
+    def _store_segments(self, cursor: Any, batch: Sequence[ScoredDocument]) -> None:
+        self._delete(cursor, self.segments_table, [storable(document.source) for document in batch])
+        self._insert(cursor, self.segments_table, SEGMENT_COLUMNS, self._segment_rows(batch))
+
+    def _delete(self, cursor: Any, table: str, sources: Sequence[str]) -> None:
+        for chunk in batched(sources, LOOKUP_BATCH_SIZE):
+            marks = ", ".join([self.placeholder] * len(chunk))
+            cursor.execute(f"DELETE FROM {table} WHERE source IN ({marks})", tuple(chunk))
 
     def _insert(self, cursor: Any, table: str, columns: Sequence[str], rows: Iterator[tuple[Any, ...]]) -> None:
         """Insert rows with multi-row ``VALUES`` statements (one round trip per statement)."""
         rows_per_statement = max(1, MAX_PARAMETERS_PER_STATEMENT // len(columns))
-        one_row = "(" + ", ".join([self.placeholder] * len(columns)) + ")"
-        head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
         for chunk in batched(rows, rows_per_statement):
             parameters = tuple(value for row in chunk for value in row)
-            cursor.execute(head + ", ".join([one_row] * len(chunk)), parameters)
+            cursor.execute(self.dialect.insert(table, tuple(columns), len(chunk)), parameters)
 
     def _segment_rows(self, batch: Sequence[ScoredDocument]) -> Iterator[tuple[Any, ...]]:
         run = self.run
         for document in batch:
-            scored_at = _timestamp(document.scored_at)
+            scored_at = self.dialect.bind_timestamp(document.scored_at)
             for index, segment in enumerate(document.result.segments):
-                yield (
+                yield _storable_row(
                     document.source,
                     index,
                     segment.text,
@@ -724,7 +827,7 @@ class WarehouseWriter:
         run = self.run
         for document in batch:
             result = document.result
-            yield (
+            yield _storable_row(
                 document.source,
                 document.fingerprint,
                 result.average.sentiment,
@@ -738,25 +841,36 @@ class WarehouseWriter:
                 run.dag_id,
                 run.task_id,
                 run.run_id,
-                _timestamp(document.scored_at),
+                self.dialect.bind_timestamp(document.scored_at),
                 document.record_key,
                 document.location,
             )
 
-    def _run_in_transaction(self, work: Any) -> None:
-        connection = self.connection
-        cursor = connection.cursor()
-        try:
-            work(cursor)
-            connection.commit()
-        except BaseException:
-            try:
-                connection.rollback()
-            except Exception as rollback_error:  # keep the original error, which says what went wrong
-                self.hook.log.warning("Rollback failed: %s", type(rollback_error).__name__)
-            raise
-        finally:
-            cursor.close()
+
+@dataclass(frozen=True)
+class UnstoredDocument:
+    """
+    A scored document the database refused to store (the rest of its batch is stored).
+
+    :param document: the document.
+    :param error: why, naming the database's error (never the row's values).
+    """
+
+    document: ScoredDocument
+    error: str
+
+
+class _ProbeWritten(Exception):
+    """Ends the write check's transaction by rolling it back."""
+
+
+def storable(value: str) -> str:
+    """``value`` as the tables hold it: NUL characters (which PostgreSQL text refuses) become U+FFFD."""
+    return value.replace("\x00", NUL_REPLACEMENT) if "\x00" in value else value
+
+
+def _storable_row(*values: Any) -> tuple[Any, ...]:
+    return tuple(storable(value) if isinstance(value, str) else value for value in values)
 
 
 def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -812,22 +926,9 @@ def _describe_error(exc: BaseException) -> str:
     return f"{name}: {lines[0]}" if lines else name
 
 
-def _index_name(table: str, column: str) -> str:
-    """Return ``ix_<table>_<column>``, shortened with a hash to fit PostgreSQL's 63 characters."""
-    name = f"ix_{table}_{column}"
-    if len(name) <= 63:
-        return name
-    digest = hashlib.sha256(f"{table}.{column}".encode()).hexdigest()[:8]
-    return f"ix_{table[: 63 - len(column) - 13]}_{digest}_{column}"
-
-
 def timestamp(moment: datetime | None = None) -> str:
-    """Return ``moment`` (default now) as the ISO-8601 UTC text the tables store."""
-    return _timestamp(moment or datetime.now(timezone.utc))
-
-
-def _timestamp(moment: datetime) -> str:
-    """Return an ISO-8601 UTC timestamp with offset (text in SQLite, parsed by PostgreSQL)."""
+    """Return ``moment`` (default now) as ISO-8601 UTC text (bound per database by :meth:`WarehouseWriter.bind_timestamp`)."""
+    moment = moment or datetime.now(timezone.utc)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.astimezone(timezone.utc).isoformat()

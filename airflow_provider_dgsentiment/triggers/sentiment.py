@@ -98,6 +98,8 @@ class DeepgramSentimentTrigger(BaseTrigger):
         options = ScoringOptions.from_json(self.options)
         hook = DeepgramSentimentHook(deepgram_conn_id=self.deepgram_conn_id, max_concurrency=options.max_concurrency)
         await hook.aget_settings()  # a missing key or connection fails here, before any read
+        # A thread: it looks up the storage connection (blocking), before any request.
+        result_files = await asyncio.to_thread(ResultFiles.for_task, **self.results) if self.results else None
         run = ScoringRun(
             source=source,
             hook=hook,
@@ -105,7 +107,7 @@ class DeepgramSentimentTrigger(BaseTrigger):
             options=options,
             log=self.log,
             writer=self._writer(),
-            result_files=ResultFiles.for_task(**self.results) if self.results else None,
+            result_files=result_files,
         )
         outcome = await run.run()
         message = (

@@ -63,19 +63,31 @@ async def test_aanalyze_many_sends_tags_too(conn):
 
 
 def test_token_budget_stops_before_a_request_would_pass_the_cap(conn, hook):
-    # Each text "one two three." is estimated at 4 tokens; the stand-in counts 10 per request.
+    # Each text "one two three." is estimated at 4 tokens; the stand-in bills 10 per request.
     conn.answer(lambda request: scored(request.json()["text"], tokens=10))
     texts = ["one two three."] * 20
     outcomes = list(hook.analyze_many(texts, max_concurrency=1, max_input_tokens=50, used_input_tokens=15))
     results = [o for _, o in outcomes if not isinstance(o, Exception)]
     errors = [o for _, o in outcomes if isinstance(o, Exception)]
-    # 15 used + 3 * 10 = 45; a fourth request (about 4 more) would make 49 <= 50, a fifth 59 > 50.
-    assert len(results) == 4 and conn.call_count == 4
+    # 15 used + 3 * 10 = 45. After the first answer the estimate is corrected to what the API bills
+    # (10 per request, not 4), so a fourth request (45 + 10 = 55) is not sent: 0.2 sent it and billed 55.
+    assert len(results) == 3 and conn.call_count == 3
     assert len(errors) == 1
     error = errors[0]
     assert isinstance(error, DeepgramTokenBudgetError) and isinstance(error, DeepgramAPIError)
     assert (error.status, error.err_code, error.systemic) == (0, TOKEN_BUDGET_EXCEEDED, True)
-    assert "max_input_tokens=50" in str(error) and "55 input tokens used" in str(error) and "about 4" in str(error)
+    assert "max_input_tokens=50" in str(error) and "45 input tokens used" in str(error) and "about 10" in str(error)
+
+
+def test_token_budget_holds_against_billed_tokens_with_many_in_flight(conn, hook):
+    """The API bills 5x our estimate: 10 in flight must not all be admitted on the estimate."""
+    conn.answer(lambda request: Answer(json=scored(request.json()["text"], tokens=20).json, delay=0.02))
+    outcomes = list(hook.analyze_many(["one two three."] * 50, max_concurrency=10, max_input_tokens=100))
+    assert sum(isinstance(o, DeepgramTokenBudgetError) for _, o in outcomes) == 1
+    billed = 20 * conn.call_count
+    # 0.2 admitted 10 requests at once on the estimate (10 * 4 = 40 <= 100) and billed 200.
+    assert billed <= 100 and conn.call_count == 5
+    assert conn.max_in_flight <= 4  # one until the first answer, then what fits the corrected budget
 
 
 def test_token_budget_counts_requests_in_flight(conn, hook):
@@ -150,6 +162,73 @@ def test_invalid_answer_fails_its_document_alone_and_is_not_retried(conn, hook, 
     assert "results.sentiments.segments[0].sentiment_score is nan, not a finite number" in str(outcomes[1])
     assert not isinstance(outcomes[0], Exception) and not isinstance(outcomes[2], Exception)
     assert conn.call_count == 3 and sleeps == []
+
+
+def _segment(text: str, start_word: int, end_word: int) -> dict:
+    return {
+        "text": text,
+        "start_word": start_word,
+        "end_word": end_word,
+        "sentiment": "neutral",
+        "sentiment_score": 0.0,
+    }
+
+
+def _with_segments(text: str, segments: list[dict]) -> Answer:
+    body = ok_body(text)
+    body["results"]["sentiments"]["segments"] = segments
+    return Answer(json=body)
+
+
+@pytest.mark.parametrize(
+    ("segments", "message"),
+    [
+        ([], "the answer has no segments for a text of 4 words (segments must cover every word)"),
+        (
+            [_segment("Good morning", 0, 1)],
+            "the segments end at word 1, but the text has 4 words: words 2..3 are not covered",
+        ),
+        (
+            [_segment("another, longer text of six words", 0, 5)],
+            "the segments reach word 5, past the text's last word 3 (the text has 4 words; "
+            "is this another text's answer?)",
+        ),
+    ],
+    ids=["no-segments", "stops-short", "another-texts-answer"],
+)
+def test_an_answer_that_does_not_cover_the_words_sent_fails_its_document(conn, hook, sleeps, segments, message):
+    wrong = "Good morning to you."
+
+    def respond(request):
+        text = request.json()["text"]
+        return _with_segments(text, segments) if text == wrong else scored(text)
+
+    conn.answer(respond)
+    outcomes = dict(hook.analyze_many(["Fine.", wrong, "Also fine here."], max_concurrency=1))
+    error = outcomes[1]
+    assert isinstance(error, DeepgramResponseError) and not error.systemic
+    assert message in str(error) and "(request_id=req-ok)" in str(error)
+    assert not isinstance(outcomes[0], Exception) and not isinstance(outcomes[2], Exception)
+    assert conn.call_count == 3 and sleeps == []  # not retried: the same text would get the same answer
+
+
+def test_a_part_of_a_chunked_text_answered_short_fails_the_whole_text(monkeypatch, stand_in):
+    """Each part's answer is checked against the part's own words, before offsets are shifted."""
+    set_conn(monkeypatch, stand_in.url)
+    first_part = "One two three. " * 3
+    text = first_part + "Four five six."
+
+    def respond(request):
+        part = request.json()["text"]
+        words = part.split()
+        end = len(words) - 1 if part.startswith("One") else len(words) - 2  # the last part drops a word
+        return _with_segments(part, [_segment(part, 0, end)])
+
+    stand_in.answer(respond)
+    with DeepgramSentimentHook(max_chunk_tokens=12) as chunking_hook, pytest.raises(DeepgramResponseError) as raised:
+        chunking_hook.analyze(text)
+    assert stand_in.call_count >= 2
+    assert "the segments end at word 1, but the text has 3 words: words 2..2 are not covered" in str(raised.value)
 
 
 # ---------------------------------------------------------------------- base URL

@@ -29,6 +29,10 @@ EXAMPLE_DAG_IDS = {
     "deepgram_sentiment_report",
 }
 SAMPLE_TEXTS = sorted((EXAMPLE_DAGS / "sample_texts").glob("*.txt"))
+#: The keys of the records in ``sample_exports/tickets.jsonl.gz``.
+SAMPLE_TICKETS = [f"T-100{index}" for index in range(1, 7)]
+#: The nightly example's key_namespace for the exported tickets.
+NIGHTLY_NAMESPACE = "tickets"
 #: Each ``airflow dags test`` costs a few seconds of start-up; none should take long.
 DAGS_TEST_TIMEOUT = 240
 
@@ -97,15 +101,13 @@ def test_nightly_dag_wiring():
 def test_nightly_plan_shards_and_storage_conn_id():
     nightly = load_module("deepgram_sentiment_nightly.py")
     plan_shards = nightly.dag.get_task("plan_shards").python_callable
-    # Documents to read: the records the history knows in changed objects plus one per unknown object.
-    sensed = {"source": ["s3://b/in/"], "matched": 12_000, "scored": 1_000, "to_score": 11_000}
-    sensed.update(records=1_000, unknown=10_000)
+    # Sized by documents: the records the load history knows in changed exports, plus one per unread object.
+    sensed = {"source": ["s3://b/in/"], "matched": 120, "scored": 20, "to_score": 100, "records": 10_990, "unknown": 10}
     shards = plan_shards(sensed, params={"shard_size": 5000, "deferrable": True})
     assert shards == [{"shard": f"{index}/3", "deferrable": True} for index in range(3)]
     one = {**sensed, "to_score": 1, "records": 0, "unknown": 1}
     assert plan_shards(one, params={"shard_size": 5000, "deferrable": False}) == [{"shard": "0/1", "deferrable": False}]
-    many = {**sensed, "to_score": 100_000, "records": 0, "unknown": 100_000}
-    assert len(plan_shards(many, params={"shard_size": 5000, "deferrable": False})) == 20
+    assert len(plan_shards({**sensed, "records": 99_990}, params={"shard_size": 5000, "deferrable": False})) == 20
     # Over the sensor's listing: every task claims batches of it.
     claimed = plan_shards({**sensed, "listing": "nightly/run"}, params={"shard_size": 5000, "deferrable": False})
     assert claimed == [{"claims": "nightly/run", "deferrable": False}] * 3
@@ -172,9 +174,9 @@ def test_records_to_sql_runs_with_airflow_dags_test(dags_test_env, deepgram_emul
     airflow_dags_test("deepgram_sentiment_records_to_sql", dags_test_env)
     assert deepgram_emulator.stats()["requests"] - before == 6 + 3  # six exported tickets, three table rows
     rows = sqlite_rows(dags_test_env, "SELECT source, sentiment FROM deepgram_sentiment_averages ORDER BY source")
-    export = f"file://{EXAMPLE_DAGS.resolve()}/sample_exports/tickets.jsonl.gz"
+    # Exported records are entities named by their key in the task's namespace (dag_id.task_id by default).
     assert [source for source, _ in rows] == sorted(
-        [f"{export}#T-100{index}" for index in range(1, 7)]
+        [f"deepgram_sentiment_records_to_sql.score_export#T-100{index}" for index in range(1, 7)]
         + [f"sql://dgsentiment_sqlite/ticket_id#S-{index}" for index in (1, 2, 3)]
     )
     assert {sentiment for _, sentiment in rows} <= {"positive", "neutral", "negative"}
@@ -188,14 +190,18 @@ def test_records_to_sql_runs_with_airflow_dags_test(dags_test_env, deepgram_emul
 def test_nightly_then_report_run_with_airflow_dags_test(dags_test_env, deepgram_emulator):
     before = deepgram_emulator.stats()["requests"]
     nightly = airflow_dags_test("deepgram_sentiment_nightly", dags_test_env, conf={"shard_size": 4})
-    assert deepgram_emulator.stats()["requests"] - before == len(SAMPLE_TEXTS)
-    assert f"{len(SAMPLE_TEXTS)} new document(s) of {len(SAMPLE_TEXTS)}: 2 shard(s)" in nightly.stdout
+    # The sample texts and the sample ticket export (six records) in one nightly.
+    assert deepgram_emulator.stats()["requests"] - before == len(SAMPLE_TEXTS) + len(SAMPLE_TICKETS)
+    objects = len(SAMPLE_TEXTS) + 1
+    assert f"{objects} new or changed object(s) of {objects}, about {objects} document(s): 2 shard(s)" in nightly.stdout
     rows = sqlite_rows(
         dags_test_env,
         "SELECT a.source, a.segment_count, COUNT(s.segment_index), a.task_id FROM deepgram_sentiment_averages a "
         "JOIN deepgram_sentiment_segments s ON s.source = a.source GROUP BY a.source ORDER BY a.source",
     )
-    assert [row[0] for row in rows] == [f"file://{path}" for path in SAMPLE_TEXTS]
+    assert [row[0] for row in rows] == sorted(
+        [f"file://{path}" for path in SAMPLE_TEXTS] + [f"{NIGHTLY_NAMESPACE}#{key}" for key in SAMPLE_TICKETS]
+    )
     assert all(row[1] == row[2] >= 1 and row[3] == "score_shard" for row in rows)
 
     # Each scoring task attached its run statistics to the asset event of the averages table
@@ -214,14 +220,16 @@ def test_nightly_then_report_run_with_airflow_dags_test(dags_test_env, deepgram_
                 )
             ]
         assert len(extras) == 2, extras  # two shards, two events
-        assert sum(extra["scored"] for extra in extras) == len(SAMPLE_TEXTS)
+        assert sum(extra["scored"] for extra in extras) == len(SAMPLE_TEXTS) + len(SAMPLE_TICKETS)
         assert all(
             set(extra)
             >= {"documents", "scored", "skipped", "failed", "input_tokens", "output_tokens", "sentiment_counts"}
             for extra in extras
         )
-        assert sum(sum(extra["sentiment_counts"].values()) for extra in extras) == len(SAMPLE_TEXTS)
+        assert sum(sum(extra["sentiment_counts"].values()) for extra in extras) == len(SAMPLE_TEXTS) + len(
+            SAMPLE_TICKETS
+        )
 
     report = airflow_dags_test("deepgram_sentiment_report", dags_test_env)
-    assert f"{len(SAMPLE_TEXTS)} document(s) in deepgram_sentiment_averages" in report.stdout
+    assert f"{len(SAMPLE_TEXTS) + len(SAMPLE_TICKETS)} document(s) in deepgram_sentiment_averages" in report.stdout
     assert "Most negative:" in report.stdout

@@ -1,6 +1,6 @@
 """results_path (issue 13): per-document JSONL parts on file:// and S3, retries, worker = deferrable, the manifest.
 
-The parts live under ``<results_path>/dag_id=/run_id=/task_id=[/map_index=]/part-NNNNN.jsonl``;
+The parts live under ``<results_path>/dag_id=/run_id=/task_id=/map_index=/part-NNNNN.jsonl`` (-1 unmapped);
 these tests read them back and check their lines, one per document of the run.
 """
 
@@ -29,7 +29,7 @@ MANIFEST_BOUND = 64 * 1024
 
 def task_folder(root: Path, task_id: str = "score", map_index: int = -1) -> Path:
     folder = root / f"dag_id={DAG_ID}" / f"run_id={RUN_ID}" / f"task_id={task_id}"
-    return folder / f"map_index={map_index}" if map_index >= 0 else folder
+    return folder / f"map_index={map_index}"
 
 
 def local_lines(uris: list[str]) -> list[dict]:
@@ -235,7 +235,7 @@ def test_parts_on_s3_and_a_retry_replaces_them(deepgram_conn, mixed_inbox, s3_bu
         "xcom_output": "manifest",
     }
     first = run(make_operator(**kwargs))
-    prefix = f"s3://{s3_bucket.name}/results/dag_id={DAG_ID}/run_id={RUN_ID}/task_id=score"
+    prefix = f"s3://{s3_bucket.name}/results/dag_id={DAG_ID}/run_id={RUN_ID}/task_id=score/map_index=-1"
     assert first["results_uri"] == [f"{prefix}/part-0000{i}.jsonl" for i in range(3)]
     lines = s3_lines(s3_bucket, first["results_uri"])
     assert len(lines) == 5

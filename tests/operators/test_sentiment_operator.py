@@ -91,7 +91,7 @@ def test_init_stores_arguments_verbatim_and_builds_no_hook():
         ({"sql": "  ", "sql_conn_id": "x"}, "sql must be a SELECT statement"),
         (
             {"source": "file:///tmp/x.jsonl", "format": "xml"},
-            "format must be one of 'auto', 'text', 'jsonl', 'csv', 'parquet'",
+            "format must be one of 'auto', 'text', 'jsonl', 'json', 'csv', 'parquet'",
         ),
         ({"source": "file:///tmp/x.jsonl", "text_field": ""}, "text_field must name a field"),
         (

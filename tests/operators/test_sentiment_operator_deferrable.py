@@ -96,6 +96,7 @@ def test_execute_defers_with_plain_json_kwargs_no_key_no_text(deepgram_conn, inb
             "id_field": None,
             "sql": None,
             "sql_conn_id": None,
+            "record_fields": False,
             "key_namespace": "test_sentiment_operator.score",
         },
         "xcom_output": "full",

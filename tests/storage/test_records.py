@@ -102,7 +102,7 @@ def write(tmp_path: Path, name: str, data: bytes) -> Path:
         ("x.txt", "auto", "text"),
         ("x.gz", "auto", "text"),
         ("jsonl", "auto", "text"),
-        ("x.json", "auto", "text"),
+        ("x.json", "auto", "json"),  # 0.2 scored a JSON export whole
         ("x.tsv", "csv", "tsv"),  # an explicit "csv" keeps the tab of a .tsv
         ("x.tsv.gz", "csv", "tsv"),
         ("x.txt", "csv", "csv"),
@@ -118,8 +118,8 @@ def test_detect_format(name, fmt, expected):
 def test_detect_format_names_the_allowed_values():
     with pytest.raises(DeepgramConfigurationError) as caught:
         detect_format("x.csv", "xlsx")
-    assert str(caught.value) == "format 'xlsx' is not one of 'auto', 'text', 'jsonl', 'csv', 'parquet'"
-    assert FORMATS == ("auto", "text", "jsonl", "csv", "parquet")
+    assert str(caught.value) == "format 'xlsx' is not one of 'auto', 'text', 'jsonl', 'json', 'csv', 'parquet'"
+    assert FORMATS == ("auto", "text", "jsonl", "json", "csv", "parquet")
 
 
 def test_bad_arguments_fail_at_call_time(tmp_path):
@@ -635,9 +635,36 @@ def test_sql_generator_close_closes_cursor_and_connection(sqlite_hook, monkeypat
         connections[0].execute("SELECT 1")
 
 
-def test_sql_statement_without_result_is_a_configuration_error(sqlite_hook):
-    with pytest.raises(DeepgramConfigurationError, match="sql returned no result set"):
-        next(iter_sql_records(sqlite_hook, "UPDATE reviews SET score = 0 WHERE id = 0", text_field="body"))
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        ("DROP TABLE reviews", "got a DROP statement"),
+        ("UPDATE reviews SET body = '' WHERE id = 1", "got a UPDATE statement"),
+        ("/* a comment */ delete from reviews", "got a DELETE statement"),
+        ("SELECT id, body FROM reviews; DROP TABLE reviews", "got several statements"),
+        ("WITH gone AS (DELETE FROM reviews RETURNING *) SELECT * FROM gone", "it holds DELETE"),
+        ("SELECT id, body INTO copied FROM reviews", "it holds INTO"),
+        ("PRAGMA writable_schema = ON", "got a PRAGMA statement"),
+    ],
+)
+def test_sql_that_is_not_a_read_only_query_is_refused_before_it_runs(sqlite_hook, monkeypatch, sql, message):
+    connections = spy_connections(sqlite_hook, monkeypatch)
+    with pytest.raises(DeepgramConfigurationError, match="nothing was run") as caught:
+        iter_sql_records(sqlite_hook, sql, text_field="body")
+    assert message in str(caught.value)
+    assert connections == []  # refused before connecting
+    rows = list(iter_sql_records(sqlite_hook, "SELECT id, body FROM reviews", text_field="body"))
+    assert len(rows) == 3000  # the table is still there, every row intact
+
+
+def test_sql_read_only_rule_lets_queries_through(sqlite_hook):
+    sql = (
+        "-- reviews to score; UPDATE nothing\n"
+        "WITH recent AS (SELECT id, body AS \"update\", 'DROP;' AS note FROM reviews) "
+        "SELECT id, \"update\" FROM recent WHERE note = 'DROP;' ORDER BY id;"
+    )
+    rows = list(iter_sql_records(sqlite_hook, sql, text_field="update", id_field="id"))
+    assert len(rows) == 3000
 
 
 # ---------------------------------------------------------------------- SQL: PostgreSQL

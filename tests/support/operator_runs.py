@@ -34,6 +34,16 @@ def run(operator: DeepgramSentimentOperator, *, params: dict | None = None, map_
     return operator.execute(context)
 
 
+def requests_during(emulator, action):
+    """Run ``action()``; return ``(its value or the exception it raised, requests the emulator received)``."""
+    before = emulator.stats()["requests"]
+    try:
+        value = action()
+    except Exception as exc:
+        value = exc
+    return value, emulator.stats()["requests"] - before
+
+
 def table_rows(db: Path, table: str, order: str = "source") -> list[dict]:
     with sqlite3.connect(db) as connection:
         connection.row_factory = sqlite3.Row
@@ -43,16 +53,6 @@ def table_rows(db: Path, table: str, order: str = "source") -> list[dict]:
 def table_count(db: Path, table: str) -> int:
     with sqlite3.connect(db) as connection:
         return connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-
-
-def requests_during(emulator, action):
-    """Run ``action()``; return ``(its value or the exception it raised, requests the emulator received)``."""
-    before = emulator.stats()["requests"]
-    try:
-        value = action()
-    except Exception as exc:
-        value = exc
-    return value, emulator.stats()["requests"] - before
 
 
 def defer(operator) -> TaskDeferred:
