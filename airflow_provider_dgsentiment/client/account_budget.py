@@ -63,6 +63,10 @@ class Lease:
 class AccountBudget(Protocol):
     """A place every engine on one account leases its requests in flight from (see the module docstring)."""
 
+    #: True when ``lease`` and ``release`` take microseconds (a local file): the engine calls them on
+    #: its loop; False (a database): in a thread, off the loop.
+    quick: bool
+
     def lease(self, holder: str, want: int, in_flight: int) -> int:
         """Renew ``holder``'s lease and return the slots it may use now (0 while none is free)."""
         ...
@@ -129,6 +133,9 @@ class HostAccountBudget:
     :param folder: where the file is kept (default: the temporary folder).
     :param ttl: seconds a lease lives without renewal.
     """
+
+    #: A local file and a lock: called on the engine's loop (a thread per renewal cost more CPU).
+    quick = True
 
     def __init__(self, limit: int, account: str, *, folder: str | Path | None = None, ttl: float = LEASE_TTL) -> None:
         if limit < 1:

@@ -417,7 +417,12 @@ class SentimentEngine:
             # Until the new share applies, requests may still start up to the current limit:
             # the lease holds at least that many, so no other holder counts those slots free.
             in_use = max(self._in_flight, self.window.limit)
-            share = await loop.run_in_executor(None, budget.lease, self._holder, self.window.max_concurrency, in_use)
+            if budget.quick:
+                share = budget.lease(self._holder, self.window.max_concurrency, in_use)
+            else:
+                share = await loop.run_in_executor(
+                    None, budget.lease, self._holder, self.window.max_concurrency, in_use
+                )
         except Exception as exc:
             self.log.warning("The account budget failed (%s); the adaptive window alone limits requests now", exc)
             self.budget = None

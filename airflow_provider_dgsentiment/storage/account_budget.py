@@ -44,6 +44,9 @@ class SqlAccountBudget:
     :param ttl: seconds a lease lives without renewal.
     """
 
+    #: A database round trip: called in a thread, off the engine's loop.
+    quick = False
+
     def __init__(self, hook: DbApiHook, limit: int, account: str, *, ttl: float = LEASE_TTL) -> None:
         if limit < 1:
             raise ValueError(f"the account limit must be at least 1, got {limit}")
