@@ -2,7 +2,8 @@
 #   make demo   - emulator + example DAGs + SQLite, prints the stored scores
 #   make test   - starts PostgreSQL and an S3-compatible server, installs Chromium for the
 #                 connection-form test, lints, checks the built wheel, runs the unit and DAG tests
-#                 on Airflow 2.11 (.venv-af2), the whole test suite on Airflow 3, then
+#                 on Airflow 2.11 (.venv-af2), the whole test suite on Airflow 3, the commands of
+#                 docs/getting-started.md in a fresh folder (scripts/run-getting-started.sh), then
 #                 test-deployment: a distributed Airflow 3 on loopback (PostgreSQL, Redis,
 #                 api-server, scheduler, dag-processor, triggerer, two Celery workers, S3, emulator)
 #                 and the nightly pipeline through its REST API, with a killed worker and a
@@ -13,7 +14,7 @@ VENV ?= .venv
 PYTHON ?= python3
 CONSTRAINTS ?= constraints/airflow-3.txt
 
-.PHONY: demo test unit test-deployment lint services services-stop browser-deps benchmark benchmark-nightly benchmark-scale benchmark-deployment venv clean
+.PHONY: demo test unit test-getting-started test-deployment lint services services-stop browser-deps benchmark benchmark-nightly benchmark-scale benchmark-deployment venv clean
 
 venv: $(VENV)/.installed
 
@@ -44,14 +45,19 @@ lint: venv
 # metadata), no servers and no DAG runs. Under 2 minutes on 2 cores.
 unit: venv
 	bash scripts/test.sh -q -p no:cacheprovider tests/client tests/storage tests/run tests/hooks tests/triggers \
-		tests/emulator tests/test_architecture.py tests/test_exceptions.py tests/test_get_provider_info.py \
+		tests/emulator tests/test_architecture.py tests/test_exceptions.py tests/test_get_provider_info.py tests/test_docs.py \
 		-m "not integration"
 
 test: services browser-deps lint
 	bash scripts/check-package.sh
 	bash scripts/test-airflow2.sh
 	bash scripts/test.sh
+	VENV=$(VENV) bash scripts/run-getting-started.sh
 	$(MAKE) test-deployment
+
+# docs/getting-started.md's commands, run in a fresh temporary folder.
+test-getting-started: venv
+	VENV=$(VENV) bash scripts/run-getting-started.sh
 
 # Starts and stops its own deployment; needs the servers of `make services` (started when missing).
 test-deployment: venv

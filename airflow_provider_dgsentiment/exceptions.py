@@ -261,6 +261,18 @@ class DeepgramEndpointUnreachableError(DeepgramConnectionError):
     systemic = True
 
 
+class DeepgramPlainHTTPError(DeepgramConnectionError, AirflowFailException):
+    """
+    An ``https://`` base URL reached a server that answers in plain HTTP (TLS ``WRONG_VERSION_NUMBER``).
+
+    Typically a local emulator behind ``https://`` or a URI connection without the ``http``
+    schema. No retry can fix it, so the run stops at once; the message names the fix.
+    """
+
+    retryable = False
+    systemic = True
+
+
 class DeepgramTokenBudgetError(DeepgramAPIError, AirflowFailException):
     """
     The next request would pass the run's ``max_input_tokens``: nothing more is sent.
@@ -279,6 +291,9 @@ class DeepgramTokenBudgetError(DeepgramAPIError, AirflowFailException):
             f"max_input_tokens={cap} would be passed: {used} input tokens used, the next request needs about {needed}",
         )
 
+
+#: ``err_code`` of :class:`DeepgramPlainHTTPError`.
+PLAIN_HTTP_SERVER = "PLAIN_HTTP_SERVER"
 
 #: ``err_code`` of :class:`DeepgramTokenBudgetError`.
 TOKEN_BUDGET_EXCEEDED = "TOKEN_BUDGET_EXCEEDED"
@@ -301,6 +316,7 @@ ERROR_CLASSES: dict[str, type[DeepgramAPIError]] = {
         DeepgramServerError,
         DeepgramConnectionError,
         DeepgramEndpointUnreachableError,
+        DeepgramPlainHTTPError,
         DeepgramTokenBudgetError,
     )
 }

@@ -1,16 +1,17 @@
 """Provider metadata read by Airflow's providers manager (entry point ``apache_airflow_provider``).
 
-Kept free of imports beyond the package version: Airflow calls it while it
-loads its own configuration.
+Kept free of imports: Airflow calls it while it loads its own configuration.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from airflow_provider_dgsentiment import __version__
-
 PACKAGE_NAME = "airflow-provider-dgsentiment"
+#: The provider's documentation: one page per topic (docs/ in the repository).
+DOCUMENTATION_URL = "https://github.com/deepgram/airflow-provider-dgsentiment/tree/main/docs"
+#: Every version released, newest first (docs/changelog.md has a section for each).
+VERSIONS = ["0.3.0", "0.2.0", "0.1.0"]
 
 #: The connection's numeric extras, defined once: name -> (kind, smallest allowed value, default).
 #: The UI form below and the hook's checks (``hooks/sentiment.py``) both read this.
@@ -33,11 +34,11 @@ def get_provider_info() -> dict[str, Any]:
         "package-name": PACKAGE_NAME,
         "name": "Deepgram Sentiment Analysis",
         "description": "Score text with Deepgram's Sentiment Analysis (`POST /v1/read?sentiment=true`).",
-        "versions": [__version__],
+        "versions": list(VERSIONS),
         "integrations": [
             {
                 "integration-name": "Deepgram Sentiment Analysis",
-                "external-doc-url": "https://developers.deepgram.com/docs/sentiment-analysis",
+                "external-doc-url": DOCUMENTATION_URL,
                 "tags": ["service"],
             }
         ],

@@ -91,6 +91,7 @@ for needed in (
     "[apache_airflow_provider]",
     f"provider_info = {package}.get_provider_info:get_provider_info",
     f"dgsentiment-emulator = {package}.emulator.__main__:main",
+    f"dgsentiment = {package}.cli.main:main",
 ):
     if needed not in entry_points:
         problems.append(f"entry_points.txt lacks {needed!r}")
@@ -163,6 +164,15 @@ if "$TMP/venv/bin/dgsentiment-emulator" --help >"$TMP/emulator-help.txt" 2>&1 \
 else
   cat "$TMP/emulator-help.txt"
   fail "dgsentiment-emulator --help"
+fi
+if "$TMP/venv/bin/dgsentiment" --help >"$TMP/command-help.txt" 2>&1 \
+    && grep -q "usage: dgsentiment" "$TMP/command-help.txt" \
+    && ! env -u DEEPGRAM_API_KEY "$TMP/venv/bin/dgsentiment" score "a test" >"$TMP/command-nokey.txt" 2>&1 \
+    && grep -q "No Deepgram API key" "$TMP/command-nokey.txt"; then
+  pass "dgsentiment --help; dgsentiment score without a key says where it looked"
+else
+  cat "$TMP/command-help.txt" "$TMP/command-nokey.txt" 2>/dev/null
+  fail "dgsentiment console script"
 fi
 if "$TMP/venv/bin/python" -c "
 import airflow_provider_dgsentiment.hooks.sentiment as module

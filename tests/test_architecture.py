@@ -79,7 +79,7 @@ def test_the_tree_shows_the_layers():
     top = {path.stem for path in (REPO / PACKAGE).glob("*.py")} - {"__init__"}
     assert top == {"exceptions", "get_provider_info", "deprecations", "results", "lineage"}
     rooms = {path.name for path in (REPO / PACKAGE).iterdir() if (path / "__init__.py").exists()}
-    assert rooms == {"client", "storage", "run", "hooks", "operators", "sensors", "triggers", "emulator"}
+    assert rooms == {"client", "storage", "run", "hooks", "operators", "sensors", "triggers", "emulator", "cli"}
 
 
 def test_each_room_names_its_public_surface():

@@ -45,7 +45,26 @@ def test_connection_type_declared_for_ui():
     }
     schema = json.loads((Path(airflow.__file__).parent / "customized_form_field_behaviours.schema.json").read_text())
     jsonschema.validate(hook_form, schema)
-    assert info["versions"] == [__version__]
+
+
+def test_versions_are_the_released_ones_newest_first_each_in_the_changelog():
+    versions = get_provider_info()["versions"]
+    assert __version__ in versions
+    assert versions == sorted(versions, key=lambda version: tuple(map(int, version.split("."))), reverse=True)
+    assert versions[-1] == "0.1.0"
+    changelog = (Path(__file__).resolve().parent.parent / "docs" / "changelog.md").read_text()
+    headings = [line.split()[1] for line in changelog.splitlines() if line.startswith("## ")]
+    assert headings == versions
+
+
+def test_documentation_urls_point_at_the_docs():
+    info = get_provider_info()
+    (integration,) = info["integrations"]
+    assert integration["external-doc-url"].endswith("/tree/main/docs")
+    import tomllib
+
+    urls = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())["project"]["urls"]
+    assert urls["Documentation"] == integration["external-doc-url"]
 
 
 def test_providers_manager_sees_hook_and_connection_type():

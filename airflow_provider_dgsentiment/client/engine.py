@@ -39,11 +39,13 @@ from airflow_provider_dgsentiment.client.concurrency import AdaptiveConcurrency
 from airflow_provider_dgsentiment.client.results import SentimentResult, count_words
 from airflow_provider_dgsentiment.client.retry import RetryPolicy
 from airflow_provider_dgsentiment.client.transport import (
+    TLS_TO_PLAIN_HTTP,
     DeepgramSettings,
     env_proxy,
     masked_url,
     parse_error,
     parse_success,
+    plain_http_server,
     read_query,
     redact_text,
 )
@@ -451,6 +453,10 @@ class SentimentEngine:
                 headers = response.headers
         except TimeoutError:
             raise DeepgramTimeoutError(0, "CLIENT_TIMEOUT", f"no response within {self.settings.timeout}s") from None
+        except aiohttp.ClientConnectorSSLError as exc:
+            if TLS_TO_PLAIN_HTTP in str(exc):
+                raise plain_http_server(self.settings.base_url) from None
+            raise self._connect_failed(exc) from None
         except aiohttp.ClientConnectorError as exc:
             raise self._connect_failed(exc) from None
         except aiohttp.ClientError as exc:

@@ -15,7 +15,9 @@ from urllib.parse import quote, urlencode, urlsplit
 from airflow_provider_dgsentiment.client.results import SentimentResult
 from airflow_provider_dgsentiment.client.retry import DEFAULT_MAX_RETRIES, parse_retry_after
 from airflow_provider_dgsentiment.exceptions import (
+    PLAIN_HTTP_SERVER,
     DeepgramAPIError,
+    DeepgramPlainHTTPError,
     DeepgramRedirectError,
     DeepgramResponseError,
     make_api_error,
@@ -30,6 +32,8 @@ DEFAULT_MAX_CONCURRENCY = int(CONNECTION_NUMBERS["max_concurrency"][2])
 READ_PATH = "/v1/read"
 PROJECTS_PATH = "/v1/projects"
 USER_AGENT = "airflow-provider-dgsentiment"
+#: What OpenSSL says when a TLS client hello is answered in plain HTTP.
+TLS_TO_PLAIN_HTTP = "WRONG_VERSION_NUMBER"
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,24 @@ def masked_url(url: str | None) -> str:
     if parts.fragment:
         shown += "#***"
     return redact_text(shown)
+
+
+def plain_http_server(base_url: str) -> DeepgramPlainHTTPError:
+    """
+    The error for an ``https://`` base URL whose server answered in plain HTTP, naming the fix.
+
+    :param base_url: the connection's base URL (``https://host[:port]``; it holds no secret).
+    """
+    parts = urlsplit(base_url)
+    address = f"{parts.hostname}:{parts.port}" if parts.port else f"{parts.hostname}"
+    return DeepgramPlainHTTPError(
+        0,
+        PLAIN_HTTP_SERVER,
+        f"{masked_url(base_url)} answered in plain HTTP, not TLS ([SSL: {TLS_TO_PLAIN_HTTP}]): the server speaks "
+        f"http. Use the base URL http://{address} (in a URI connection: the http schema, "
+        f"deepgram://:KEY@{address}/http). Plain http is accepted for loopback hosts only, "
+        "such as a local emulator; anything else must be https.",
+    )
 
 
 def redact_text(text: str) -> str:

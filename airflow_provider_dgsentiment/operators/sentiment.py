@@ -61,45 +61,8 @@ class DeepgramSentimentOperator(BaseOperator):
     few hundred documents (so a crash mid-run keeps what was scored). Empty or
     whitespace-only documents are skipped without a request.
 
-    **Names.** A document from ``source`` is named by its URI without connection id
-    (``s3://bucket/key``, ``file:///abs/path``). Inline text is named ``text`` (one
-    string) or ``text[0]``, ``text[1]``, ... (a list); in the SQL tables those names are
-    qualified as ``inline://<dag_id>/<task_id>[/<map_index>]/<name>`` so that inline
-    texts of different tasks never replace each other's rows.
-
-    **Return value (XCom)**, plain JSON-safe data:
-
-    - ``xcom_output="full"``: for one ``text`` string, one dict: the result in the API's
-      response shape (``metadata``, ``results``) plus ``"source"``. Otherwise a list with
-      one entry per document in input order: scored documents as that dict; skipped ones
-      as ``{"source", "status": "skipped", "reason"}``; failed ones (``on_error="skip"``)
-      as ``{"source", "status": "failed", "error"}``. Only scored entries have ``"results"``.
-    - ``xcom_output="summary"``: ``{"documents", "scored", "skipped", "failed", "unchanged",
-      "known_failed", "items"}``,
-      ``items`` one per document in input order, each with ``source``, ``status``
-      (``"scored"``/``"skipped"``/``"failed"``), ``sentiment``, ``sentiment_score``,
-      ``segment_count``, ``request_id`` (None where they do not apply), plus ``reason``
-      for skipped and ``error`` for failed documents.
-    - ``xcom_output="manifest"``: ``{"schema_version", "documents", "scored", "skipped",
-      "failed", "input_tokens", "output_tokens", "sentiment_counts", "failures": [the first
-      100 {"source", "error"}], "results_uri": [...]}``, at most ~64 KB at any number of
-      documents: the shape for big runs (results in SQL and/or ``results_path``).
-    - ``xcom_output="none"``: None; nothing per document is kept in memory.
-
-    A run keeping more than 10,000 per-document items (``full``/``summary``) logs a warning.
-
-    **Errors.** With ``on_error="fail"`` every document that can be scored is scored and
-    stored, then the task fails naming each failed document and why. With
-    ``on_error="skip"`` failures are logged and listed in the return value. A systemic
-    error (bad key 401/403, no credit 402, unsupported language, wrong URL) stops sending
-    at once whatever ``on_error`` says: what was scored is stored, then that typed error
-    is raised saying how many documents were left unscored. ``on_kill`` (SIGTERM, "mark
-    failed", a timeout) stops sending within a second, stores what was scored and fails
-    the try.
-
-    **Assets.** With ``outlets``, the run's statistics go into each outlet's asset event
-    ``extra``: ``documents``, ``scored``, ``skipped``, ``failed``, ``input_tokens``,
-    ``output_tokens``, ``sentiment_counts``.
+    The XCom shapes (``xcom_output``), document names, ``results_path`` files, asset statistics
+    and every error are described in ``docs/operator.md`` (and ``docs/errors-and-troubleshooting.md``).
 
     :param text: a string or a list of strings to score. (templated)
     :param source: an object-storage URI, a glob, a folder/prefix, or a list of those
@@ -168,20 +131,19 @@ class DeepgramSentimentOperator(BaseOperator):
         requests in flight when the text turns costlier per word than before. With
         ``sql_conn_id``, tokens already stored by the same task in the same DAG run (an earlier
         try; for a mapped task, any of its instances) count too.
-    :param xcom_output: ``"full"``, ``"summary"``, ``"manifest"`` or ``"none"`` (see above).
-    :param on_error: ``"fail"`` or ``"skip"`` (see above).
+    :param xcom_output: ``"full"`` (the API's response shape plus ``source``, per document),
+        ``"summary"`` (counts and one compact item per document), ``"manifest"`` (counts and
+        result URIs, bounded at any size) or ``"none"``.
+    :param on_error: ``"fail"`` (score and store everything possible, then fail naming each
+        failed document) or ``"skip"`` (record failures and succeed). A systemic error (bad
+        key, no credit) stops the run either way.
     :param max_concurrency: requests in flight at most; default the connection's
         ``max_concurrency`` extra (10).
     :param deferrable: score in the triggerer instead of the worker (default from
-        ``[operators] default_deferrable``). The worker checks the arguments and the tables,
-        then defers to
-        :class:`~airflow_provider_dgsentiment.triggers.sentiment.DeepgramSentimentTrigger`,
-        which lists, reads (once), scores and stores with async I/O; its event carries the
-        outcome (counts, first failures), not the results. ``execute_complete`` returns the
-        same value and raises the same errors as a run in the worker. A deferred run keeping
-        per-document XCom (``full``/``summary``), or storing nowhere, is limited to 1,000
-        documents. Inline ``text`` is always scored in the worker (document text must not go
-        into trigger arguments, which Airflow stores in its database).
+        ``[operators] default_deferrable``): the worker checks the arguments and tables, then
+        defers to :class:`~airflow_provider_dgsentiment.triggers.sentiment.DeepgramSentimentTrigger`,
+        which scores and stores; inline ``text`` is always scored in the worker. Limits in
+        ``docs/deferrable-and-scale.md``.
     :param skip_scored: with ``sql_conn_id``, skip what was done before: objects whose listed
         version (ETag, generation, size and mtime) and reading options are unchanged since a
         complete read are not read at all (the load history, ``deepgram_sentiment_loads``), and

@@ -129,7 +129,8 @@ def sql_hook(conn_id: str, argument: str) -> DbApiHook:
 
     :param conn_id: the connection id.
     :param argument: the argument that named it, for the error message.
-    :raises DeepgramConfigurationError: when the connection's hook is not a SQL hook.
+    :raises DeepgramConfigurationError: when the connection is not defined (naming the JSON to
+        set) or its hook is not a SQL hook.
     """
     from airflow.providers.common.compat.sdk import AirflowNotFoundException
     from airflow.providers.common.sql.hooks.sql import DbApiHook
@@ -139,7 +140,11 @@ def sql_hook(conn_id: str, argument: str) -> DbApiHook:
     except AirflowNotFoundException:
         hook = hook_without_connection(conn_id)  # DuckDB's default id: an in-memory database
         if hook is None:
-            raise
+            raise DeepgramConfigurationError(
+                f"{argument} {conn_id!r} is not a defined connection. Define it, e.g. for a SQLite file: "
+                f'AIRFLOW_CONN_{conn_id.upper()}=\'{{"conn_type": "sqlite", "host": "/path/to/scores.db"}}\' '
+                f"(or `airflow connections add {conn_id} --conn-json '{{...}}'`)"
+            ) from None
         return hook
     hook = connection.get_hook()
     if not isinstance(hook, DbApiHook):

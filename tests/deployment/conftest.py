@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import IN_CI
+from tests.conftest import missing_in_ci
 from tests.deployment.api import AirflowAPI
 from tests.deployment.pipeline import Deployment, set_up_airflow
 
@@ -18,10 +18,7 @@ from tests.deployment.pipeline import Deployment, set_up_airflow
 def deployment() -> Deployment:
     found = Deployment.from_env()
     if found is None:
-        message = "no deployment: DGS_DEPLOY_API_URL is not set (run `make test-deployment`)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_in_ci("no deployment: DGS_DEPLOY_API_URL is not set (run `make test-deployment`)")
     return found
 
 

@@ -252,6 +252,8 @@ def test_empty_text_list_scores_nothing(deepgram_conn):
         "scored": 0,
         "skipped": 0,
         "failed": 0,
+        "known_failed": 0,
+        "unchanged": 0,
         "items": [],
     }
 
@@ -327,7 +329,15 @@ def test_source_matching_nothing_names_the_pattern(deepgram_conn, tmp_path, log_
     with pytest.raises(DeepgramError, match=re.escape(f"source {pattern} matched no objects (set fail_on_empty")):
         run(make_operator(source=pattern))
     result = run(make_operator(source=pattern, fail_on_empty_source=False, xcom_output="summary"))
-    assert result == {"documents": 0, "scored": 0, "skipped": 0, "failed": 0, "items": []}
+    assert result == {
+        "documents": 0,
+        "scored": 0,
+        "skipped": 0,
+        "failed": 0,
+        "known_failed": 0,
+        "unchanged": 0,
+        "items": [],
+    }
     assert f"source {pattern} matched no objects; nothing to score" in log_text()
 
 

@@ -58,7 +58,7 @@ def test_a_run_stores_rows_and_lines_and_the_next_run_skips_what_is_stored(deepg
 
     before = deepgram_conn.stats()["requests"]
     again = score(inbox, keep="manifest", writer=writer())
-    assert (again.scored, again.already_scored) == (0, 3)
+    assert (again.scored, again.skipped, again.failed) == (0, 3, 0)
     assert deepgram_conn.stats()["requests"] == before  # nothing paid twice
 
 

@@ -35,14 +35,16 @@ def test_each_task_writes_under_its_own_partition_folders(tmp_path):
 
 def test_line_shapes_carry_the_source_and_status():
     result = {"metadata": {"request_id": "r"}, "results": {"sentiments": {"segments": [], "average": {}}}}
+    where = {"record_key": None, "location": None}  # whole-object documents: no record key
     assert scored_line("a.txt", "f" * 64, result) == {
         "source": "a.txt",
         "status": "scored",
         "fingerprint": "f" * 64,
+        **where,
         **result,
     }
-    assert failed_line("b.txt", "boom") == {"source": "b.txt", "status": "failed", "error": "boom"}
-    assert skipped_line("c.txt", "empty") == {"source": "c.txt", "status": "skipped", "reason": "empty"}
+    assert failed_line("b.txt", "boom") == {"source": "b.txt", "status": "failed", "error": "boom", **where}
+    assert skipped_line("c.txt", "empty") == {"source": "c.txt", "status": "skipped", "reason": "empty", **where}
 
 
 def test_text_is_written_as_utf8_not_escaped(tmp_path):

@@ -20,6 +20,7 @@ from airflow_provider_dgsentiment.storage.warehouse import (
     RunIdentity,
     ScoredDocument,
     WarehouseWriter,
+    sql_hook,
 )
 from tests.conftest import require_service
 from tests.integration.conftest import POSTGRES_CONN_ID
@@ -315,3 +316,16 @@ def test_postgres_check_tables_in_a_read_only_session(postgres_writer):
         r"execute DELETE in a read-only transaction\): check that the database is not read-only",
         str(caught.value),
     ), str(caught.value)
+
+
+def test_a_missing_sql_connection_names_the_json_to_set(monkeypatch, tmp_path):
+    monkeypatch.delenv("AIRFLOW_CONN_MY_SCORES", raising=False)
+    with pytest.raises(DeepgramConfigurationError) as raised:
+        sql_hook("my_scores", "sql_conn_id")
+    message = str(raised.value)
+    assert message.startswith("sql_conn_id 'my_scores' is not a defined connection")
+    variable, value = re.search(r"(AIRFLOW_CONN_\w+)='([^']+)'", message).groups()
+    assert variable == "AIRFLOW_CONN_MY_SCORES"
+    # What the message says to set works as it is, with the user's own path.
+    monkeypatch.setenv(variable, value.replace("/path/to/scores.db", str(tmp_path / "scores.db")))
+    assert sql_hook("my_scores", "sql_conn_id").get_first("SELECT 1") == (1,)
