@@ -498,6 +498,9 @@ def test_xcom_output_shapes_with_records(deepgram_conn, tmp_path):
         "failures",
         "known_failures",
         "results_uri",
+        "requests",
+        "rate_limited",
+        "retries",
     }
     assert (manifest["documents"], manifest["scored"], manifest["failures"], manifest["results_uri"]) == (3, 3, [], [])
     assert manifest["input_tokens"] > 0

@@ -101,6 +101,7 @@ def test_execute_defers_with_plain_json_kwargs_no_key_no_text(deepgram_conn, inb
         },
         "xcom_output": "full",
         "options": {
+            "metric_tags": {"dag_id": "test_sentiment_operator", "task_id": "score"},
             "tags": ["airflow", "test_sentiment_operator", "score"],
             "max_input_tokens": None,
             "language": "en",

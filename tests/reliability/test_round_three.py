@@ -203,7 +203,7 @@ def test_read_only_results_path_names_the_path(deepgram_conn, tmp_path):
     )
     assert isinstance(error, DeepgramConfigurationError), error  # 0.2: a raw PermissionError
     assert sent == 0
-    assert str(error).startswith("results_path cannot be written: could not create or clear file:///sys/dgs-results/")
+    assert str(error).startswith("results_path cannot be written: could not create file:///sys/dgs-results/")
     assert "Operation not permitted" in str(error)
 
 

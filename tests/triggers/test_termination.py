@@ -20,6 +20,9 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+#: Airflow 2.11's own SIGTERM handler raises out of ``dag.test()`` before the run logs its stop,
+#: so the log lines are checked on Airflow 3 only; what was sent and stored is checked on both.
+AIRFLOW_3 = int(__import__("airflow").__version__.split(".")[0]) >= 3
 #: The nightly example's requests in flight per scoring task.
 CONCURRENCY = 5
 
@@ -76,6 +79,12 @@ def terminate(child: subprocess.Popen, timeout: float = 60) -> str:
         ) from None
 
 
+def failed_on_sigterm(output: str) -> bool:
+    """The DAG run ended failed: Airflow 3's ``dag.test()`` returns a failed run; Airflow 2.11's own
+    SIGTERM handler raises ``AirflowTaskTerminated`` out of ``dag.test()`` after ``on_kill``."""
+    return "STATE failed" in output or "AirflowTaskTerminated: Task received SIGTERM signal" in output
+
+
 def test_sigterm_stops_a_deferrable_sensor_under_dag_test(airflow_db, tmp_path):
     """The sensor's trigger polls in line (timeout=600); SIGTERM ends it, and the task fails."""
     source = f"file://{tmp_path}/in/*.txt"
@@ -94,8 +103,8 @@ def test_sigterm_stops_a_deferrable_sensor_under_dag_test(airflow_db, tmp_path):
     rest = terminate(child)
     assert time.monotonic() - started < 60
     text = "".join(output) + rest
-    assert "STATE failed" in text, text[-3000:]
-    assert "got SIGTERM" in text
+    assert failed_on_sigterm(text), text[-3000:]
+    assert "got SIGTERM" in text or not AIRFLOW_3
 
 
 @pytest.mark.parametrize("kind", ["trigger", "worker"])
@@ -117,8 +126,8 @@ def test_sigterm_stops_sending_and_stores_what_was_scored(kind, airflow_db, tmp_
     at_signal = slow.stats()["requests"]
     output = terminate(child)
     sent = slow.stats()["requests"]
-    assert "STATE failed" in output, output[-3000:]
-    assert "Stopped before the end" in output
+    assert failed_on_sigterm(output), output[-3000:]
+    assert "Stopped before the end" in output or not AIRFLOW_3
     # Requests already on their way when the signal came may still arrive; no new one is sent.
     assert sent - at_signal <= CONCURRENCY, f"{sent - at_signal} requests after SIGTERM"
     with sqlite3.connect(db) as connection:
