@@ -150,9 +150,11 @@ class UsageTable:
                 for name, value in zip(USAGE_COLUMNS, astuple(row))
             ]
 
+            # DDL outside the row's transaction, as for the other tables: Snowflake and MySQL commit
+            # DDL by themselves, and fakesnow refuses it after BEGIN.
+            writer.ensure_table(self.table, USAGE_TABLE)
+
             def replace(cursor: Any) -> None:
-                for statement in dialect.create_table(self.table, USAGE_TABLE):
-                    cursor.execute(statement)
                 cursor.execute(f"DELETE FROM {self.table} WHERE {key}", values[: len(USAGE_TABLE.key)])
                 cursor.execute(dialect.insert(self.table, USAGE_COLUMNS, 1), values)
 
