@@ -45,6 +45,10 @@ SKIP_ALREADY_SCORED = "already scored (stored with the same content fingerprint)
 SKIP_UNCHANGED = "unchanged since its last complete read"
 
 
+#: The counts a ``summary`` value carries beside its items (the first of :meth:`ScoringOutcome.counts`).
+SUMMARY_COUNTS = ("documents", "scored", "skipped", "failed", "unchanged", "known_failed")
+
+
 @dataclass
 class ScoringOutcome:
     """
@@ -229,15 +233,8 @@ class ScoringOutcome:
             return self.manifest()
         items = [self.items.get(position) for position in range(self.total)]
         if self.keep == "summary":
-            return {
-                "documents": self.total,
-                "scored": self.scored,
-                "skipped": self.skipped,
-                "failed": self.failed,
-                "unchanged": self.unchanged,
-                "known_failed": self.known_failed,
-                "items": items,
-            }
+            counts = self.counts()
+            return {**{name: counts[name] for name in SUMMARY_COUNTS}, "items": items}
         return items[0] if single_text and items else items
 
     def failure_lines(self, *, known: bool = False) -> str:
