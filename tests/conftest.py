@@ -26,6 +26,32 @@ os.environ.setdefault("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "False")
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
 Path(os.environ["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
 
+
+def _home_fernet_key(home: Path) -> str:
+    """
+    The test home's Fernet key, kept in a file beside its DB so every process agrees.
+
+    Without it, this process may read an empty key (the home's airflow.cfg not yet
+    written) while a subprocess (``airflow dags reserialize``, ``dags test``) writes one
+    and stores encrypted trigger kwargs this process then cannot read.
+    """
+    import configparser
+
+    from cryptography.fernet import Fernet
+
+    written = configparser.ConfigParser(interpolation=None)
+    written.read(home / "airflow.cfg")
+    if written.get("core", "fernet_key", fallback=""):
+        return written.get("core", "fernet_key")  # a home made before this key file existed
+    key_file = home / "fernet.key"
+    if not key_file.exists():
+        key_file.write_text(Fernet.generate_key().decode())
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+os.environ.setdefault("AIRFLOW__CORE__FERNET_KEY", _home_fernet_key(Path(os.environ["AIRFLOW_HOME"])))
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 

@@ -98,6 +98,11 @@ def send_no_port_as_null(route: Any) -> None:
     route.continue_(post_data=json.dumps(body))
 
 
+def shown_number(value: float) -> str:
+    """How the form's number input shows a value: 60.0 as "60", 0.001 as "0.001"."""
+    return f"{value:g}"
+
+
 def test_connection_form_shows_the_declared_deepgram_fields(page: Page, api_server: ApiServer, screenshot):
     from playwright.sync_api import expect
 
@@ -152,9 +157,9 @@ def test_connection_form_shows_the_declared_deepgram_fields(page: Page, api_serv
         else:
             expect(control).to_have_attribute("role", "spinbutton")
             if schema.get("default") is not None:
-                expect(control).to_have_value(str(schema["default"]))
+                expect(control).to_have_value(shown_number(schema["default"]))
             if "minimum" in schema:
-                expect(control).to_have_attribute("aria-valuemin", str(schema["minimum"]))
+                expect(control).to_have_attribute("aria-valuemin", shown_number(schema["minimum"]))
     extra_labels = visible_labels(dialog)
     screenshot(dialog, "connection-form-extras.png")
     print(f"form labels, Standard Fields open: {standard_labels}")
