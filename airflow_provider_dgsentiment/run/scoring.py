@@ -85,6 +85,9 @@ STORE_CHECKS_PER_INTERVAL = 4
 PENDING_WRITES = 4
 #: Seconds between two checks of a blocked hand-over from the reader thread.
 HAND_OVER_POLL = 0.5
+#: Seconds a stopped run waits for the requests in flight to answer (stored, not paid again) before
+#: it cancels the rest; the answers already received are stored either way.
+STOP_GRACE = 5.0
 DEFAULT_PROGRESS_INTERVAL = 30.0
 
 
@@ -345,11 +348,14 @@ class ScoringRun:
                     await asyncio.wait({consume, stopper}, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     stopper.cancel()
+                if not consume.done():
+                    # Nothing new is sent (texts() ends); what is in flight may answer within the grace.
+                    self.log.warning("Stopping: %s", self._stop_reason)
+                    outcome.stopped = self._stop_reason
+                    await asyncio.wait({consume}, timeout=STOP_GRACE)
                 if consume.done():
                     consume.result()  # raises what went wrong
                 else:
-                    self.log.warning("Stopping: %s", self._stop_reason)
-                    outcome.stopped = self._stop_reason
                     await _cancelled(consume)
             await self._drain(outcome, storage)
         finally:
@@ -484,6 +490,8 @@ class ScoringRun:
                 if batch is None:
                     return
                 for entry in batch:
+                    if self._stop_requested is not None and self._stop_requested.is_set():
+                        return  # stopped: the engine ends once the requests in flight answer
                     if isinstance(entry, _ObjectRead):
                         self._object_settled(entry.name, read=True)
                         continue
