@@ -50,7 +50,9 @@ line_constraints() {
 
 build() {
   # build LINE: the line's venv from its constraints, once (scripts/build-venv.sh).
-  bash scripts/build-venv.sh "$(line_venv "$1")" "$(line_constraints "$1")" test
+  local venv
+  venv="$(line_venv "$1")"
+  bash scripts/build-venv.sh "$venv" "$(line_constraints "$1")" test
 }
 
 if [ "${1:-}" = --build ]; then
