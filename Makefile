@@ -5,7 +5,7 @@
 #                 test, lints, checks the built wheel, runs the unit and DAG tests on Airflow 2.11, the
 #                 whole test suite on Airflow 3.3, the commands of docs/getting-started.md in a fresh
 #                 folder (scripts/run-getting-started.sh), a subset on 3.0, 3.1 and 3.2 (each in its
-#                 pinned venv), then
+#                 pinned venv), the gs:// tests in .venv-gcs (the google provider; scripts/test-gcs.sh), then
 #                 test-deployment: a distributed Airflow 3 on loopback (PostgreSQL, Redis,
 #                 api-server, scheduler, dag-processor, triggerer, two Celery workers, S3, emulator)
 #                 and the nightly pipeline through its REST API, with a killed worker and a
@@ -19,7 +19,7 @@ CONSTRAINTS ?= constraints/airflow-3.txt
 #: The Airflow lines tested besides 3.3 (.venv) and 2.11 (.venv-af2), each in .venv-af<line> (scripts/test-airflow.sh).
 MIDDLE_AIRFLOW_LINES ?= 3.0 3.1 3.2
 
-.PHONY: demo test test-suites test-airflow-lines unit test-getting-started test-deployment lint services services-stop browser-deps benchmark benchmark-nightly benchmark-durability benchmark-scale benchmark-deployment venv clean
+.PHONY: demo test test-suites test-airflow-lines test-gcs unit test-getting-started test-deployment lint services services-stop browser-deps benchmark benchmark-nightly benchmark-durability benchmark-scale benchmark-deployment venv clean
 
 venv: $(VENV)/.installed
 
@@ -63,11 +63,16 @@ test-suites:
 	VENV=$(VENV) bash scripts/test.sh
 	VENV=$(VENV) bash scripts/run-getting-started.sh
 	$(MAKE) --no-print-directory test-airflow-lines
+	bash scripts/test-gcs.sh
 	$(MAKE) --no-print-directory test-deployment
 
 # The unit and DAG tests that cover operator, sensor, deferrable and records, on each middle line.
 test-airflow-lines:
 	for line in $(MIDDLE_AIRFLOW_LINES); do bash scripts/test-airflow.sh $$line || exit 1; done
+
+# The gs:// tests (marker gcs) in .venv-gcs, the google provider's pinned venv (constraints/gcs.txt).
+test-gcs: venv
+	VENV=$(VENV) bash scripts/services.sh run bash scripts/test-gcs.sh
 
 # docs/getting-started.md's commands, run in a fresh temporary folder.
 test-getting-started: venv
@@ -107,4 +112,4 @@ benchmark-deployment: venv
 clean:
 	bash scripts/deployment.sh stop || true
 	bash scripts/services.sh stop || true
-	rm -rf $(VENV) .venv-af2 .venv-af30 .venv-af31 .venv-af32 .venv-af*.lock .airflow-home .demo .ci-state dist build
+	rm -rf $(VENV) .venv-af2 .venv-af30 .venv-af31 .venv-af32 .venv-gcs .venv-*.lock .airflow-home .demo .ci-state dist build

@@ -5,9 +5,9 @@
 #   bash scripts/test-airflow.sh --build LINE...      # only build the venvs (CI builds them ahead, in the background)
 #
 # Each line has a constraints file that pins every package (constraints/airflow-<line>.txt,
-# constraints/airflow-2.txt for 2.11) and a venv built from it once, with a sentinel rebuilt when
-# the constraints or pyproject.toml change: .venv-af2, .venv-af30, .venv-af31, .venv-af32 (Python 3.11).
-# A lock per venv lets a build that runs in the background and a test run that needs it share it.
+# constraints/airflow-2.txt for 2.11) and a venv built from it once by scripts/build-venv.sh
+# (rebuilt when the constraints or pyproject.toml change; a lock shares a background build):
+# .venv-af2, .venv-af30, .venv-af31, .venv-af32 (Python 3.11).
 # Tests run with a private AIRFLOW_HOME per line, so no two lines' metadata DBs meet.
 #
 # Without pytest args: 2.11 runs tests/ without tests/integration and tests/browser (as 3.3 does
@@ -16,7 +16,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON="${PYTHON_AF:-${PYTHON_AF2:-python3.11}}"
 MIDDLE_LINE_TESTS=(
   tests/operators/test_sentiment_operator_deferrable.py
   tests/operators/test_records_operator.py
@@ -50,27 +49,10 @@ line_constraints() {
 }
 
 build() {
-  # build LINE: the line's venv from its constraints, once; concurrent callers wait on the lock.
-  local line="$1" venv constraints sentinel
-  venv="$(line_venv "$line")"
-  constraints="$(line_constraints "$line")"
-  sentinel="$venv/.installed"
-  mkdir -p "$(dirname "$venv")"
-  exec {lock}>"$venv.lock"
-  flock "$lock"
-  if [ ! -f "$sentinel" ] || [ "$constraints" -nt "$sentinel" ] || [ pyproject.toml -nt "$sentinel" ]; then
-    local t0=$SECONDS
-    echo "test-airflow.sh: building $venv from $constraints" >&2
-    rm -rf "$venv"
-    "$PYTHON" -m venv "$venv"
-    # pip's notes about optional local mirrors are noise here; errors still fail the build.
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -c "$constraints" -e '.[test]' 2>&1 \
-      | { grep -v "^WARNING: Location 'file:" || true; }
-    "$venv/bin/pip" check --disable-pip-version-check
-    touch "$sentinel"
-    echo "test-airflow.sh: built $venv in $((SECONDS - t0)) s" >&2
-  fi
-  flock -u "$lock"
+  # build LINE: the line's venv from its constraints, once (scripts/build-venv.sh).
+  local venv
+  venv="$(line_venv "$1")"
+  bash scripts/build-venv.sh "$venv" "$(line_constraints "$1")" test
 }
 
 if [ "${1:-}" = --build ]; then

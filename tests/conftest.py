@@ -24,6 +24,10 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO_ROOT / "example_dags"))
 os.environ.setdefault("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "False")
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
+# gcsfs (2026.3 on) first asks each bucket its storage layout over gRPC with TLS; gcp-storage-emulator
+# speaks HTTP only, so each probe retries for 60 s and, its answer not cached, again on the next call.
+# gcsfs reads this switch at import (README, "Object stores"): the plain HTTP filesystem, as before 2026.3.
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 Path(os.environ["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
 
 

@@ -365,9 +365,11 @@ def object_version(info: dict[str, Any]) -> str:
     """
     The version of an object in an fsspec ``info`` dict: what changes when its content changes.
 
-    ETag (S3, Azure; ``etag``), ``generation`` (GCS), else ``size`` and modification time.
+    ``generation`` (GCS), ETag (S3, Azure; ``etag``), else ``size`` and modification time.
+    GCS lists an ``etag`` too, but its ``generation`` is the object's version (new on every write),
+    so it comes first; S3 and Azure list no ``generation``.
     """
-    for key in ("ETag", "etag", "generation"):
+    for key in ("generation", "ETag", "etag"):
         value = info.get(key)
         if value:
             return f"{key.lower()}={str(value).strip(chr(34))};size={info.get('size')}"

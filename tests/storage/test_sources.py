@@ -20,6 +20,7 @@ from airflow_provider_dgsentiment.storage.sources import (
     in_shard,
     is_pattern,
     list_objects,
+    object_version,
     parse_shard,
     read_document,
     source_entries,
@@ -167,3 +168,21 @@ def test_descriptions_name_patterns_never_text():
     )
     assert DocumentSource.inline("secret words", "p").describe() == "1 inline text(s)"
     assert DocumentSource(entries=("s3://b/in/",), shard=(0, 4)).describe() == "source s3://b/in/ (shard 0/4)"
+
+
+@pytest.mark.parametrize(
+    ("info", "expected"),
+    [
+        # gcsfs lists both; the emulator keeps the etag (an MD5) when the same bytes are written again.
+        (
+            {"generation": "1796596037998552088", "etag": "XUFAKrxLKna5cZ2REBfFkg==", "size": 5},
+            "generation=1796596037998552088;size=5",
+        ),
+        ({"ETag": '"9b2cf535f27731c974343645a3985328"', "size": 7}, "etag=9b2cf535f27731c974343645a3985328;size=7"),
+        ({"etag": "0x8DE3A1B2C3D4E5F", "size": 7}, "etag=0x8DE3A1B2C3D4E5F;size=7"),
+        ({"size": 3, "mtime": 1765000000.5}, "size=3;mtime=1765000000.5"),
+    ],
+    ids=["gs-generation-before-etag", "s3-etag-unquoted", "azure-etag", "file-size-and-mtime"],
+)
+def test_object_version_is_the_store_s_own_version_field(info, expected):
+    assert object_version(info) == expected
