@@ -86,7 +86,8 @@ class DeepgramSentimentOperator(BaseOperator):
         partitions for any mix of tasks); a retry keeps the scored lines of its task's earlier
         tries. Without ``sql_conn_id`` the load history lives beside them, under
         ``<results_path>/_load_history/`` (JSON lines), so later DAG runs skip what earlier ones
-        read and scored (``skip_scored``): keep ``results_path`` the same across runs. (templated)
+        read and scored (``skip_scored``): keep ``results_path`` the same across runs. None or
+        ``""`` (a DAG param left empty) writes no files. (templated)
     :param results_conn_id: the storage connection for ``results_path``; default the one
         named in it. (templated)
     :param sql: a SELECT whose rows are the documents, streamed in batches (never the whole
@@ -614,7 +615,9 @@ class DeepgramSentimentOperator(BaseOperator):
             raise DeepgramConfigurationError(
                 f"progress_interval must be a number of seconds, 0 or more, got {self.progress_interval!r}"
             )
-        if self.results_path is not None and (not isinstance(self.results_path, str) or not self.results_path.strip()):
+        if self.results_path not in (None, "") and (
+            not isinstance(self.results_path, str) or not self.results_path.strip()
+        ):
             raise DeepgramConfigurationError(
                 f"results_path must be an object-storage prefix such as 's3://bucket/results/', got {self.results_path!r}"
             )
