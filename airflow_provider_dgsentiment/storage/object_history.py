@@ -16,10 +16,10 @@ scored before with the same content is not sent again, in any later DAG run, and
 is not re-sent.
 
 **Two writers, no lost rows.** Nothing is ever rewritten in place: every write is a new object of
-its own (``log-<time>-<random>.jsonl``, one per store of a task try), and readers merge every object
+its own (``log-<time>-<random>.ndjson``, one per store of a task try), and readers merge every object
 of a folder, the line with the latest ``at`` winning per key (an object's read, a document, a
 watch's object). Any number of tasks may write at once. A task run that finds more than
-:data:`COMPACT_AFTER` objects in a folder folds them into one ``snapshot-...jsonl`` (written before the
+:data:`COMPACT_AFTER` objects in a folder folds them into one ``snapshot-...ndjson`` (written before the
 objects it replaces are deleted); the merge does not depend on which objects hold a line, so two
 compactions at once lose nothing either, and a reader that finds an object gone re-lists. Reads per
 run stay bounded: one listing and at most about :data:`COMPACT_AFTER` GETs per folder.
@@ -56,7 +56,8 @@ READ_ATTEMPTS = 5
 
 LOG_PREFIX = "log-"
 SNAPSHOT_PREFIX = "snapshot-"
-SUFFIX = ".jsonl"
+#: Not ".jsonl": a query over "results/**/*.jsonl" (hive partitions) reads the result parts only.
+SUFFIX = ".ndjson"
 
 
 class JsonLinesLog:

@@ -127,7 +127,7 @@ def test_a_results_path_only_nightly_pays_only_for_new_and_changed_text(
     )
     loads = [
         json.loads(line)
-        for path in (results / HISTORY_FOLDER / "loads").glob("*.jsonl")
+        for path in (results / HISTORY_FOLDER / "loads").glob("*.ndjson")
         for line in path.read_text().splitlines()
     ]
     assert {load["object"] for load in loads} == {

@@ -146,7 +146,7 @@ def test_a_line_cut_by_a_crash_is_skipped_and_the_latest_record_wins(tmp_path):
     writer.record([Load("file:///in/a.txt", "text", "", "v1", records=1, scored=1)], [], [scored("a", "fp-1")])
     writer.record([Load("file:///in/a.txt", "text", "", "v2", records=1, scored=1)], [], [scored("a", "fp-2")])
     folder = tmp_path / "results" / HISTORY_FOLDER / "documents"
-    (folder / "log-99999999T999999Z-cut.jsonl").write_bytes(b'{"kind":"scored","source":"a","finger')
+    (folder / "log-99999999T999999Z-cut.ndjson").write_bytes(b'{"kind":"scored","source":"a","finger')
     later = history(root, run_id="night-2")
     assert later.stored_documents(["a"])["a"].fingerprint == "fp-2"
     assert [load.version for load in later.loads(["file:///in/a.txt"])["file:///in/a.txt"]] == ["v2"]
