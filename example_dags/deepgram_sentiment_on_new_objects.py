@@ -10,8 +10,11 @@ the SQLite tables of the ``dgsentiment_sqlite`` connection.
 Needs Airflow 3 (``AssetWatcher``) and a running triggerer and scheduler. On Airflow 2.11 the DAG
 imports but has no schedule (trigger it by hand, or use the nightly example's sensor)::
 
-    DGSENTIMENT_EXAMPLE_SOURCE='file:///data/inbox/*.txt' airflow triggerer &
+    export DGSENTIMENT_INBOX_SOURCE='file:///data/inbox/*.txt'   # for the triggerer and the workers
+    airflow triggerer &
     airflow dags unpause deepgram_sentiment_on_new_objects
+
+``DGSENTIMENT_INBOX_POLL_INTERVAL`` sets the seconds between two looks (default 30).
 """
 
 from __future__ import annotations
@@ -31,11 +34,9 @@ except ImportError:  # Airflow 2: no event-driven scheduling
 from airflow_provider_dgsentiment.operators.sentiment import DeepgramSentimentOperator
 from airflow_provider_dgsentiment.triggers.new_objects import DeepgramNewObjectsTrigger
 
-SOURCE = os.environ.get(
-    "DGSENTIMENT_EXAMPLE_SOURCE", f"file://{Path(__file__).resolve().parent / 'sample_texts'}/*.txt"
-)
+SOURCE = os.environ.get("DGSENTIMENT_INBOX_SOURCE", f"file://{Path(__file__).resolve().parent / 'sample_texts'}/*.txt")
 SQL_CONN_ID = os.environ.get("DGSENTIMENT_EXAMPLE_SQL_CONN_ID", "dgsentiment_sqlite")
-POLL_INTERVAL = 30.0
+POLL_INTERVAL = float(os.environ.get("DGSENTIMENT_INBOX_POLL_INTERVAL", "30"))
 
 if AssetWatcher is not None:
     NEW_TEXTS = Asset(

@@ -21,9 +21,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 STATE="$PWD/.ci-state"
 VENV="${VENV:-.venv}"
-PG_PORT="${DGS_PG_PORT:-55432}"
-S3_PORT="${DGS_S3_PORT:-55900}"
-# MariaDB and fakesnow take a free loopback port unless one is given.
+# Every server takes a free loopback port unless one is given (kept beside its state while it runs).
+PG_PORT="${DGS_PG_PORT:-}"
+S3_PORT="${DGS_S3_PORT:-}"
 MYSQL_PORT="${DGS_MYSQL_PORT:-}"
 SNOWFLAKE_PORT="${DGS_SNOWFLAKE_PORT:-}"
 #: Azurite from the npm registry, installed once per version outside the clone (npm's cache helps too).
@@ -112,8 +112,9 @@ install_postgres() {
 }
 
 pg_run_as() {
-  # PostgreSQL refuses to run as root: as root, run its tools as the postgres user.
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  # PostgreSQL refuses to run as root: as root, run its tools as the postgres user, from / (the
+  # clone may sit in a folder postgres cannot enter).
+  if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 postgres_running() {
@@ -131,6 +132,7 @@ start_postgres() {
   data="$root/pgdata"
   sock="$root/pgsock"
   if postgres_running; then
+    PG_PORT="$(cat "$root.port" 2>/dev/null || echo "$PG_PORT")"
     log "PostgreSQL already running on 127.0.0.1:$PG_PORT"
   else
     [ -f "$data/postmaster.pid" ] && pg_run_as "$bin/pg_ctl" -D "$data" -m immediate stop >/dev/null 2>&1 || true
@@ -141,6 +143,8 @@ start_postgres() {
       chown -R postgres "$root"
     fi
     chmod 700 "$data"
+    PG_PORT="${PG_PORT:-$(free_port)}"
+    echo "$PG_PORT" >"$root.port"
     pg_run_as "$bin/initdb" -D "$data" -U postgres --auth=trust -E UTF8 >/dev/null
     pg_run_as "$bin/pg_ctl" -D "$data" -l "$root/server.log" -w \
       -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $sock -c fsync=off" start >/dev/null
@@ -158,6 +162,7 @@ stop_postgres() {
     pg_run_as "$bin/pg_ctl" -D "$root/pgdata" -m fast stop >/dev/null 2>&1 || true
     rm -rf "$root"
   fi
+  rm -f "$root.port"
 }
 
 # ---------------------------------------------------------------------- S3 (moto)
@@ -166,20 +171,23 @@ s3_running() { pid_alive "$STATE/moto.pid"; }
 
 start_s3() {
   if s3_running; then
+    S3_PORT="$(cat "$STATE/moto.port")"
     log "S3-compatible server already running on 127.0.0.1:$S3_PORT"
   else
     # Tests count the requests the server receives with moto's recorder (off until a test starts it);
     # its file goes to the state folder, not the working directory.
+    S3_PORT="${S3_PORT:-$(free_port)}"
     MOTO_RECORDER_FILEPATH="$STATE/moto_recording" \
       nohup "$VENV/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT" >"$STATE/moto.log" 2>&1 &
     echo $! >"$STATE/moto.pid"
+    echo "$S3_PORT" >"$STATE/moto.port"
     wait_http "S3-compatible server (moto)" "http://127.0.0.1:$S3_PORT/moto-api/" "$STATE/moto.log"
     log "S3-compatible server (moto) started on 127.0.0.1:$S3_PORT"
   fi
   echo "DGS_TEST_S3_ENDPOINT=http://127.0.0.1:$S3_PORT" >>"$STATE/services.env.new"
 }
 
-stop_s3() { stop_pid "$STATE/moto.pid"; }
+stop_s3() { stop_pid "$STATE/moto.pid"; rm -f "$STATE/moto.port"; }
 
 # ---------------------------------------------------------------------- MariaDB and fakesnow
 

@@ -115,6 +115,7 @@ class Deployment:
     s3_endpoint: str
     script: str
     state: str
+    inbox: str
 
     ENV = {
         "api_url": "DGS_DEPLOY_API_URL",
@@ -128,6 +129,7 @@ class Deployment:
         "s3_endpoint": "DGS_DEPLOY_S3_ENDPOINT",
         "script": "DGS_DEPLOY_SCRIPT",
         "state": "DGS_DEPLOY_STATE",
+        "inbox": "DGS_DEPLOY_INBOX",
     }
 
     @classmethod
@@ -399,6 +401,24 @@ class MetadataDB:
             (dag_id, run_id),
         ).fetchall()
         return [{"id": r[0], "task_id": r[1], "map_index": r[2], "extra": r[3], "uri": r[4]} for r in rows]
+
+    def watcher_trigger(self, asset_name: str) -> tuple[int, int | None] | None:
+        """The (trigger id, triggerer job id) of the asset's watcher, or None while it has none."""
+        row = self._conn.execute(
+            "SELECT t.id, t.triggerer_id FROM trigger t JOIN asset_watcher w ON w.trigger_id = t.id "
+            "JOIN asset a ON a.id = w.asset_id WHERE a.name = %s ORDER BY t.id DESC LIMIT 1",
+            (asset_name,),
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def watched_asset_events(self, asset_name: str) -> list[dict[str, Any]]:
+        """The asset's events that no task emitted (its watcher's), oldest first."""
+        rows = self._conn.execute(
+            "SELECT e.id, e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id "
+            "WHERE a.name = %s AND e.source_task_id IS NULL ORDER BY e.id",
+            (asset_name,),
+        ).fetchall()
+        return [{"id": r[0], "extra": r[1]} for r in rows]
 
 
 # --- The warehouse and the emulator -----------------------------------------------------------
