@@ -72,6 +72,9 @@ class JsonLinesLog:
 
     def objects(self) -> list[ObjectStoragePath]:
         """The folder's history objects, by name (snapshots and logs)."""
+        # Object stores cache listings (s3fs's dircache) for the life of the process (a triggerer's):
+        # other tasks' new objects must be seen.
+        self.folder.fs.invalidate_cache()
         if not self.folder.exists():
             return []
         found = [path for path in self.folder.iterdir() if path.name.endswith(SUFFIX)]
@@ -200,7 +203,8 @@ class ObjectLoadHistory:
             elif kind == "unscored":
                 scored = self._scored.get(source)
                 earlier = self._unscored.get(source)
-                if (scored is None or line["at"] > scored["at"]) and (earlier is None or line["at"] >= earlier["at"]):
+                # A tie goes to the unscored line, written after the scored ones (as SQL mode's delete-then-insert).
+                if (scored is None or line["at"] >= scored["at"]) and (earlier is None or line["at"] >= earlier["at"]):
                     self._unscored[source] = line
 
     def _ensure_read(self) -> None:

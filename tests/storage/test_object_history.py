@@ -7,6 +7,7 @@ tests/operators/test_results_path_history.py.
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -150,3 +151,19 @@ def test_a_line_cut_by_a_crash_is_skipped_and_the_latest_record_wins(tmp_path):
     later = history(root, run_id="night-2")
     assert later.stored_documents(["a"])["a"].fingerprint == "fp-2"
     assert [load.version for load in later.loads(["file:///in/a.txt"])["file:///in/a.txt"]] == ["v2"]
+
+
+def test_a_long_lived_process_sees_what_other_processes_wrote_on_s3(s3_bucket):  # noqa: F811
+    """A triggerer polls for hours in one process: s3fs's cached listing must not hide other tasks' objects."""
+    root = s3_bucket.uri("results/")
+    history(root).record([Load("s3://in/b.txt", "text", "", "v1", records=1, scored=1)], [], [])
+    assert list(history(root).loads(["s3://in/b.txt"])) == ["s3://in/b.txt"]  # listed: s3fs caches the listing
+    line = {"kind": "load", "object": "s3://in/a.txt", "reading": "text", "key_namespace": "", "version": "v1"}
+    line |= {"records": 1, "scored": 1, "loaded_at": "2026-12-06T00:00:00+00:00", "at": "2026-12-06T00:00:00+00:00"}
+    # Another process (here: boto3, not this process's filesystem) writes a history object.
+    s3_bucket.client.put_object(
+        Bucket=s3_bucket.name,
+        Key=f"results/{HISTORY_FOLDER}/loads/log-20261206T000000Z-other.ndjson",
+        Body=(json.dumps(line) + "\n").encode(),
+    )
+    assert [load.version for load in history(root).loads(["s3://in/a.txt"])["s3://in/a.txt"]] == ["v1"]
