@@ -16,17 +16,20 @@ import math
 from pathlib import Path
 
 import pytest
+from airflow.providers.common.compat.sdk import TaskDeferred
 
 from airflow_provider_dgsentiment.exceptions import DeepgramError
 from airflow_provider_dgsentiment.run.scoring import WRITE_BATCH_SIZE, WRITE_INTERVAL
 from airflow_provider_dgsentiment.storage.object_history import HISTORY_FOLDER
 from airflow_provider_dgsentiment.triggers.new_objects import DeepgramNewObjectsTrigger
+from airflow_provider_dgsentiment.triggers.sentiment import DeepgramObjectsTrigger
 from tests.conftest import NEGATIVE, NEUTRAL, POSITIVE, require_service
 from tests.integration.conftest import deepgram_pool, s3_bucket  # noqa: F401  (fixtures)
 from tests.support.dags import load_dag, xcom_values
 from tests.support.kills import KillSpec, connection_env, kill_part_way, write_documents
 from tests.support.operator_runs import context, make_operator, requests_during, run
 from tests.support.s3_requests import S3Requests
+from tests.support.triggers import only_event
 
 #: make_operator's default key namespace: ``<dag_id>.<task_id>``.
 NS = "test_sentiment_operator.score"
@@ -252,14 +255,23 @@ def test_the_sensor_counts_exactly_what_the_operator_reads(deepgram_conn, tmp_pa
     # A text rewritten and a new export: the sensor finds exactly those two ...
     (folder / "a.txt").write_text("On second thought, it is broken.")
     (folder / "2024-05-02.jsonl").write_text(export(tickets(DAY_2)))
-    assert sensor.poke(context()).xcom_value == [f"file://{folder}/2024-05-02.jsonl", f"file://{folder}/a.txt"]
-    sensor.xcom_output = "counts"
-    counts = sensor.poke(context()).xcom_value
+    expected = [f"file://{folder}/2024-05-02.jsonl", f"file://{folder}/a.txt"]
+    assert sensor.poke(context()).xcom_value == expected
+    counts = sensor_for(folder, results, xcom_output="counts").poke(context()).xcom_value
     # matched 3; 1 unchanged; 2 to read: a.txt (1 document when last read) and the new export (never read).
     assert [counts[key] for key in ("matched", "scored", "to_score", "records", "unknown")] == [3, 1, 2, 1, 1]
-    # ... and the operator reads exactly those two, paying for the changed and new text only.
+    # The deferrable sensor's trigger (rebuilt from its kwargs, as the triggerer does) decides the same.
+    deferring = sensor_for(folder, results, deferrable=True, min_objects=3, timeout=60)
+    with pytest.raises(TaskDeferred) as deferred:
+        deferring.execute(context())
+    trigger_kwargs = deferred.value.trigger.serialize()[1]
+    assert trigger_kwargs["reading"]["results_path"] == f"file://{results}"
+    (folder / "c.txt").write_text(NEUTRAL)
+    event = only_event(DeepgramObjectsTrigger(**trigger_kwargs))
+    assert event["uris"] == [*expected, f"file://{folder}/c.txt"]
+    # ... and the operator reads exactly those three, paying for the changed and new text only.
     manifest, sent = requests_during(deepgram_conn, lambda: run(make_operator(**kwargs), run_id=night(2)))
-    assert manifest["unchanged"] == 1 and sent == 3  # a.txt, T-4 changed, T-5 new
+    assert manifest["unchanged"] == 1 and sent == 4  # a.txt, c.txt, T-4 changed, T-5 new
     assert sensor.poke(context()).is_done is False
 
 
