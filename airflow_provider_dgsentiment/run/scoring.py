@@ -9,7 +9,9 @@ hook's async engine, and stores results as they complete: SQL rows through the
 loses at most the requests in flight plus a few seconds of results, and memory stays flat at
 any size. A retry skips what earlier tries stored: documents in the averages table with the
 same fingerprint (``skip_scored``), and documents whose scored line is in an earlier try's
-result part (always: those parts are this task run's own).
+result part (always: those parts are this task run's own). Without SQL, the load history
+beside ``results_path`` (:mod:`~airflow_provider_dgsentiment.storage.object_history`) answers
+for the averages table, so later DAG runs skip what earlier ones scored too.
 
 Blocking work never runs on the event loop: listing and reading happen in a reader
 thread, every SQL statement and result-file write in one storage thread (SQLite
