@@ -24,15 +24,15 @@ objects it replaces are deleted); the merge does not depend on which objects hol
 compactions at once lose nothing either, and a reader that finds an object gone re-lists. Reads per
 run stay bounded: one listing and at most about :data:`COMPACT_AFTER` GETs per folder.
 
-Every document the history knows is held in memory while a run uses it (about 200 bytes each): a
-root scored millions of distinct documents into holds a few hundred megabytes; keep a root per
-source family, as one averages table per source family in SQL mode.
+Every document the history knows is held in memory while a run uses it (about 430 bytes each,
+``benchmarks/object_history.py``): a root scored millions of distinct documents into holds hundreds
+of megabytes; past that, use a SQL database.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_dgsentiment.storage.json_stream import read_json_lines, write_json_lines
@@ -80,17 +80,21 @@ class JsonLinesLog:
         found = [path for path in self.folder.iterdir() if path.name.endswith(SUFFIX)]
         return sorted(found, key=lambda path: path.name)
 
-    def read(self) -> tuple[list[dict[str, Any]], list[ObjectStoragePath]]:
+    def read(self, fold: Callable[[dict[str, Any]], None]) -> list[ObjectStoragePath]:
         """
-        Every line of every object, in name order; and the objects read.
+        Give every line of every object to ``fold``, in name order, streamed; return the objects read.
 
         An object removed between the listing and its GET (another task's compaction, which wrote its
-        snapshot first) makes the read start over, so no line is missed.
+        snapshot first) makes the read start over; folding is idempotent (the latest ``at`` wins), so
+        lines folded twice change nothing and no line is missed.
         """
         for _ in range(READ_ATTEMPTS):
             objects = self.objects()
             try:
-                return [line for path in objects for line in _history_lines(path)], objects
+                for path in objects:
+                    for line in _history_lines(path):
+                        fold(line)
+                return objects
             except FileNotFoundError:
                 continue
         raise FileNotFoundError(f"{self.folder}: history objects kept vanishing while being read")
@@ -125,15 +129,22 @@ def _history_lines(path: ObjectStoragePath) -> Iterator[dict[str, Any]]:
             yield line
 
 
-def _latest(lines: Iterable[dict[str, Any]], key: tuple[str, ...]) -> dict[tuple, dict[str, Any]]:
-    """The line with the latest ``at`` per ``key`` (a tie goes to the later line)."""
-    found: dict[tuple, dict[str, Any]] = {}
-    for line in lines:
+def keeping_latest(found: dict[tuple, dict[str, Any]], key: tuple[str, ...]) -> Callable[[dict[str, Any]], None]:
+    """A fold keeping in ``found`` the line with the latest ``at`` per ``key`` (a tie goes to the later line)."""
+
+    def fold(line: dict[str, Any]) -> None:
         identity = tuple(line.get(name) for name in key)
         earlier = found.get(identity)
         if earlier is None or line["at"] >= earlier["at"]:
             found[identity] = line
-    return found
+
+    return fold
+
+
+#: What the documents index holds per scored document: ``(at, fingerprint, sentiment, sentiment_score)``
+#: (a tuple, not the line: a few hundred bytes a document instead of about 2 KB).
+ScoredEntry = tuple[str, str, Any, Any]
+LOAD_KEY = ("object", "reading", "key_namespace")
 
 
 class ObjectLoadHistory:
@@ -156,7 +167,7 @@ class ObjectLoadHistory:
         self._documents_log = JsonLinesLog(folder / DOCUMENTS_FOLDER)
         self._announced_log = JsonLinesLog(folder / ANNOUNCED_FOLDER)
         self._loads: dict[tuple, dict[str, Any]] | None = None
-        self._scored: dict[str, dict[str, Any]] = {}
+        self._scored: dict[str, ScoredEntry] = {}
         self._unscored: dict[str, dict[str, Any]] = {}
         self._documents_read = False
 
@@ -174,38 +185,46 @@ class ObjectLoadHistory:
         :param documents: read the documents index too (the sensor needs only the loads).
         :param compact: fold crowded folders (a task run does; a sensor's look only reads).
         """
-        lines, objects = self._loads_log.read()
-        self._loads = _latest(lines, ("object", "reading", "key_namespace"))
+        self._loads = {}
+        objects = self._loads_log.read(keeping_latest(self._loads, LOAD_KEY))
         if compact and len(objects) > COMPACT_AFTER:
             self._loads_log.compact(list(self._loads.values()), objects)
         if not documents:
             return
-        lines, objects = self._documents_log.read()
-        self._merge_documents(lines)
+        objects = self._documents_log.read(self._fold_document)
         self._documents_read = True
         if compact and len(objects) > COMPACT_AFTER:
-            self._documents_log.compact([*self._scored.values(), *self._unscored.values()], objects)
+            scored = [
+                {"kind": "scored", "source": source, "fingerprint": fingerprint}
+                | {"sentiment": sentiment, "sentiment_score": score, "at": at}
+                for source, (at, fingerprint, sentiment, score) in self._scored.items()
+            ]
+            self._documents_log.compact([*scored, *self._unscored.values()], objects)
 
-    def _merge_documents(self, lines: Iterable[dict[str, Any]]) -> None:
-        """Fold document lines in: the latest scored line per source; an unscored line unless a later scoring."""
-        for line in lines:
-            source = line.get("source")
-            if not isinstance(source, str):
-                continue
-            kind = line.get("kind")
-            if kind == "scored":
-                earlier = self._scored.get(source)
-                if earlier is None or line["at"] >= earlier["at"]:
-                    self._scored[source] = line
-                unscored = self._unscored.get(source)
-                if unscored is not None and line["at"] >= unscored["at"]:
-                    del self._unscored[source]
-            elif kind == "unscored":
-                scored = self._scored.get(source)
-                earlier = self._unscored.get(source)
-                # A tie goes to the unscored line, written after the scored ones (as SQL mode's delete-then-insert).
-                if (scored is None or line["at"] >= scored["at"]) and (earlier is None or line["at"] >= earlier["at"]):
-                    self._unscored[source] = line
+    def _fold_document(self, line: dict[str, Any]) -> None:
+        """Fold a document line in: the latest scoring per source; an unscored line unless scored later."""
+        source = line.get("source")
+        if not isinstance(source, str):
+            return
+        kind = line.get("kind")
+        if kind == "scored":
+            known = self._scored.get(source)
+            if known is None or line["at"] >= known[0]:
+                self._scored[source] = (
+                    line["at"],
+                    line["fingerprint"],
+                    line.get("sentiment"),
+                    line.get("sentiment_score"),
+                )
+            unscored = self._unscored.get(source)
+            if unscored is not None and line["at"] >= unscored["at"]:
+                del self._unscored[source]
+        elif kind == "unscored":
+            scoring = self._scored.get(source)
+            failing = self._unscored.get(source)
+            # A tie goes to the unscored line, written after the scored ones (as SQL mode's delete-then-insert).
+            if (scoring is None or line["at"] >= scoring[0]) and (failing is None or line["at"] >= failing["at"]):
+                self._unscored[source] = line
 
     def _ensure_read(self) -> None:
         if self._loads is None:
@@ -259,16 +278,15 @@ class ObjectLoadHistory:
         self._ensure_documents()
         found = {}
         for source in sources:
-            line = self._scored.get(source)
-            if line is not None:
-                found[source] = StoredDocument(line["fingerprint"], line.get("sentiment"), line.get("sentiment_score"))
+            entry = self._scored.get(source)
+            if entry is not None:
+                found[source] = StoredDocument(*entry[1:])
         return found
 
     def _ensure_documents(self) -> None:
         if not self._documents_read:
             self._ensure_read()
-            lines, _ = self._documents_log.read()
-            self._merge_documents(lines)
+            self._documents_log.read(self._fold_document)
             self._documents_read = True
 
     # ------------------------------------------------------------------ writes
@@ -322,7 +340,8 @@ class ObjectLoadHistory:
                 }
             )
         self._documents_log.append(lines)
-        self._merge_documents(lines)
+        for line in lines:
+            self._fold_document(line)
         load_lines = [
             {
                 "kind": "load",
@@ -341,15 +360,17 @@ class ObjectLoadHistory:
         ]
         self._loads_log.append(load_lines)
         assert self._loads is not None
-        self._loads.update(_latest([*self._loads.values(), *load_lines], ("object", "reading", "key_namespace")))
+        fold = keeping_latest(self._loads, LOAD_KEY)
+        for line in load_lines:
+            fold(line)
 
     # ------------------------------------------------------------------ an event trigger's announcements
 
     def announced(self, watch: str, objects: Iterable[str]) -> dict[str, str]:
         """``{object: version}`` that ``watch`` last announced, among ``objects``."""
         wanted = set(objects)
-        lines, read = self._announced_log.read()
-        every = _latest(lines, ("watch", "object"))
+        every: dict[tuple, dict[str, Any]] = {}
+        read = self._announced_log.read(keeping_latest(every, ("watch", "object")))
         if len(read) > COMPACT_AFTER:
             self._announced_log.compact(list(every.values()), read)
         return {name: str(line["version"]) for (by, name), line in every.items() if by == watch and name in wanted}

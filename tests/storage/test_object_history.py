@@ -130,10 +130,12 @@ def test_a_compaction_racing_a_writer_and_another_compaction_loses_nothing(tmp_p
     for index in range(COMPACT_AFTER + 1):
         writer.record([], [], [scored(f"old-{index}", "fp")])
     log = JsonLinesLog(results_root(root, None) / HISTORY_FOLDER / "documents")
-    lines, objects = log.read()
+    lines: list[dict] = []
+    objects = log.read(lines.append)
     # Another task writes after the compactor listed; a second compactor folds the same objects at once.
     writer.record([], [], [scored("new", "fp-new")])
-    other_lines, other_objects = log.read()
+    other_lines: list[dict] = []
+    other_objects = log.read(other_lines.append)
     log.compact(lines, objects)
     log.compact(other_lines, other_objects)  # some of its objects are gone already: nothing fails
     merged = history(root, run_id="night-2")
