@@ -85,6 +85,7 @@ test-deployment: venv
 benchmark: venv
 	$(VENV)/bin/python benchmarks/throughput.py
 	$(VENV)/bin/python benchmarks/token_budget.py
+	$(VENV)/bin/python benchmarks/object_history.py
 	$(MAKE) benchmark-nightly
 	$(MAKE) benchmark-durability
 	$(MAKE) benchmark-scale

@@ -31,6 +31,13 @@ emulator. S3, PostgreSQL and the triggerer need run parameters (or the defaults 
     airflow dags test deepgram_sentiment_nightly -c '{"source": "s3://aws_default@my-bucket/in/",
         "sql_conn_id": "warehouse_postgres", "deferrable": true}'
 
+Without a SQL database, give ``results_path`` and an empty ``sql_conn_id``: the per-document results
+go to JSONL parts there and the load history lives beside them (``<results_path>/_load_history/``),
+so the sensor and the shards still agree on what is new and each night pays for new text only::
+
+    airflow dags test deepgram_sentiment_nightly -c '{"source": "s3://aws_default@my-bucket/in/",
+        "sql_conn_id": "", "results_path": "s3://aws_default@my-bucket/sentiment/"}'
+
 A successful ``score_shard`` updates the averages table's asset, named as OpenLineage names
 the operator's output table (``DGSENTIMENT_EXAMPLE_TABLES_NAMESPACE``, ``..._DATABASE`` and
 ``..._SCHEMA`` say where the tables are, e.g. ``postgres://db:5432``, ``warehouse``, ``public``),
@@ -105,6 +112,9 @@ with DAG(
             None, type=["null", "string"], description="storage connection; default the one in the URI"
         ),
         "sql_conn_id": Param(DEFAULT_SQL_CONN_ID, type="string", description="SQL connection for the tables"),
+        "results_path": Param(
+            "", type="string", description="prefix for JSONL results (with sql_conn_id '': the load history too)"
+        ),
         "text_field": Param(TEXT_FIELD, type="string", description="field of an exported record to score"),
         "id_field": Param(ID_FIELD, type="string", description="field that keys an exported record"),
         "key_namespace": Param(KEY_NAMESPACE, type="string", description="the entities the keys name"),
@@ -120,6 +130,7 @@ with DAG(
         source_conn_id="{{ storage_conn_id(params.source, params.source_conn_id) }}",
         sql_conn_id="{{ params.sql_conn_id }}",
         averages_table="{{ params.averages_table }}",
+        results_path="{{ params.results_path }}",
         # The operator's reading options: "new" means what the operator would read.
         text_field="{{ params.text_field }}",
         id_field="{{ params.id_field }}",
@@ -157,6 +168,7 @@ with DAG(
         sql_conn_id="{{ params.sql_conn_id }}",
         segments_table="{{ params.segments_table }}",
         averages_table="{{ params.averages_table }}",
+        results_path="{{ params.results_path }}",
         text_field="{{ params.text_field }}",
         id_field="{{ params.id_field }}",
         key_namespace="{{ params.key_namespace }}",

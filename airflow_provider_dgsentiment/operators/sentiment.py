@@ -83,8 +83,11 @@ class DeepgramSentimentOperator(BaseOperator):
     :param results_path: an object-storage prefix (any ``ObjectStoragePath`` scheme) where
         per-document results land as JSONL parts under
         ``dag_id=/run_id=/task_id=/map_index=/part-NNNNN.jsonl`` (``map_index=-1`` unmapped: hive
-        partitions for any mix of tasks); a retry replaces the
-        parts of its task. (templated)
+        partitions for any mix of tasks); a retry keeps the scored lines of its task's earlier
+        tries. Without ``sql_conn_id`` the load history lives beside them, under
+        ``<results_path>/_load_history/`` (JSON lines), so later DAG runs skip what earlier ones
+        read and scored (``skip_scored``): keep ``results_path`` the same across runs. None or
+        ``""`` (a DAG param left empty) writes no files. (templated)
     :param results_conn_id: the storage connection for ``results_path``; default the one
         named in it. (templated)
     :param sql: a SELECT whose rows are the documents, streamed in batches (never the whole
@@ -139,12 +142,13 @@ class DeepgramSentimentOperator(BaseOperator):
         defers to :class:`~airflow_provider_dgsentiment.triggers.sentiment.DeepgramSentimentTrigger`,
         which scores and stores; inline ``text`` is always scored in the worker. Limits in
         ``docs/deferrable-and-scale.md``.
-    :param skip_scored: with ``sql_conn_id``, skip what was done before: objects whose listed
-        version (ETag, generation, size and mtime) and reading options are unchanged since a
-        complete read are not read at all (the load history, ``deepgram_sentiment_loads``), and
-        documents already stored in the averages table with the same content fingerprint (sha256)
-        or failed for the same content are not sent; a changed document is scored again and its
-        rows replaced. False reads and sends everything.
+    :param skip_scored: with ``sql_conn_id`` (or ``results_path`` alone), skip what was done
+        before: objects whose listed version (ETag, generation, size and mtime) and reading options
+        are unchanged since a complete read are not read at all (the load history,
+        ``deepgram_sentiment_loads`` or ``<results_path>/_load_history/``), and documents already
+        scored with the same content fingerprint (sha256: in the averages table, or in the history's
+        documents index) or failed for the same content are not sent; a changed document is
+        scored again and its rows replaced. False reads and sends everything.
     :param fail_on_empty_source: fail when ``source`` matches no object; False logs a
         warning and succeeds with zero documents.
     :param progress_interval: seconds between progress log lines (a last line is always
@@ -611,7 +615,9 @@ class DeepgramSentimentOperator(BaseOperator):
             raise DeepgramConfigurationError(
                 f"progress_interval must be a number of seconds, 0 or more, got {self.progress_interval!r}"
             )
-        if self.results_path is not None and (not isinstance(self.results_path, str) or not self.results_path.strip()):
+        if self.results_path not in (None, "") and (
+            not isinstance(self.results_path, str) or not self.results_path.strip()
+        ):
             raise DeepgramConfigurationError(
                 f"results_path must be an object-storage prefix such as 's3://bucket/results/', got {self.results_path!r}"
             )

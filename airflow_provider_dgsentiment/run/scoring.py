@@ -9,7 +9,9 @@ hook's async engine, and stores results as they complete: SQL rows through the
 loses at most the requests in flight plus a few seconds of results, and memory stays flat at
 any size. A retry skips what earlier tries stored: documents in the averages table with the
 same fingerprint (``skip_scored``), and documents whose scored line is in an earlier try's
-result part (always: those parts are this task run's own).
+result part (always: those parts are this task run's own). Without SQL, the load history
+beside ``results_path`` (:mod:`~airflow_provider_dgsentiment.storage.object_history`) answers
+for the averages table, so later DAG runs skip what earlier ones scored too.
 
 Blocking work never runs on the event loop: listing and reading happen in a reader
 thread, every SQL statement and result-file write in one storage thread (SQLite
@@ -41,11 +43,12 @@ from airflow_provider_dgsentiment.storage.load_history import (
     DOCUMENT_COUNTS,
     EMPTY,
     FAILED,
+    HistoryStore,
     Load,
-    LoadHistory,
     ReadPlan,
     Unscored,
 )
+from airflow_provider_dgsentiment.storage.object_history import load_history_of
 from airflow_provider_dgsentiment.storage.result_files import ResultFiles, failed_line, scored_line, skipped_line
 from airflow_provider_dgsentiment.storage.sources import (
     SKIP_EMPTY,
@@ -275,7 +278,12 @@ class ScoringRun:
         self.options = options
         self.log = log
         self.writer = writer
-        self.history = LoadHistory(writer) if writer is not None else None
+        #: The load history: in the SQL database, else beside the results in object storage, else None.
+        self.history: HistoryStore | None = load_history_of(
+            writer,
+            result_files.root if result_files is not None else None,
+            result_files.run if result_files is not None else None,
+        )
         self.result_files = result_files
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested: asyncio.Event | None = None
@@ -383,16 +391,16 @@ class ScoringRun:
         """Check the tables and clear earlier result files, before the first request (storage thread)."""
         if self.writer is not None:
             self.writer.check_tables()
-            if self.history is not None:
-                self.history.ensure_tables()
-            if self.options.max_input_tokens is not None:
-                self._used_input_tokens = self.writer.stored_input_tokens()
-                if self._used_input_tokens:
-                    self.log.info(
-                        "%d input tokens already stored by this task run count against max_input_tokens=%d",
-                        self._used_input_tokens,
-                        self.options.max_input_tokens,
-                    )
+        if self.history is not None:
+            self.history.prepare()
+        if self.writer is not None and self.options.max_input_tokens is not None:
+            self._used_input_tokens = self.writer.stored_input_tokens()
+            if self._used_input_tokens:
+                self.log.info(
+                    "%d input tokens already stored by this task run count against max_input_tokens=%d",
+                    self._used_input_tokens,
+                    self.options.max_input_tokens,
+                )
         if self.result_files is not None:
             held = self.result_files.begin()
             if held:
@@ -442,7 +450,7 @@ class ScoringRun:
         settings = (
             self.options.language,
             self.options.max_concurrency or "from connection",
-            self.options.skip_scored and self.writer is not None,
+            self._looks_up,
         )
         if outcome.streaming:
             what = "the rows of" if self.source.is_sql else f"the records of {len(names)} object(s) from"
@@ -542,7 +550,7 @@ class ScoringRun:
         tally = self._objects.get(document.container or "")
         if tally is not None:
             tally.counts["records"] += 1
-        run_id = self.writer.run.run_id if self.writer is not None else None
+        run_id = self.history.run_id if self.history is not None else None
         decision = decide(read, retry_failed=self.options.retry_failed, run_id=run_id)
         if decision in (SEND, ALREADY_STORED) and self._held_by_an_earlier_try(read):
             # An earlier try's result part holds it (and the table too, when there is one): its line stands.
@@ -584,13 +592,20 @@ class ScoringRun:
             return False
         if self.result_files.held_fingerprint(read.document.source) != read.key:
             return False
+        # With SQL the table must hold it too (a kill between the part and the rows); the history
+        # beside the results is written after the parts, so a part's line alone is enough there.
         looked_up = self.writer is not None and self.options.skip_scored
         return not looked_up or (read.stored is not None and read.stored.fingerprint == read.key)
+
+    @property
+    def _looks_up(self) -> bool:
+        """Documents are looked up in the load history (and the averages table) before they are sent."""
+        return self.history is not None and self.options.skip_scored
 
     def _settle_scored(self, read: DocumentRead, result: SentimentResult, outcome: ScoringOutcome) -> None:
         document = read.document
         outcome.record_scored(read.position, document.source, result)
-        if self.writer is not None:
+        if self.history is not None:
             self._to_store.append(
                 ScoredDocument(
                     self.source.stored_prefix + document.source,
@@ -685,7 +700,7 @@ class ScoringRun:
         """Read the documents in order and hand them over in batches, with what the tables know (reader thread)."""
         unchanged = plan.unchanged if plan is not None else {}
         documents = self.source.documents([name for name in names if name not in unchanged])
-        lookup = self.writer is not None and self.options.skip_scored
+        lookup = self._looks_up
         try:
             entries = self._in_listing_order(names, unchanged, documents)
             for batch in batched(entries, READ_BATCH_SIZE):
@@ -736,11 +751,11 @@ class ScoringRun:
             pending = next(documents, None)
 
     def _lookup(self, documents: list[Document]) -> tuple[dict[str, StoredDocument], dict[str, Unscored]]:
-        """What the tables hold for a batch of documents (storage thread)."""
-        assert self.writer is not None and self.history is not None
+        """What the load history holds for a batch of documents (storage thread)."""
+        assert self.history is not None
         prefix = self.source.stored_prefix
         with_text = [document for document in documents if document.text is not None and document.text.strip()]
-        stored = self.writer.stored_documents(
+        stored = self.history.stored_documents(
             [prefix + document.source for document in with_text],
             {prefix + document.source: document.record_key or "" for document in with_text if document.entity},
         )
@@ -793,7 +808,7 @@ class ScoringRun:
         self._to_store, self._lines, self._loads, self._unscored = [], [], [], []
         if documents or lines or loads or unscored:
             future = self._loop.run_in_executor(storage, self._write, documents, lines, loads, unscored)
-            self._pending.append((future, len(documents)))
+            self._pending.append((future, len(documents) if self.writer is not None else 0))
 
     async def _flush(self, outcome: ScoringOutcome, storage: ThreadPoolExecutor) -> None:
         """Hand what waits to be stored to the storage thread; settle finished writes."""
@@ -851,7 +866,7 @@ class ScoringRun:
                     )
                     for item in refused
                 ]
-                stored = [document.source for document in documents if document.source not in unstored]
+                stored = [document for document in documents if document.source not in unstored]
                 self.history.record(loads, unscored, stored)
         except BaseException:
             self._write_failed = True

@@ -45,7 +45,8 @@ class DeepgramSentimentSensor(BaseSensorOperator):
     empty or failed alike, record files included) do not. Give the operator's reading options
     (``format``, ``text_field``, ``id_field``, ``key_namespace``) where they are not the defaults;
     without ``key_namespace`` a read in any namespace counts. While nothing is new the sensor
-    keeps waiting, until ``timeout``.
+    keeps waiting, until ``timeout``. With ``results_path`` and no ``sql_conn_id`` the same holds
+    with the operator's load history beside its results (``<results_path>/_load_history/``).
 
     The XCom value (a ``PokeReturnValue``) is, with ``xcom_output="uris"`` (default), the
     sorted list of the URIs that count, without connection id, ready for
@@ -64,6 +65,9 @@ class DeepgramSentimentSensor(BaseSensorOperator):
     :param sql_conn_id: a SQL connection (any ``DbApiHook``) with the averages table; when
         set, only objects not yet scored count. (templated)
     :param averages_table: the averages table, ``name`` or ``schema.name``. (templated)
+    :param results_path: the operator's ``results_path``: without ``sql_conn_id``, only objects its
+        load history (beside the results) has not read at their listed version count. (templated)
+    :param results_conn_id: the operator's ``results_conn_id``. (templated)
     :param format: the operator's ``format``. (templated)
     :param text_field: the operator's ``text_field``. (templated)
     :param id_field: the operator's ``id_field``. (templated)
@@ -84,6 +88,8 @@ class DeepgramSentimentSensor(BaseSensorOperator):
         "source_conn_id",
         "sql_conn_id",
         "averages_table",
+        "results_path",
+        "results_conn_id",
         "format",
         "text_field",
         "id_field",
@@ -100,6 +106,8 @@ class DeepgramSentimentSensor(BaseSensorOperator):
         min_objects: int = 1,
         sql_conn_id: str | None = None,
         averages_table: str = DEFAULT_AVERAGES_TABLE,
+        results_path: str | None = None,
+        results_conn_id: str | None = None,
         format: str = "auto",
         text_field: str = "text",
         id_field: str | None = None,
@@ -134,6 +142,8 @@ class DeepgramSentimentSensor(BaseSensorOperator):
         self.min_objects = min_objects
         self.sql_conn_id = sql_conn_id
         self.averages_table = averages_table
+        self.results_path = results_path
+        self.results_conn_id = results_conn_id
         self.format = format
         self.text_field = text_field
         self.id_field = id_field
@@ -195,13 +205,19 @@ class DeepgramSentimentSensor(BaseSensorOperator):
             )
 
     def _reading(self) -> dict[str, Any]:
-        """The operator's reading options, as ``find_objects`` takes them (plain JSON for the trigger)."""
-        return {
+        """
+        The operator's reading options, as ``find_objects`` takes them (plain JSON for the trigger);
+        and its ``results_path`` when the load history lives there (no ``sql_conn_id``).
+        """
+        reading = {
             "format": self.format,
             "text_field": self.text_field,
             "id_field": self.id_field or None,
             "key_namespace": self.key_namespace or None,
         }
+        if self.results_path and not self.sql_conn_id:
+            reading.update(results_path=str(self.results_path), results_conn_id=self.results_conn_id or None)
+        return reading
 
     def find_objects(self) -> SensedObjects:
         """Look at the storage (and the operator's load history) once."""
@@ -219,14 +235,14 @@ class DeepgramSentimentSensor(BaseSensorOperator):
         sensed = self.find_objects()
         done = len(sensed.uris) >= self.min_objects
         shown = first_and_more(sensed.uris)
-        if self.sql_conn_id:
+        if self.sql_conn_id or self.results_path:
             self.log.info(
                 "%s matches %d object(s), %d unchanged since their last complete read into %s, "
                 "%d new or changed to read (need %d)%s",
                 self._describe_source(),
                 sensed.matched,
                 sensed.scored,
-                self.averages_table,
+                self.averages_table if self.sql_conn_id else self.results_path,
                 len(sensed.uris),
                 self.min_objects,
                 f": {shown}" if shown else "",

@@ -9,7 +9,9 @@ again. A changed object (another version) is announced again::
     deepgram_sentiment_announced   one row per (watch, object): the version last announced, and when
 
 It lives in the SQL database of the operator's tables (the load history's database), written
-through the same kind of connection; values are bound as parameters.
+through the same kind of connection; values are bound as parameters. Without a SQL database (an
+operator with ``results_path`` alone) both the load history and the announcements live beside the
+results (:mod:`~airflow_provider_dgsentiment.storage.object_history`, ``_load_history/announced/``).
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError
 from airflow_provider_dgsentiment.storage.load_history import LoadHistory
-from airflow_provider_dgsentiment.storage.sources import DocumentSource, plan_object_reads, source_entries
+from airflow_provider_dgsentiment.storage.object_history import ObjectLoadHistory
+from airflow_provider_dgsentiment.storage.sources import DocumentSource, plan_object_reads, results_root, source_entries
 from airflow_provider_dgsentiment.storage.warehouse import (
     DEFAULT_AVERAGES_TABLE,
     LOOKUP_BATCH_SIZE,
@@ -44,18 +48,28 @@ def new_unannounced_objects(
     source: Any,
     conn_id: str | None,
     *,
-    sql_conn_id: str,
+    sql_conn_id: str | None = None,
     averages_table: str = DEFAULT_AVERAGES_TABLE,
     announced_table: str = DEFAULT_ANNOUNCED_TABLE,
+    results_path: str | None = None,
+    results_conn_id: str | None = None,
 ) -> dict[str, str]:
     """
     The objects the operator would read (load history) that ``watch`` has not announced at this version.
 
-    Blocking (a listing and a few SELECTs): a trigger calls it in a thread.
+    Blocking (a listing and a few SELECTs, or a few GETs of the history beside the results): a
+    trigger calls it in a thread. ``results_path`` is used when there is no ``sql_conn_id``.
     :return: ``{object: version}`` in listing order.
     """
     table = validate_table_name(announced_table, "announced_table")
     objects = DocumentSource(entries=tuple(str(entry) for entry in source_entries(source)), conn_id=conn_id)
+    if not sql_conn_id:
+        history = _object_history(results_path, results_conn_id)
+        history.prepare(documents=False, compact=False)
+        plan, _, _ = plan_object_reads(objects, history, keep_missing=False)
+        found = {name: str(version or "") for name, version in plan.to_read.items()}
+        known = history.announced(watch, list(found)) if found else {}
+        return {name: version for name, version in found.items() if known.get(name) != version}
     with WarehouseWriter(sql_conn_id, averages_table=averages_table) as writer:
         plan, _, _ = plan_object_reads(objects, LoadHistory(writer), keep_missing=False)
         listing = {name: str(version or "") for name, version in plan.to_read.items()}
@@ -66,9 +80,18 @@ def new_unannounced_objects(
 
 
 def announce(
-    watch: str, objects: Mapping[str, str], *, sql_conn_id: str, announced_table: str = DEFAULT_ANNOUNCED_TABLE
+    watch: str,
+    objects: Mapping[str, str],
+    *,
+    sql_conn_id: str | None = None,
+    announced_table: str = DEFAULT_ANNOUNCED_TABLE,
+    results_path: str | None = None,
+    results_conn_id: str | None = None,
 ) -> None:
-    """Record ``objects`` (``{object: version}``) as announced by ``watch`` (one transaction)."""
+    """Record ``objects`` (``{object: version}``) as announced by ``watch`` (one transaction, or one new object)."""
+    if not sql_conn_id:
+        _object_history(results_path, results_conn_id).announce(watch, objects)
+        return
     table = validate_table_name(announced_table, "announced_table")
     now = datetime.now(timezone.utc).isoformat()
     with WarehouseWriter(sql_conn_id) as writer:
@@ -84,6 +107,12 @@ def announce(
                 )
 
         writer.run_in_transaction(replace)
+
+
+def _object_history(results_path: str | None, results_conn_id: str | None) -> ObjectLoadHistory:
+    if not results_path:
+        raise DeepgramConfigurationError("watching for new objects needs sql_conn_id or results_path")
+    return ObjectLoadHistory(results_root(results_path, results_conn_id or None))
 
 
 def _announced(writer: WarehouseWriter, table: str, watch: str, names: list[str]) -> dict[str, str]:

@@ -10,14 +10,20 @@ Each value comes with where it starts, for messages: ``element 12 (line 40)`` in
 ``line 7`` otherwise. A value that is not valid JSON outside an array fails alone (reading
 goes on at the next line, as for JSONL); inside an array nothing after it can be found, so
 it ends the file with :class:`JsonStreamError`.
+
+:func:`write_json_lines` and :func:`read_json_lines` write and read a whole JSON-lines object (the
+results' parts, the load history's objects in object storage).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
-from typing import IO, Any
+from collections.abc import Iterable, Iterator
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
 
 #: Characters read from the text stream at a time.
 READ_CHARS = 1024 * 1024
@@ -177,3 +183,24 @@ class _Reader:
         self.skip_whitespace()
         if self.peek():
             raise JsonStreamError(f"text follows the array's closing ']' on line {self.line}")
+
+
+# ---------------------------------------------------------------------- JSON lines objects
+
+
+def write_json_lines(path: ObjectStoragePath, lines: Iterable[dict[str, Any]]) -> None:
+    """Write ``lines`` as the object ``path``, one compact JSON document per line (closed on return)."""
+    with path.open("wb") as file:
+        for line in lines:
+            file.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n")
+
+
+def read_json_lines(part: ObjectStoragePath) -> Iterator[Any]:
+    """The lines of a part, parsed; a line cut by a crash (not JSON) reads as None."""
+    with part.open("rb") as file:
+        # readline, not iteration: Airflow 2's file wrapper has __getitem__ but no __iter__.
+        for raw in iter(file.readline, b""):
+            try:
+                yield json.loads(raw)
+            except ValueError:
+                yield None

@@ -31,13 +31,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_dgsentiment.storage.dialects import Column, ColumnType, TableSpec
 from airflow_provider_dgsentiment.storage.warehouse import LOOKUP_BATCH_SIZE, batched, timestamp, validate_table_name
 
 if TYPE_CHECKING:
-    from airflow_provider_dgsentiment.storage.warehouse import WarehouseWriter
+    from airflow_provider_dgsentiment.storage.warehouse import ScoredDocument, StoredDocument, WarehouseWriter
 
 DEFAULT_LOADS_TABLE = "deepgram_sentiment_loads"
 DEFAULT_UNSCORED_TABLE = "deepgram_sentiment_unscored"
@@ -189,10 +189,39 @@ class ReadPlan:
     unknown_objects: int = 0
 
 
+class HistoryStore(Protocol):
+    """
+    Where a load history lives: SQL tables (:class:`LoadHistory`) or objects beside the results
+    (:class:`~airflow_provider_dgsentiment.storage.object_history.ObjectLoadHistory`). Both answer
+    the same questions, so :func:`plan_reads` and the scoring run's ``decide`` decide the same way.
+    """
+
+    @property
+    def run_id(self) -> str | None:
+        """The DAG run recording (its own failures are not known failures to it)."""
+
+    def prepare(self) -> None:
+        """Make the history ready to read and write (tables created; objects read)."""
+
+    def loads(self, objects: Sequence[str]) -> dict[str, list[Load]]:
+        """The complete reads of ``objects``, by object."""
+
+    def unscored(self, sources: Iterable[str]) -> dict[str, Unscored]:
+        """The unscored documents among ``sources``."""
+
+    def stored_documents(
+        self, sources: Iterable[str], legacy_keys: dict[str, str] | None = None
+    ) -> dict[str, StoredDocument]:
+        """What was scored and stored of ``sources``, with which content fingerprint."""
+
+    def record(self, loads: Sequence[Load], unscored: Sequence[Unscored], scored: Sequence[ScoredDocument]) -> None:
+        """Record complete reads, unscored documents and scored ones (documents before loads)."""
+
+
 def plan_reads(
     listing: Mapping[str, str | None],
     readings: Mapping[str, tuple[str, str | None]],
-    history: LoadHistory | None,
+    history: HistoryStore | None,
     *,
     retry_failed: bool = False,
     force: bool = False,
@@ -213,7 +242,7 @@ def plan_reads(
     :param force: read every object (``skip_scored=False``); what the history knows is still counted.
     """
     loads = history.loads(list(listing)) if history is not None else {}
-    history_run = history.writer.run.run_id if history is not None else None
+    history_run = history.run_id if history is not None else None
     to_read: dict[str, str | None] = {}
     unchanged: dict[str, Load] = {}
     known_records = unknown = 0
@@ -262,10 +291,23 @@ class LoadHistory:
         self.unscored_table = validate_table_name(unscored_table, "unscored_table")
         self.destination = writer.averages_table
 
+    @property
+    def run_id(self) -> str | None:
+        """The DAG run the writer writes for."""
+        return self.writer.run.run_id
+
     def ensure_tables(self) -> None:
         """Create both tables when missing."""
         self.writer.ensure_table(self.loads_table, LOADS_TABLE)
         self.writer.ensure_table(self.unscored_table, UNSCORED_TABLE)
+
+    prepare = ensure_tables
+
+    def stored_documents(
+        self, sources: Iterable[str], legacy_keys: dict[str, str] | None = None
+    ) -> dict[str, StoredDocument]:
+        """What the averages table holds of ``sources`` (:meth:`WarehouseWriter.stored_documents`)."""
+        return self.writer.stored_documents(sources, legacy_keys)
 
     # ------------------------------------------------------------------ reads
 
@@ -304,7 +346,7 @@ class LoadHistory:
 
     # ------------------------------------------------------------------ writes
 
-    def record(self, loads: Sequence[Load], unscored: Sequence[Unscored], scored: Sequence[str]) -> None:
+    def record(self, loads: Sequence[Load], unscored: Sequence[Unscored], scored: Sequence[ScoredDocument]) -> None:
         """
         Record complete reads, unscored documents and scored ones, in one transaction.
 
@@ -314,12 +356,13 @@ class LoadHistory:
 
         :param loads: the objects read completely (their documents already stored).
         :param unscored: the documents that failed for their content or were empty.
-        :param scored: the names of documents stored in the averages table.
+        :param scored: the documents stored in the averages table.
         """
         if not (loads or unscored or scored):
             return
         earlier = self.unscored(document.source for document in unscored)
-        self.writer.run_in_transaction(lambda cursor: self._record(cursor, loads, unscored, scored, earlier))
+        names = [document.source for document in scored]
+        self.writer.run_in_transaction(lambda cursor: self._record(cursor, loads, unscored, names, earlier))
 
     def _record(
         self,

@@ -24,18 +24,19 @@ from the highest number found, so a part is never overwritten.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError
+from airflow_provider_dgsentiment.storage.json_stream import read_json_lines, write_json_lines
 from airflow_provider_dgsentiment.storage.sources import (
     check_storage_connection,
     document_name,
-    storage_path,
+    results_root,
     uri_conn_id,
 )
+from airflow_provider_dgsentiment.storage.warehouse import RunIdentity
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import ObjectStoragePath
@@ -57,7 +58,7 @@ def task_folder(
     map_index: int = -1,
 ) -> ObjectStoragePath:
     """The folder of one task's parts under ``results_path``."""
-    folder = storage_path(str(results_path).rstrip("/"), conn_id)
+    folder = results_root(results_path, conn_id)
     for key, value in (("dag_id", dag_id), ("run_id", run_id), ("task_id", task_id)):
         folder = folder / f"{key}={_safe(value)}"
     return folder / f"map_index={-1 if map_index is None else map_index}"
@@ -76,10 +77,21 @@ class ResultFiles:
 
     :param folder: the task's folder (:func:`task_folder`).
     :param lines_per_part: documents per part at most (a write of fewer lines is a part of its own).
+    :param root: ``results_path`` (:func:`results_root`): where the load history lives without SQL.
+    :param run: the task run the folder belongs to.
     """
 
-    def __init__(self, folder: ObjectStoragePath, *, lines_per_part: int = DEFAULT_LINES_PER_PART) -> None:
+    def __init__(
+        self,
+        folder: ObjectStoragePath,
+        *,
+        lines_per_part: int = DEFAULT_LINES_PER_PART,
+        root: ObjectStoragePath | None = None,
+        run: RunIdentity | None = None,
+    ) -> None:
         self.folder = folder
+        self.root = root
+        self.run = run
         self.lines_per_part = max(1, lines_per_part)
         #: The parts holding this run's lines, in order: earlier tries' kept parts, then this try's.
         self.parts: list[ObjectStoragePath] = []
@@ -115,7 +127,8 @@ class ResultFiles:
         folder = task_folder(
             results_path, conn_id, dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=int(map_index)
         )
-        return cls(folder)
+        run = RunIdentity(dag_id=dag_id, task_id=task_id, run_id=run_id)
+        return cls(folder, root=results_root(results_path, conn_id), run=run)
 
     def begin(self) -> int:
         """
@@ -135,7 +148,7 @@ class ResultFiles:
         line_counts = []
         for part_index, part in enumerate(earlier):
             line_count = 0
-            for line_index, line in enumerate(_read_lines(part)):
+            for line_index, line in enumerate(read_json_lines(part)):
                 line_count += 1
                 source = line.get("source") if isinstance(line, dict) else None
                 if not isinstance(source, str):
@@ -151,7 +164,7 @@ class ResultFiles:
         for part_index, part in enumerate(earlier):
             kept: ObjectStoragePath | None = part
             if len(kept_lines[part_index]) < line_counts[part_index]:
-                lines = [line for index, line in enumerate(_read_lines(part)) if index in kept_lines[part_index]]
+                lines = [line for index, line in enumerate(read_json_lines(part)) if index in kept_lines[part_index]]
                 kept = self._rewrite(part, lines)
             if kept is not None:
                 self.parts.append(kept)
@@ -195,7 +208,9 @@ class ResultFiles:
         dropped = set(self._replaced)
         affected = {id(self._held[source][1]): self._held[source][1] for source in dropped}
         for old in affected.values():
-            lines = [line for line in _read_lines(old) if isinstance(line, dict) and line.get("source") not in dropped]
+            lines = [
+                line for line in read_json_lines(old) if isinstance(line, dict) and line.get("source") not in dropped
+            ]
             new = self._rewrite(old, lines)
             position = self.parts.index(old)
             if new is None:
@@ -216,26 +231,14 @@ class ResultFiles:
     def _write_part(self, lines: list[dict[str, Any]]) -> ObjectStoragePath:
         path = self.folder / f"{PART_PREFIX}{self._next_number:05d}{PART_SUFFIX}"
         self._next_number += 1
-        with self._writing("write a part in"), path.open("wb") as file:
-            for line in lines:
-                file.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n")
+        with self._writing("write a part in"):
+            write_json_lines(path, lines)
         return path
 
 
 def _part_number(part: ObjectStoragePath) -> int:
     digits = part.name[len(PART_PREFIX) : -len(PART_SUFFIX)]
     return int(digits) if digits.isdigit() else -1
-
-
-def _read_lines(part: ObjectStoragePath) -> Iterator[Any]:
-    """The lines of a part, parsed; a line cut by a crash (not JSON) reads as None."""
-    with part.open("rb") as file:
-        # readline, not iteration: Airflow 2's file wrapper has __getitem__ but no __iter__.
-        for raw in iter(file.readline, b""):
-            try:
-                yield json.loads(raw)
-            except ValueError:
-                yield None
 
 
 def scored_line(

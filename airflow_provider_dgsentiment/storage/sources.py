@@ -45,7 +45,14 @@ from airflow_provider_dgsentiment.storage.listing import (
     skipped_below,
     walk_local,
 )
-from airflow_provider_dgsentiment.storage.load_history import NO_NAMESPACE, LoadHistory, ReadPlan, plan_reads
+from airflow_provider_dgsentiment.storage.load_history import (
+    NO_NAMESPACE,
+    HistoryStore,
+    LoadHistory,
+    ReadPlan,
+    plan_reads,
+)
+from airflow_provider_dgsentiment.storage.object_history import ObjectLoadHistory
 from airflow_provider_dgsentiment.storage.records import (
     Record,
     decompressed_bytes,
@@ -107,6 +114,11 @@ def storage_path(uri: str | ObjectStoragePath, conn_id: str | None = None) -> Ob
         # Airflow 2's ObjectStoragePath takes conn_id=None as "no connection" and drops one named in the URI.
         return ObjectStoragePath(str(uri))
     return ObjectStoragePath(str(uri), conn_id=conn_id)
+
+
+def results_root(results_path: str | ObjectStoragePath, conn_id: str | None) -> ObjectStoragePath:
+    """``results_path`` as a folder: the root of every task's results folder and of the load history beside them."""
+    return storage_path(str(results_path).rstrip("/"), conn_id)
 
 
 def _registered_scheme(uri: str) -> str:
@@ -913,7 +925,7 @@ class DocumentSource:
 
 def plan_object_reads(
     source: DocumentSource,
-    history: LoadHistory | None,
+    history: HistoryStore | None,
     *,
     retry_failed: bool = False,
     force: bool = False,
@@ -970,15 +982,20 @@ def find_objects(
     text_field: str = "text",
     id_field: str | None = None,
     key_namespace: str | None = None,
+    results_path: str | None = None,
+    results_conn_id: str | None = None,
 ) -> SensedObjects:
     """
-    List the objects ``source`` matches and, with ``sql_conn_id``, keep those the operator would read.
+    List the objects ``source`` matches and, with ``sql_conn_id`` (or ``results_path`` alone), keep
+    those the operator would read.
 
     This is the whole of one poke, in one blocking call: the sensor calls it in the
     worker, a trigger with ``asyncio.to_thread``. With ``sql_conn_id`` the decision is
     :func:`plan_object_reads` over the load history of ``averages_table``, the operator's own:
     objects new or changed since a complete read with the same reading options count; objects read
     unchanged (scored, empty or failed alike) do not. Missing tables mean nothing was read yet.
+    With ``results_path`` and no ``sql_conn_id`` the load history is the one beside the results
+    (:mod:`~airflow_provider_dgsentiment.storage.object_history`), read only, loads only.
 
     :param source: a URI glob, prefix or object, an ``ObjectStoragePath``, or a list of those.
     :param conn_id: the storage connection; None uses the one in each URI (or the scheme's default).
@@ -989,6 +1006,8 @@ def find_objects(
     :param text_field: the operator's ``text_field``.
     :param id_field: the operator's ``id_field``.
     :param key_namespace: the operator's ``key_namespace``; None matches reads in any namespace.
+    :param results_path: the operator's ``results_path``: its load history decides when there is no ``sql_conn_id``.
+    :param results_conn_id: the operator's ``results_conn_id``.
     :raises DeepgramConfigurationError: for a bad ``source``.
     :raises DeepgramError: naming the entry when the storage cannot be listed.
     """
@@ -1003,11 +1022,16 @@ def find_objects(
         id_field=id_field,
         key_namespace=key_namespace,
     )
-    if not sql_conn_id:
+    if sql_conn_id:
+        with WarehouseWriter(sql_conn_id, averages_table=averages_table or DEFAULT_AVERAGES_TABLE) as writer:
+            plan, _, matched = plan_object_reads(objects, LoadHistory(writer), keep_missing=False, log=log)
+    elif results_path:
+        history = ObjectLoadHistory(results_root(results_path, results_conn_id or None))
+        history.prepare(documents=False, compact=False)
+        plan, _, matched = plan_object_reads(objects, history, keep_missing=False, log=log)
+    else:
         names, _ = list_objects(entries, conn_id or None, keep_missing=False, log=log)
         return SensedObjects(matched=len(names), uris=names)
-    with WarehouseWriter(sql_conn_id, averages_table=averages_table or DEFAULT_AVERAGES_TABLE) as writer:
-        plan, _, matched = plan_object_reads(objects, LoadHistory(writer), keep_missing=False, log=log)
     return SensedObjects(
         matched=matched,
         uris=list(plan.to_read),

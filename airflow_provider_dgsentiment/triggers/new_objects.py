@@ -10,6 +10,7 @@ from typing import Any
 from airflow.providers.common.compat.triggers import BaseEventTrigger
 from airflow.triggers.base import TriggerEvent
 
+from airflow_provider_dgsentiment.exceptions import DeepgramConfigurationError
 from airflow_provider_dgsentiment.run.events import success_event
 from airflow_provider_dgsentiment.storage.announcements import (
     DEFAULT_ANNOUNCED_TABLE,
@@ -30,15 +31,18 @@ class DeepgramNewObjectsTrigger(BaseEventTrigger):
     Watch ``source`` and fire once per batch of new or changed objects, for ``AssetWatcher`` scheduling.
 
     Every ``poll_interval`` seconds it lists ``source`` and asks the load history of
-    ``averages_table`` (in ``sql_conn_id``, the operator's database) which objects the operator
-    would read: new ones, or ones changed since a complete read. Those not yet announced at that
-    version become one event ``{"status": "success", "message", "source", "count", "uris"}``
-    (``uris``: the first 100), recorded first in ``announced_table``, so a triggerer restart, or
+    ``averages_table`` (in ``sql_conn_id``, the operator's database; or, for an operator with
+    ``results_path`` alone, the history beside its results) which objects the operator would read:
+    new ones, or ones changed since a complete read. Those not yet announced at that version become
+    one event ``{"status": "success", "message", "source", "count", "uris"}`` (``uris``: the first
+    100), recorded first in ``announced_table`` (or ``<results_path>/_load_history/announced/``), so a triggerer restart, or
     the next look before the scheduled run has scored them, never fires for them again. Its
     kwargs are plain JSON; SIGTERM stops it.
 
     :param source: a URI glob, prefix or object, or a list of those.
     :param sql_conn_id: the SQL connection of the operator's tables (the load history; the announcements).
+    :param results_path: without ``sql_conn_id``: the operator's ``results_path``, where its load history is.
+    :param results_conn_id: the operator's ``results_conn_id``.
     :param source_conn_id: the storage connection; None uses the one named in each URI.
     :param averages_table: the operator's averages table, whose load history decides what is new.
     :param poll_interval: seconds between two looks.
@@ -50,14 +54,20 @@ class DeepgramNewObjectsTrigger(BaseEventTrigger):
         self,
         *,
         source: str | Sequence[str],
-        sql_conn_id: str,
+        sql_conn_id: str | None = None,
         source_conn_id: str | None = None,
         averages_table: str = DEFAULT_AVERAGES_TABLE,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         watch: str | None = None,
         announced_table: str = DEFAULT_ANNOUNCED_TABLE,
+        results_path: str | None = None,
+        results_conn_id: str | None = None,
     ) -> None:
         super().__init__()
+        if not (sql_conn_id or results_path):
+            raise DeepgramConfigurationError(
+                "DeepgramNewObjectsTrigger needs the operator's sql_conn_id or, without one, its results_path"
+            )
         self.source = str(source) if isinstance(source, str) else [str(entry) for entry in source]
         self.sql_conn_id = sql_conn_id
         self.source_conn_id = source_conn_id
@@ -65,6 +75,8 @@ class DeepgramNewObjectsTrigger(BaseEventTrigger):
         self.poll_interval = float(poll_interval)
         self.watch = watch or "source:" + hashlib.sha256(repr(self.source).encode()).hexdigest()[:16]
         self.announced_table = announced_table
+        self.results_path = results_path
+        self.results_conn_id = results_conn_id
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         cls = type(self)
@@ -78,6 +90,8 @@ class DeepgramNewObjectsTrigger(BaseEventTrigger):
                 "poll_interval": self.poll_interval,
                 "watch": self.watch,
                 "announced_table": self.announced_table,
+                "results_path": self.results_path,
+                "results_conn_id": self.results_conn_id,
             },
         )
 
@@ -108,16 +122,17 @@ class DeepgramNewObjectsTrigger(BaseEventTrigger):
 
     def _new_objects(self) -> dict[str, str]:
         """List, decide, and record the objects to announce (blocking: runs in a thread)."""
+        where: dict[str, Any] = {
+            "sql_conn_id": self.sql_conn_id,
+            "announced_table": self.announced_table,
+            "results_path": self.results_path,
+            "results_conn_id": self.results_conn_id,
+        }
         new = new_unannounced_objects(
-            self.watch,
-            self.source,
-            self.source_conn_id,
-            sql_conn_id=self.sql_conn_id,
-            averages_table=self.averages_table,
-            announced_table=self.announced_table,
+            self.watch, self.source, self.source_conn_id, averages_table=self.averages_table, **where
         )
         if new:
-            announce(self.watch, new, sql_conn_id=self.sql_conn_id, announced_table=self.announced_table)
+            announce(self.watch, new, **where)
         return new
 
 

@@ -163,7 +163,8 @@ class DeepgramObjectsTrigger(BaseTrigger):
         ``"AirflowSensorTimeout"`` by itself, wherever it runs (triggerer, ``airflow dags test``).
         None waits without end.
     :param reading: the operator's reading options (``format``, ``text_field``, ``id_field``,
-        ``key_namespace``), for the load history's decision.
+        ``key_namespace``), for the load history's decision; with ``results_path`` (and
+        ``results_conn_id``) when that history lives beside the results (no ``sql_conn_id``).
     :param conn_id: 0.2's name of ``source_conn_id``, accepted so a sensor deferred under 0.2 resumes.
     """
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from airflow_provider_dgsentiment.exceptions import DeepgramError
 from airflow_provider_dgsentiment.run.scoring import WRITE_BATCH_SIZE
+from airflow_provider_dgsentiment.storage.object_history import HISTORY_FOLDER
 from airflow_provider_dgsentiment.storage.result_files import ResultFiles
 from tests.conftest import SQL_CONN_ID
 from tests.integration.conftest import s3_bucket  # noqa: F401  (a fixture)
@@ -186,8 +188,9 @@ def test_a_retry_keeps_earlier_parts_and_pays_only_for_what_they_lack(deepgram_c
     assert second["results_uri"] == [f"file://{part}" for part in sorted(folder.glob("part-*.jsonl"))]
     assert all(uri.rsplit("/", 1)[1] >= "part-00000.jsonl" for uri in second["results_uri"])
 
-    # Another task of the same run keeps its own folder: nothing of "score" is touched.
-    other = run(make_operator(task_id="score_again", source=f"file://{inbox}/a.txt", **kwargs))
+    # Another task of the same run keeps its own folder: nothing of "score" is touched (skip_scored=False:
+    # the load history beside the results would otherwise skip a.txt, read already into this results_path).
+    other = run(make_operator(task_id="score_again", source=f"file://{inbox}/a.txt", skip_scored=False, **kwargs))
     assert other["results_uri"] == [f"file://{task_folder(results, 'score_again')}/part-00000.jsonl"]
     assert len(folder_lines(folder)) == 6
 
@@ -197,11 +200,13 @@ def test_failed_lines_and_cut_lines_of_an_earlier_try_are_scored_again(deepgram_
     kwargs = {"results_path": f"file://{results}", "xcom_output": "manifest", "on_error": "skip"}
     run(make_operator(source=f"file://{mixed_inbox}/*.txt", **kwargs))
     folder = task_folder(results)
-    # A crash cut the last line of a part in half.
+    # A crash cut the last line of a part in half: the load history beside the results, written after
+    # the part, never recorded that batch (this run's one batch).
     (part,) = folder.glob("part-*.jsonl")
     raw = part.read_bytes().splitlines(keepends=True)
     cut = json.loads(raw[-1])["source"] if json.loads(raw[-1])["status"] == "scored" else None
     part.write_bytes(b"".join(raw[:-1]) + raw[-1][:20])
+    shutil.rmtree(results / HISTORY_FOLDER)
     (mixed_inbox / "latin1.txt").write_text("Fixed: now it reads well.")
     before = deepgram_conn.stats()["requests"]
     second = run(make_operator(source=f"file://{mixed_inbox}/*.txt", **kwargs))
@@ -293,7 +298,7 @@ def test_parts_on_s3_and_a_retry_keeps_them(deepgram_conn, mixed_inbox, s3_bucke
     assert deepgram_conn.stats()["requests"] == before  # the earlier parts hold every scored document
     # Parts holding lines of documents gone (or failed, or skipped) are rewritten or deleted; the others stay.
     assert all(uri.startswith(f"{prefix}/part-") for uri in second["results_uri"])
-    listed = s3_bucket.client.list_objects_v2(Bucket=s3_bucket.name, Prefix="results/")["Contents"]
+    listed = s3_bucket.client.list_objects_v2(Bucket=s3_bucket.name, Prefix="results/dag_id=")["Contents"]
     keys = sorted(item["Key"] for item in listed)
     assert keys == [uri[len(f"s3://{s3_bucket.name}/") :] for uri in second["results_uri"]]
     lines = s3_lines(s3_bucket, second["results_uri"])

@@ -259,6 +259,8 @@ def test_mapped_and_unmapped_results_read_as_one_set_of_hive_partitions(deepgram
     ).fetchall()
     # 0.2: "Hive partition mismatch" (map_index= only in the mapped task's folders).
     assert rows == [("mapped", 0, "scored", 1), ("mapped", 1, "scored", 1), ("single", -1, "scored", 1)]
+    # The load history beside the results (no sql_conn_id) is JSON lines too, but not "*.jsonl": not in the query.
+    assert list((results / "_load_history").glob("*/*.ndjson"))
     assert (
         results / "dag_id=test_sentiment_operator" / f"run_id={RUN_ID}" / "task_id=single" / "map_index=-1"
     ).is_dir()

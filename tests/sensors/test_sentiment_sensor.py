@@ -67,6 +67,8 @@ def test_template_fields_and_init_store_arguments_verbatim():
         "source_conn_id",
         "sql_conn_id",
         "averages_table",
+        "results_path",
+        "results_conn_id",
         "format",
         "text_field",
         "id_field",
