@@ -29,11 +29,16 @@ MIDDLE_LINE_TESTS=(
 
 #: Deselected on 3.0.6 only, each a difference of that Airflow release (README, "Supported"):
 #: its `dags test` logs every secret the task masks at debug level (MaskSecret(value=...)), so the
-#: key-never-in-output assertions fail; and dag.test() runs a deferred trigger inline twice.
+#: key-never-in-output assertions fail; dag.test() runs a deferred trigger inline twice; and it
+#: refuses a task whose outlet asset it did not activate.
 LINE_3_0_DIFFERENCES=(
   --deselect tests/dags/test_quickstart_dag.py::test_quickstart_dag_scores_the_sample_texts
   --deselect tests/dags/test_quickstart_dag.py::test_quickstart_dag_fails_cleanly_with_a_wrong_key
   --deselect tests/operators/test_sentiment_operator_deferrable.py::test_dag_test_runs_the_trigger_inline_and_writes_the_same_rows
+  # Its dag.test() leaves a DAG's outlet assets inactive (AirflowInactiveAssetInInletOrOutletException
+  # before the first request): these stop the nightly DAG, whose tasks update an asset, under dag.test().
+  --deselect "tests/triggers/test_termination.py::test_sigterm_stops_sending_and_stores_what_was_scored[trigger]"
+  --deselect "tests/triggers/test_termination.py::test_sigterm_stops_sending_and_stores_what_was_scored[worker]"
 )
 
 line_venv() {
