@@ -24,6 +24,10 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO_ROOT / "example_dags"))
 os.environ.setdefault("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "False")
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
+# Loopback only: the Snowflake connector probes cloud metadata services (169.254.169.254) to
+# report the platform, and botocore looks there for credentials; neither may leave the machine.
+os.environ.setdefault("SNOWFLAKE_DISABLE_PLATFORM_DETECTION", "true")
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 # gcsfs (2026.3 on) first asks each bucket its storage layout over gRPC with TLS; gcp-storage-emulator
 # speaks HTTP only, so each probe retries for 60 s and, its answer not cached, again on the next call.
 # gcsfs reads this switch at import (README, "Object stores"): the plain HTTP filesystem, as before 2026.3.

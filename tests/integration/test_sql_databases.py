@@ -171,8 +171,10 @@ def test_postgres_runs_the_sql_source_in_a_read_only_transaction(tmp_path, monke
 
 
 def test_two_writers_of_the_same_documents_end_with_one_set_of_rows(database):
-    # On fakesnow the two writers' statements take turns (its server runs one at a time): the rows
-    # still come out once, but the overlap is exercised only on the engines that run them together.
+    if database.engine == "snowflake":
+        # Tried: on fakesnow the second writer's connection waits on the server for good, and its
+        # thread then keeps the test process from exiting while fakesnow runs.
+        pytest.skip("fakesnow serves one statement at a time: two writers cannot overlap there")
     with WarehouseWriter(database.conn_id, **database.tables) as writer:
         writer.ensure_tables()
     documents = [scored_document(f"review-{index:03d}", score=index / 100) for index in range(120)]
