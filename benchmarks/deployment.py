@@ -7,11 +7,16 @@ the task instances' queued/start/end times (REST API) and the scoring tasks' own
 (``Scoring N document(s)`` once the source is listed, ``Stored ...`` after the last write;
 the documents are read while scoring).
 
+Runs the worker mode, then the deferrable mode (``--modes``), each on a fresh bucket and tables,
+and ends with one line per mode side by side: share of the bound, listing (the sensor's run:
+with ``claims=`` the run's only listing), task start (from the listing's end to the first
+scoring task's first document), scoring (first document to last row) and the scoring tasks.
+
 Needs the deployment running (``make benchmark-deployment`` starts and stops it)::
 
     bash scripts/deployment.sh start
     set -a; . .ci-state/deployment/deployment.env; set +a
-    .venv/bin/python benchmarks/deployment.py [--documents 10000] [--deferrable]
+    .venv/bin/python benchmarks/deployment.py [--documents 10000] [--modes worker,deferrable]
 """
 
 from __future__ import annotations
@@ -73,8 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--documents", type=int, default=10_000)
     parser.add_argument("--shard-size", type=int, default=5_000, help="documents per mapped scoring task")
-    parser.add_argument("--deferrable", action="store_true", help="score in the triggerer")
+    parser.add_argument("--modes", default="worker,deferrable", help="worker, deferrable or both (in that order)")
+    parser.add_argument("--deferrable", action="store_true", help="only the deferrable mode (as --modes deferrable)")
     args = parser.parse_args(argv)
+    modes = ["deferrable"] if args.deferrable else [mode.strip() for mode in args.modes.split(",") if mode.strip()]
 
     deployment = Deployment.from_env()
     if deployment is None:
@@ -82,14 +89,39 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     api = deployment.api()
     set_up_airflow(deployment, api)
+    figures = []
+    for mode in modes:
+        print(f"\n=== {mode}", flush=True)
+        figure = run_mode(deployment, api, args.documents, args.shard_size, deferrable=mode == "deferrable")
+        if figure is None:
+            return 1
+        figures.append((mode, figure))
+    print(
+        f"\n{args.documents} documents, bound {ACCOUNT_LIMIT / LATENCY:.0f} docs/s ({args.documents * LATENCY / ACCOUNT_LIMIT:.0f} s ideal)"
+    )
+    print(
+        f"{'mode':<11} {'total s':>8} {'% bound':>8} {'listing s':>9} {'task start s':>12} {'scoring s':>9} "
+        f"{'429s':>5} {'extra requests':>14}  scoring tasks (start -> stored, s after trigger)"
+    )
+    for mode, figure in figures:
+        print(
+            f"{mode:<11} {figure['total']:>8.1f} {figure['share']:>8.0%} {figure['listing']:>9.1f} "
+            f"{figure['task_start']:>12.1f} {figure['scoring']:>9.1f} {figure['rate_limited']:>5} "
+            f"{figure['extra_requests']:>14}  " + ", ".join(figure["tasks"])
+        )
+    return 0
+
+
+def run_mode(deployment: Deployment, api: Any, documents: int, shard_size: int, *, deferrable: bool) -> dict | None:
+    """One run of the nightly pipeline; prints where the time went and returns the figures."""
     params = dag_params(api, NIGHTLY.dag_id)
-    if args.deferrable and not supports_deferrable(params):
+    if deferrable and not supports_deferrable(params):
         print(f"{NIGHTLY.dag_id} has no 'deferrable' parameter in this tree")
-        return 2
+        return None
     tag = uuid.uuid4().hex[:6]
     bucket, segments, averages = f"bench-{tag}", f"bench_{tag}_segments", f"bench_{tag}_averages"
-    print(f"uploading {args.documents} documents to s3://{bucket}/in/ ...", flush=True)
-    upload_documents(deployment, bucket, args.documents)
+    print(f"uploading {documents} documents to s3://{bucket}/in/ ...", flush=True)
+    upload_documents(deployment, bucket, documents)
     conf = nightly_conf(
         params,
         source=f"s3://{S3_CONN_ID}@{bucket}/in/",
@@ -97,21 +129,21 @@ def main(argv: list[str] | None = None) -> int:
         sql_conn_id=SQL_CONN_ID,
         segments_table=segments,
         averages_table=averages,
-        deferrable=args.deferrable,
-        shard_size=args.shard_size,
+        deferrable=deferrable,
+        shard_size=shard_size,
     )
     reset_emulator(deployment)
     triggered = dt.datetime.now(dt.timezone.utc)
     watch = run_nightly(deployment, api, conf, timeout=1800, poll_interval=5)
     print(summary(watch))
     if watch.run["state"] != "success":
-        return 1
+        return None
 
     warehouse = Warehouse(deployment.results_uri)
     stored = len(warehouse.sources(averages))
     first_row, last_row = warehouse.written_span(averages)
     total = (last_row - triggered).total_seconds()
-    ideal = args.documents * LATENCY / ACCOUNT_LIMIT
+    ideal = documents * LATENCY / ACCOUNT_LIMIT
     stats = emulator_stats(deployment)
     print()
     print(f"{stored} documents, trigger -> last row {total:.1f} s ({stored / total:.0f} docs/s)")
@@ -131,12 +163,17 @@ def main(argv: list[str] | None = None) -> int:
     score_id = score_task_id(api)
     tis = sorted(watch.task_instances, key=lambda ti: (when(ti["start_date"]) or triggered, ti["map_index"]))
     scoring: list[tuple[float, float, float, float]] = []
+    listing_end: dt.datetime | None = None
+    first_read: dt.datetime | None = None
+    tasks: list[str] = []
     for ti in tis:
         queued, start, end = when(ti["queued_when"]), when(ti["start_date"]), when(ti["end_date"])
         name = ti["task_id"] + (f"[{ti['map_index']}]" if ti["map_index"] >= 0 else "")
         line = (
             f"  {name:<22} {at(queued)} {at(start)} {at(end)}  run {ti['duration'] or 0:6.1f}s  try {ti['try_number']}"
         )
+        if ti["task_id"] == "wait_for_texts" and end:
+            listing_end = end
         if ti["task_id"] == score_id and start and end:
             marks = log_marks(api, NIGHTLY.dag_id, watch.run_id, ti)
             read = marks.get("read", start)
@@ -148,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
                 (end - stored_at).total_seconds(),
             )
             scoring.append(parts)
+            first_read = min(first_read or read, read)
+            tasks.append(f"{(read - triggered).total_seconds():.1f}->{(stored_at - triggered).total_seconds():.1f}")
             line += (
                 f"\n  {'':<22} queue {parts[0]:.1f}s, start-up + listing the source {parts[1]:.1f}s, "
                 f"scoring + writes {parts[2]:.1f}s, finish {parts[3]:.1f}s"
@@ -158,10 +197,21 @@ def main(argv: list[str] | None = None) -> int:
         mean = [sum(p[i] for p in scoring) / n for i in range(4)]
         print(
             f"\nscoring tasks ({n}, mean): queue {mean[0]:.1f}s, start-up + listing {mean[1]:.1f}s, "
-            f"scoring + writes {mean[2]:.1f}s (ideal {args.shard_size * LATENCY / (ACCOUNT_LIMIT / max(1, min(n, 2))):.0f}s "
+            f"scoring + writes {mean[2]:.1f}s (ideal {shard_size * LATENCY / (ACCOUNT_LIMIT / max(1, min(n, 2))):.0f}s "
             f"per shard at its share of the bound), finish {mean[3]:.1f}s"
         )
-    return 0
+    sensor = next((ti for ti in tis if ti["task_id"] == "wait_for_texts"), None)
+    return {
+        "total": total,
+        "share": ideal / total,
+        "listing": float(sensor["duration"] or 0.0) if sensor else 0.0,
+        "task_start": (first_read - listing_end).total_seconds() if first_read and listing_end else 0.0,
+        "scoring": (last_row - first_read).total_seconds() if first_read else 0.0,
+        "rate_limited": stats.rate_limited,
+        # Requests beyond one per document and the 429s' retries: a document scored twice shows here.
+        "extra_requests": stats.requests - stats.rate_limited - documents,
+        "tasks": tasks,
+    }
 
 
 if __name__ == "__main__":

@@ -31,8 +31,10 @@ requests answered 429 (from the emulator's ``GET /_emulator/stats`` when it has 
 ``rate_limited`` counter, else the hooks' own counters), failed documents. Variants:
 ``split`` (each worker given a fixed share by hand, 3+3+2+2: the pool arithmetic users
 would otherwise do; no 429 is possible, so it is the reference for the machine as loaded),
-``aimd`` (the adaptive window with slow start alone; ``aimd@DECREASE/INCREASE/slow|noslow``
-passes another :class:`EngineTuning`).
+``aimd`` (each worker's adaptive window alone, with slow start; ``aimd@DECREASE/INCREASE/slow|noslow``
+passes another :class:`EngineTuning`) and ``budget`` (the hook's default: the workers lease
+their share of the account from the host's budget, :mod:`client.account_budget`).
+``--repeat N`` runs every variant N times (rows side by side, to see the spread).
 
 The figures depend on the machine: the load average is printed with them.
 """
@@ -62,7 +64,7 @@ DEFAULT_IN_FLIGHT = (10, 50, 100)
 DEFAULT_SECONDS = 5.0
 SHARED_WORKERS = 4
 SHARED_LIMIT = 10
-SHARED_DOCS_PER_WORKER = 750
+SHARED_DOCS_PER_WORKER = 500
 #: Seconds the shared-account workers get for their imports before they all start scoring.
 SHARED_START_DELAY = 15.0
 REQUESTS_DOCS = 100
@@ -167,7 +169,14 @@ def _hook_counts(hook: Any, outcomes: Iterator[Any]) -> dict[str, Any]:
 
 
 def run_worker(
-    path: str, url: str, count: int, in_flight: int, offset: int, aimd: str | None, start_at: float
+    path: str,
+    url: str,
+    count: int,
+    in_flight: int,
+    offset: int,
+    aimd: str | None,
+    start_at: float,
+    budget: str = "off",
 ) -> dict[str, Any]:
     """Score ``count`` documents through ``path``; return the measurement (imports not counted)."""
     _connection_env(url)
@@ -182,7 +191,7 @@ def run_worker(
         tuning = EngineTuning(
             decrease_factor=float(decrease), additive_increase=float(increase), slow_start=slow_start == "slow"
         )
-    hook = DeepgramSentimentHook(tuning=tuning)
+    hook = DeepgramSentimentHook(tuning=tuning, account_budget=budget)
     _ = hook.settings  # the connection is read before the clock starts
     if start_at:  # several workers start scoring together, after their imports
         time.sleep(max(0.0, start_at - time.time()))
@@ -235,9 +244,11 @@ def spawn_worker(
     offset: int = 0,
     aimd: str | None = None,
     start_at: float = 0.0,
+    budget: str = "off",
 ):
     command = [sys.executable, __file__, "--worker", path, "--url", url, "--count", str(count)]
     command += ["--worker-in-flight", str(in_flight), "--offset", str(offset), "--start-at", str(start_at)]
+    command += ["--budget", budget]
     if aimd:
         command += ["--aimd", aimd]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -282,9 +293,10 @@ def _split_share(worker: int) -> int:
     return base + (1 if worker < extra else 0)
 
 
-def part_two(variants: list[str]) -> list[dict[str, Any]]:
+def part_two(variants: list[str], repeat: int = 1) -> list[dict[str, Any]]:
     rows = []
-    for variant in variants:
+    # Rounds interleave the variants, so a change of the machine's load touches them alike.
+    for variant in [variant for _ in range(repeat) for variant in variants]:
         with EmulatorProcess(
             api_key=API_KEY, max_concurrency=SHARED_LIMIT, latency=LATENCY, jitter=JITTER, seed=EMULATOR_SEED
         ) as emulator:
@@ -302,6 +314,7 @@ def part_two(variants: list[str]) -> list[dict[str, Any]]:
                     offset=i * SHARED_DOCS_PER_WORKER,
                     aimd=aimd or None,
                     start_at=start_at,
+                    budget="host" if name == "budget" else "off",
                 )
                 for i in range(SHARED_WORKERS)
             ]
@@ -319,7 +332,8 @@ def part_two(variants: list[str]) -> list[dict[str, Any]]:
             source = "hooks"
         # From the first worker's start to the last one's end (they start together, after imports).
         scoring = max(r["ended_at"] for r in results) - min(r["started_at"] for r in results)
-        late = max(r["started_at"] for r in results) - min(r["started_at"] for r in results)
+        first_start = min(r["started_at"] for r in results)
+        late = max(r["started_at"] for r in results) - first_start
         rows.append(
             {
                 "variant": variant,
@@ -336,6 +350,7 @@ def part_two(variants: list[str]) -> list[dict[str, Any]]:
                 "failed": sum(r["failed"] for r in results),
                 "peak_in_flight": after.get("peak_in_flight", after.get("max_in_flight")),
                 "cpu_ms_per_doc": 1000 * sum(r["cpu_seconds"] for r in results) / docs,
+                "worker_ends": sorted(r["ended_at"] - first_start for r in results),
             }
         )
     return rows
@@ -371,7 +386,7 @@ def print_part_two(rows: list[dict[str, Any]]) -> None:
     )
     header = (
         f"{'variant':<14} {'docs':>6} {'docs/s':>8} {'% bound':>8} {'requests':>8} {'429s':>6} {'429 %':>6} "
-        f"{'failed':>6} {'peak in flight':>14} {'CPU ms/doc':>10} {'429s from':>9}"
+        f"{'failed':>6} {'peak in flight':>14} {'CPU ms/doc':>10} {'429s from':>9}  workers done at (s)"
     )
     print(header)
     print("-" * len(header))
@@ -380,7 +395,8 @@ def print_part_two(rows: list[dict[str, Any]]) -> None:
             f"{row['variant']:<14} {row['documents']:>6} {row['docs_per_s']:>8.1f} {row['share_of_bound']:>8.1%} "
             f"{row['requests']:>8} {row['rate_limited']:>6} {row['rate_limited_share']:>6.1%} {row['failed']:>6} "
             f"{row['peak_in_flight'] if row['peak_in_flight'] is not None else '-':>14} "
-            f"{row['cpu_ms_per_doc']:>10.3f} {row['counted_by']:>9}"
+            f"{row['cpu_ms_per_doc']:>10.3f} {row['counted_by']:>9}  "
+            + " ".join(f"{end:.1f}" for end in row["worker_ends"])
         )
 
 
@@ -391,9 +407,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parts", default="1,2", help="1 (one client), 2 (shared account), or 1,2")
     parser.add_argument(
         "--variants",
-        default="split,aimd",
-        help="part 2 variants: split (fixed shares), aimd; aimd optionally @DECREASE/INCREASE/slow|noslow",
+        default="split,aimd,budget",
+        help="part 2 variants: split (fixed shares), aimd (each worker's window alone; optionally "
+        "@DECREASE/INCREASE/slow|noslow), budget (the host's shared account budget, the default)",
     )
+    parser.add_argument("--repeat", type=int, default=1, help="part 2: run every variant this many times")
     parser.add_argument("--no-requests", action="store_true", help="skip the sequential requests row")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     # Worker mode (internal).
@@ -404,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--offset", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--aimd", help=argparse.SUPPRESS)
     parser.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--budget", default="off", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker:
@@ -415,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
             args.offset,
             args.aimd,
             args.start_at,
+            args.budget,
         )
         print(json.dumps(result))
         return 0
@@ -427,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
         report["one_client"] = rows = part_one(args.in_flight, args.seconds, not args.no_requests)
         print_part_one(rows)
     if "2" in parts:
-        report["shared_account"] = rows = part_two(args.variants.split(","))
+        report["shared_account"] = rows = part_two(args.variants.split(","), args.repeat)
         print_part_two(rows)
     report["load_after"] = load = os.getloadavg()
     print(f"\nLoad average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")

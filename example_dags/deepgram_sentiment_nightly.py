@@ -6,19 +6,23 @@ tomorrow's export is the same document as today's and costs nothing unless its t
 ``wait_for_texts`` (a sensor) waits until objects under ``source`` exist that the operator would
 read (new or changed since a complete read, by the load history both share; it is given the
 operator's reading options) and returns their count (never the list: 100k URIs would not fit in
-XCom) with the records the history knows in them; ``plan_shards`` turns that into shards of
-about ``shard_size`` documents;
-``score_shard`` is mapped over the shards, each mapped task listing ``source`` itself and
-scoring the objects whose name hashes into its shard (``shard="i/n"``), with
-``max_concurrency`` requests in flight, writing the per-segment and per-document rows, and
-returning a bounded manifest. Every XCom value stays a few hundred bytes at any size.
+XCom) with the records the history knows in them, and publishes those objects, listed once, into
+the results database (``claims=``: batches of names in the ``dgsentiment_work_claims`` table; with
+``results_path`` alone there is no listing and each shard lists ``source`` for its hash shard);
+``plan_shards`` turns the count into about one mapped task per ``shard_size`` documents;
+``score_shard`` is mapped over them, each mapped task taking batches of that listing as it reads
+(``claims=``: it never lists ``source`` itself, and a fast task takes more batches, so they finish
+together), with ``max_concurrency`` requests in flight, writing the per-segment and per-document
+rows, and returning a bounded manifest. Every XCom value stays a few hundred bytes at any size.
 
-Rate limit: every mapped task runs in the Airflow pool ``deepgram``, and the Deepgram account
-limit (10 concurrent requests on pay-as-you-go) is shared by all of them, so size the pool so
-that ``pool slots x MAX_CONCURRENCY <= account limit``, and make the pool count deferred
-tasks, or deferrable runs would leave their slots while they score in the triggerer::
+Rate limit: the Deepgram account limit (10 concurrent requests on pay-as-you-go) is shared by
+every mapped task: each is allowed the whole limit (``MAX_CONCURRENCY`` = the connection's
+``max_concurrency``), and tasks on one host split it through the hook's account budget (a lease
+per task, so a task finishing early hands its slots to the others); tasks on other hosts converge
+through the adaptive window. The tasks run in the Airflow pool ``deepgram``, which counts deferred
+tasks, so that deferrable runs keep their slots while they score in the triggerer::
 
-    airflow pools set deepgram 2 "Deepgram: 2 slots x 5 requests = the 10-request account limit" \\
+    airflow pools set deepgram 2 "Deepgram: scoring tasks sharing the 10-request account" \\
         --include-deferred
 
 A task whose pool does not exist is never scheduled, so create the pool before the first run.
@@ -67,8 +71,8 @@ from airflow_provider_dgsentiment.storage.lineage import table_asset
 
 #: The pool every scoring task runs in (create it: ``airflow pools set deepgram 2 "..." --include-deferred``).
 POOL = "deepgram"
-#: Requests in flight per mapped task; pool slots x this must stay within the account limit.
-MAX_CONCURRENCY = 5
+#: Requests in flight per mapped task: the account limit; tasks sharing it split it (account budget).
+MAX_CONCURRENCY = 10
 #: Documents per mapped task: at 5 in flight and 50 ms a request that is ~50 s of scoring,
 #: so a task's start-up (a few seconds) stays a small share of its run.
 DEFAULT_SHARD_SIZE = 5000
@@ -78,6 +82,9 @@ DEFAULT_SOURCE = os.environ.get("DGSENTIMENT_EXAMPLE_SOURCE", f"file://{Path(__f
 TEXT_FIELD = "body"
 ID_FIELD = "ticket_id"
 KEY_NAMESPACE = "tickets"
+#: The run's listing: the sensor publishes it in the SQL database, the scoring tasks claim batches of it.
+#: Without a SQL database (``results_path`` only) there is none: each shard lists ``source`` itself.
+LISTING = "{{ (dag.dag_id ~ '/' ~ run_id) if params.sql_conn_id else '' }}"
 DEFAULT_SQL_CONN_ID = os.environ.get("DGSENTIMENT_EXAMPLE_SQL_CONN_ID", "dgsentiment_sqlite")
 SEGMENTS_TABLE = "deepgram_sentiment_segments"
 AVERAGES_TABLE = "deepgram_sentiment_averages"
@@ -136,6 +143,7 @@ with DAG(
         id_field="{{ params.id_field }}",
         key_namespace="{{ params.key_namespace }}",
         xcom_output="counts",
+        claims=LISTING,
         min_objects=1,
         mode="reschedule",
         poke_interval=10 * 60,
@@ -147,19 +155,25 @@ with DAG(
     @task
     def plan_shards(sensed: dict, **context) -> list[dict]:
         """
-        One mapped scoring task per ``shard_size`` documents to read: ``[{"shard": "i/n", "deferrable": ...}]``.
+        One mapped scoring task per ``shard_size`` documents to read.
 
-        Documents are the records the load history knows in the changed objects (their last read)
-        plus one per object never read (a text, or a new export whose size is not known yet).
+        Over the sensor's listing (``[{"claims": listing, ...}]``) when it published one, else over
+        hash shards of the source (``[{"shard": "i/n", ...}]``, each task listing it). Documents are
+        the records the load history knows in the changed objects (their last read) plus one per
+        object never read (a text, or a new export whose size is not known yet).
         """
         params = context["params"]
         documents = int(sensed["records"]) + int(sensed["unknown"])
         count = max(1, math.ceil(documents / int(params["shard_size"])))
+        listing = sensed.get("listing")
         print(
             f"{sensed['to_score']} new or changed object(s) of {sensed['matched']}, about {documents} "
-            f"document(s): {count} shard(s)"
+            f"document(s): {count} shard(s), listing {listing}"
         )
-        return [{"shard": f"{index}/{count}", "deferrable": bool(params["deferrable"])} for index in range(count)]
+        deferrable = bool(params["deferrable"])
+        if listing:
+            return [{"claims": listing, "deferrable": deferrable} for _ in range(count)]
+        return [{"shard": f"{index}/{count}", "deferrable": deferrable} for index in range(count)]
 
     score_shard = DeepgramSentimentOperator.partial(
         task_id="score_shard",

@@ -54,7 +54,19 @@ class AdaptiveConcurrency:
         self.rate_limited = 0
         #: Decreases made (one per burst).
         self.decreases = 0
+        #: The slots an account budget (:mod:`.account_budget`) grants, when there is one.
+        self.share: int | None = None
         self.limit = max(int(self._window), 1)
+
+    def _set_limit(self) -> None:
+        limit = max(int(self._window), 1)
+        share = self.share
+        self.limit = limit if share is None or share >= limit else share
+
+    def set_share(self, share: int | None) -> None:
+        """Cap the requests in flight at ``share`` (the account budget's grant; None: no cap, 0: wait)."""
+        self.share = share
+        self._set_limit()
 
     def raise_maximum(self, max_concurrency: int) -> None:
         """
@@ -66,7 +78,7 @@ class AdaptiveConcurrency:
         if max_concurrency > self.max_concurrency:
             if self._window >= self.max_concurrency and not self.slow_start:
                 self._window = float(max_concurrency)
-                self.limit = max_concurrency
+                self._set_limit()
             self.max_concurrency = max_concurrency
 
     def on_success(self) -> None:
@@ -83,7 +95,7 @@ class AdaptiveConcurrency:
                 step = self.increase * (1.0 + windows_since / self._accelerate_after) / window
             window = min(window + step, float(self.max_concurrency))
             self._window = window
-            self.limit = max(int(window), 1)
+            self._set_limit()
 
     def on_rate_limited(self, sent_at: float, now: float) -> bool:
         """
@@ -103,7 +115,7 @@ class AdaptiveConcurrency:
         self.slow_start = False
         self._successes_since_decrease = 0
         self._window = max(self._window * self.decrease_factor, MIN_WINDOW)
-        self.limit = max(int(self._window), 1)
+        self._set_limit()
         return True
 
     @property

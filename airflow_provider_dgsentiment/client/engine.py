@@ -30,9 +30,10 @@ import json
 import logging
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from airflow_provider_dgsentiment.client.account_budget import RENEW_INTERVAL, AccountBudget, holder_name
 from airflow_provider_dgsentiment.client.chunking import DEFAULT_CHUNK_TOKENS, chunk_text, count_tokens, merge_results
 from airflow_provider_dgsentiment.client.concurrency import AdaptiveConcurrency
 from airflow_provider_dgsentiment.client.results import SentimentResult, count_words
@@ -220,15 +221,6 @@ class _Run:
                 waiter.set_result(None)
 
 
-class _Failure:
-    """An exception that is not a per-document outcome (the input iterator failed, a bug)."""
-
-    __slots__ = ("exception",)
-
-    def __init__(self, exception: BaseException) -> None:
-        self.exception = exception
-
-
 _DONE = object()
 
 
@@ -288,6 +280,10 @@ class SentimentEngine:
     :param max_chunk_tokens: texts with more estimated tokens are split before sending.
     :param logger: where retries and chunking are logged (the hook's ``log``).
     :param tuning: the adaptive window's knobs (:class:`~.tuning.EngineTuning`).
+    :param budget: the account's shared budget of requests in flight (:mod:`.account_budget`):
+        while a run goes, the engine holds a lease and sends no more than its share; the
+        window then starts at its maximum (no slow start: the budget keeps the engines on the
+        account within its limit). None: the adaptive window alone.
     """
 
     def __init__(
@@ -297,12 +293,19 @@ class SentimentEngine:
         max_chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
         logger: logging.Logger | Any | None = None,
         tuning: EngineTuning = DEFAULT_TUNING,
+        budget: AccountBudget | None = None,
     ) -> None:
         self.settings = settings
         self.policy = RetryPolicy(max_retries=settings.max_retries)
         self.max_chunk_tokens = max_chunk_tokens
         self.log = logger if logger is not None else log
+        self.budget = budget
+        if budget is not None:
+            tuning = replace(tuning, slow_start=False)
         self.window = AdaptiveConcurrency(settings.max_concurrency, tuning=tuning)
+        self._holder = holder_name()
+        self._runs_leasing = 0
+        self._lease_holder: asyncio.Task[None] | None = None
         self.stats = EngineStats()
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -379,6 +382,59 @@ class SentimentEngine:
             if not waiter.done():
                 waiter.set_result(None)
                 free -= 1
+
+    # ------------------------------------------------------------------ the account budget
+
+    async def _join_budget(self) -> None:
+        """Lease a share of the account before a run sends anything; keep renewing it while runs go."""
+        self._runs_leasing += 1
+        if self._lease_holder is None and self.budget is not None and await self._renew_lease():
+            self._lease_holder = self._loop.create_task(self._hold_lease())  # type: ignore[union-attr]
+
+    async def _leave_budget(self) -> None:
+        """After the last run: stop renewing and give the slots back."""
+        self._runs_leasing -= 1
+        holder, self._lease_holder = self._lease_holder, None
+        if self._runs_leasing or holder is None:
+            self._lease_holder = holder
+            return
+        holder.cancel()
+        self.window.set_share(None)
+        if self.budget is None:  # it failed during the run
+            return
+        try:
+            await self._loop.run_in_executor(None, self.budget.release, self._holder)  # type: ignore[union-attr]
+        except Exception as exc:  # the lease expires by itself
+            self.log.warning("Could not give back the account budget's lease: %s", exc)
+
+    async def _hold_lease(self) -> None:
+        while await self._renew_lease():
+            await asyncio.sleep(RENEW_INTERVAL)
+
+    async def _renew_lease(self) -> bool:
+        """Renew the lease and apply the share; on an error of the budget, fall back to the window alone."""
+        budget, loop = self.budget, self._loop
+        assert budget is not None and loop is not None
+        try:
+            # Until the new share applies, requests may still start up to the current limit:
+            # the lease holds at least that many, so no other holder counts those slots free.
+            in_use = max(self._in_flight, self.window.limit)
+            if budget.quick:
+                share = budget.lease(self._holder, self.window.max_concurrency, in_use)
+            else:
+                share = await loop.run_in_executor(
+                    None, budget.lease, self._holder, self.window.max_concurrency, in_use
+                )
+        except Exception as exc:
+            self.log.warning("The account budget failed (%s); the adaptive window alone limits requests now", exc)
+            self.budget = None
+            self.window.set_share(None)
+            self._wake()
+            return False
+        self.window.set_share(share)
+        if self._slot_waiters:
+            self._wake()
+        return True
 
     # ------------------------------------------------------------------ one attempt
 
@@ -547,6 +603,86 @@ class SentimentEngine:
         url = yarl.URL(f"{self.settings.read_url}?{read_query(language, tags)}", encoded=True)
         return _Run(url, bound, cap, int(used or 0), self._loop)  # type: ignore[arg-type]
 
+    async def score_into(
+        self,
+        texts: Iterable[str] | AsyncIterable[str],
+        deliver: Callable[[tuple[int, SentimentResult | DeepgramAPIError]], Any],
+        *,
+        language: str = "en",
+        max_concurrency: int | None = None,
+        tags: Iterable[str] | None = None,
+        max_input_tokens: int | None = None,
+        used_input_tokens: int = 0,
+        undelivered: asyncio.Semaphore | None = None,
+    ) -> None:
+        """
+        Score many texts, calling ``deliver((index, result_or_error))`` on the loop as each completes.
+
+        The one run loop under :meth:`stream` and the sync bridge (which delivers straight
+        into its thread-safe queue: no hop through another task per document). ``texts`` is
+        consumed lazily, one text per free worker; with ``undelivered``, a worker takes a
+        text only after acquiring it (the caller releases it per result handed on). After a
+        systemic error nothing more is sent and the call returns once the requests in flight
+        answer. An exception that is not a per-document outcome (the input iterator failed,
+        a bug) cancels the requests in flight and is raised here.
+        """
+        run = self._new_run(language, max_concurrency, tags, max_input_tokens, used_input_tokens)
+        source = _Source(texts)
+        if self.budget is not None:
+            await self._join_budget()
+            try:
+                await self._run_workers(run, source, deliver, undelivered)
+            finally:
+                await self._leave_budget()
+        else:
+            await self._run_workers(run, source, deliver, undelivered)
+
+    async def _run_workers(
+        self,
+        run: _Run,
+        source: _Source,
+        deliver: Callable[[tuple[int, SentimentResult | DeepgramAPIError]], Any],
+        undelivered: asyncio.Semaphore | None,
+    ) -> None:
+        score = self._score
+
+        async def work() -> None:
+            try:
+                while run.stopped is None:
+                    if undelivered is not None:
+                        await undelivered.acquire()
+                    item = await source.next()
+                    if item is None or run.stopped is not None:
+                        return
+                    index, text = item
+                    try:
+                        outcome: SentimentResult | DeepgramAPIError = await score(text, run)
+                    except _NotSent:
+                        return
+                    except DeepgramAPIError as error:
+                        if error.systemic:
+                            run.stop(error)
+                        outcome = error
+                    deliver((index, outcome))
+            except asyncio.CancelledError:
+                raise
+            except BaseException:
+                run.stop(DeepgramAPIError(0, "STOPPED", "the run stopped on an unexpected error"))
+                raise
+
+        loop = self._loop
+        workers = [loop.create_task(work()) for _ in range(run.bound)]  # type: ignore[union-attr]
+        try:
+            done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
+            for worker in done:
+                failure = worker.exception()
+                if failure is not None:
+                    raise failure
+        finally:
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
     async def stream(
         self,
         texts: Iterable[str] | AsyncIterable[str],
@@ -565,56 +701,35 @@ class SentimentEngine:
         and the stream ends once the requests in flight answer. Closing the stream
         (``aclose()``) cancels the requests in flight at once.
         """
-        run = self._new_run(language, max_concurrency, tags, max_input_tokens, used_input_tokens)
-        source = _Source(texts)
+        self._ensure_session()
+        bound = max_concurrency or self.settings.max_concurrency
         results: asyncio.Queue[Any] = asyncio.Queue()
         # Texts taken but not yet handed back (in flight or finished): at most this many.
-        undelivered = asyncio.Semaphore(UNDELIVERED_PER_SLOT * run.bound)
-        workers_left = run.bound
-
-        async def work() -> None:
-            nonlocal workers_left
-            try:
-                while run.stopped is None:
-                    await undelivered.acquire()
-                    item = await source.next()
-                    if item is None or run.stopped is not None:
-                        return
-                    index, text = item
-                    try:
-                        outcome: SentimentResult | DeepgramAPIError = await self._score(text, run)
-                    except _NotSent:
-                        return
-                    except DeepgramAPIError as error:
-                        if error.systemic:
-                            run.stop(error)
-                        outcome = error
-                    results.put_nowait((index, outcome))
-            except asyncio.CancelledError:
-                raise
-            except BaseException as exc:  # the input iterator failed, or a bug: the stream raises it
-                run.stop(DeepgramAPIError(0, "STOPPED", "the run stopped on an unexpected error"))
-                results.put_nowait(_Failure(exc))
-            finally:
-                workers_left -= 1
-                if not workers_left:
-                    results.put_nowait(_DONE)
-
-        loop = self._loop
-        workers = [loop.create_task(work()) for _ in range(run.bound)]  # type: ignore[union-attr]
+        undelivered = asyncio.Semaphore(UNDELIVERED_PER_SLOT * max(bound, 1))
+        running = self._loop.create_task(  # type: ignore[union-attr]
+            self.score_into(
+                texts,
+                results.put_nowait,
+                language=language,
+                max_concurrency=max_concurrency,
+                tags=tags,
+                max_input_tokens=max_input_tokens,
+                used_input_tokens=used_input_tokens,
+                undelivered=undelivered,
+            )
+        )
+        running.add_done_callback(lambda _: results.put_nowait(_DONE))
         try:
             while True:
                 item = await results.get()
                 if item is _DONE:
+                    running.result()  # raises what ended the run, if anything did
                     return
-                if type(item) is _Failure:
-                    raise item.exception
                 yield item
                 undelivered.release()
         finally:
-            for worker in workers:
-                worker.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
 
     async def analyze(self, text: str, language: str = "en", tags: Iterable[str] | None = None) -> SentimentResult:
         """Score one text (in parts when over the token limit); raise its typed error on failure."""

@@ -7,7 +7,7 @@ import concurrent.futures
 import queue
 import threading
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Coroutine, Iterable, Iterator
+from collections.abc import AsyncIterable, Callable, Coroutine, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -57,17 +57,19 @@ class LoopThread:
 
     def iterate(
         self,
-        make_stream: Callable[[AsyncIterable[str]], AsyncGenerator[Any, None]],
+        make_run: Callable[[AsyncIterable[str], Callable[[Any], None]], Coroutine[Any, Any, None]],
         texts: Iterable[str],
         ahead: int,
     ) -> Iterator[Any]:
         """
-        Drive an async stream from this (caller's) thread.
+        Drive an async run from this (caller's) thread.
 
         The caller's thread reads ``texts`` (up to ``ahead`` texts ahead of the results
         handed back, so reading a document overlaps with the requests in flight) and
-        feeds them to the stream on the loop; results come back through a queue.
-        Closing this generator cancels the stream and waits (briefly) for it to end.
+        feeds them to the run on the loop (``make_run(feed, deliver)``, e.g.
+        :meth:`~.engine.SentimentEngine.score_into`); the run delivers each result straight
+        into a thread-safe queue this thread reads. Closing this generator cancels the run
+        and waits (briefly) for it to end.
         """
         feed = _ThreadFeed(self.loop)
         results: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -75,12 +77,7 @@ class LoopThread:
 
         async def pump() -> None:
             try:
-                stream = make_stream(feed)
-                try:
-                    async for item in stream:
-                        results.put(item)
-                finally:
-                    await stream.aclose()
+                await make_run(feed, results.put)
             except asyncio.CancelledError:
                 pass
             except BaseException as exc:

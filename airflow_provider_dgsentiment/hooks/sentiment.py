@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Coroutine, Iterable, Iterator
 from contextlib import aclosing
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook, mask_secret
 
+from airflow_provider_dgsentiment.client.account_budget import AccountBudget, HostAccountBudget
 from airflow_provider_dgsentiment.client.chunking import DEFAULT_CHUNK_TOKENS
 from airflow_provider_dgsentiment.client.engine import SentimentEngine
 from airflow_provider_dgsentiment.client.loop_bridge import LoopThread
@@ -187,6 +188,13 @@ class DeepgramSentimentHook(BaseHook):
     :param max_retries: retries per request; overrides the ``max_retries`` extra.
     :param max_concurrency: requests in flight in ``analyze_many``; overrides the extra.
     :param max_chunk_tokens: texts with more estimated tokens are split before sending.
+    :param account_budget: how engines sharing the account split its limit (the connection's
+        ``max_concurrency``): ``"host"`` (default) leases slots from a budget every process of
+        this host on the same key shares
+        (:class:`~airflow_provider_dgsentiment.client.account_budget.HostAccountBudget`),
+        ``"off"`` leaves it to each engine's adaptive window, or an
+        :class:`~airflow_provider_dgsentiment.client.account_budget.AccountBudget` kept
+        elsewhere (e.g. the SQL database every host reaches).
     :param tuning: the adaptive window's knobs
         (:class:`~airflow_provider_dgsentiment.client.tuning.EngineTuning`; the defaults suit a
         shared account).
@@ -206,6 +214,7 @@ class DeepgramSentimentHook(BaseHook):
         max_concurrency: int | None = None,
         max_chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
         tuning: EngineTuning = DEFAULT_TUNING,
+        account_budget: AccountBudget | str = "host",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -215,6 +224,9 @@ class DeepgramSentimentHook(BaseHook):
         self.max_concurrency = max_concurrency
         self.max_chunk_tokens = max_chunk_tokens
         self.tuning = tuning
+        if isinstance(account_budget, str) and account_budget not in ("host", "off"):
+            raise ValueError(f"account_budget must be 'host', 'off' or an AccountBudget, got {account_budget!r}")
+        self.account_budget = account_budget
         self._loop_thread: LoopThread | None = None
         self._sync_engine: SentimentEngine | None = None
         self._async_engine: SentimentEngine | None = None
@@ -278,8 +290,22 @@ class DeepgramSentimentHook(BaseHook):
 
     # ------------------------------------------------------------------ engines
 
+    def _budget_for(self, settings: DeepgramSettings) -> AccountBudget | None:
+        """The account budget the hook's engines lease from (see ``account_budget``)."""
+        if self.account_budget == "off":
+            return None
+        if self.account_budget == "host":
+            return HostAccountBudget(settings.max_concurrency, f"{settings.base_url}\0{settings.api_key}")
+        return self.account_budget  # type: ignore[return-value]
+
     def _new_engine(self, settings: DeepgramSettings) -> SentimentEngine:
-        engine = SentimentEngine(settings, max_chunk_tokens=self.max_chunk_tokens, logger=self.log, tuning=self.tuning)
+        engine = SentimentEngine(
+            settings,
+            max_chunk_tokens=self.max_chunk_tokens,
+            logger=self.log,
+            tuning=self.tuning,
+            budget=self._budget_for(settings),
+        )
         self._engines_used.append(engine)
         return engine
 
@@ -390,11 +416,10 @@ class DeepgramSentimentHook(BaseHook):
         loop_thread, engine = self._engine_on_thread()
         bound = max_concurrency or engine.settings.max_concurrency
 
-        def make_stream(
-            feed: AsyncIterable[str],
-        ) -> AsyncGenerator[tuple[int, SentimentResult | DeepgramAPIError], None]:
-            return engine.stream(
+        def make_run(feed: AsyncIterable[str], deliver: Callable[[Any], None]) -> Coroutine[Any, Any, None]:
+            return engine.score_into(
                 feed,
+                deliver,
                 language=language,
                 max_concurrency=max_concurrency,
                 tags=tags,
@@ -402,7 +427,7 @@ class DeepgramSentimentHook(BaseHook):
                 used_input_tokens=used_input_tokens,
             )
 
-        yield from loop_thread.iterate(make_stream, texts, ahead=READ_AHEAD_PER_SLOT * bound)
+        yield from loop_thread.iterate(make_run, texts, ahead=READ_AHEAD_PER_SLOT * bound)
 
     async def aanalyze_many(
         self,

@@ -74,6 +74,12 @@ class DeepgramSentimentOperator(BaseOperator):
     :param shard: score only the objects of one shard of ``source``: ``"i/n"`` or ``[i, n]``
         (a stable hash of each object's name modulo ``n``), for ``.expand()`` over shards of
         one listing instead of lists of URIs. (templated)
+    :param claims: the id of a listing published with
+        :func:`~airflow_provider_dgsentiment.storage.work_claims.publish_listing` in the database
+        of ``sql_conn_id``: the task never lists ``source`` but takes its objects from the
+        listing in small batches it claims as it reads them, so mapped tasks over one listing
+        finish together; a retried task takes its own unfinished batches back. ``source``
+        still names the storage (its connection). (templated)
     :param deepgram_conn_id: the ``deepgram`` connection holding the API key. (templated)
     :param language: the language code of the texts. (templated)
     :param sql_conn_id: a SQL connection (any ``DbApiHook``: SQLite, PostgreSQL, ...) to
@@ -164,6 +170,7 @@ class DeepgramSentimentOperator(BaseOperator):
         "source",
         "source_conn_id",
         "shard",
+        "claims",
         "sql_conn_id",
         "segments_table",
         "averages_table",
@@ -189,6 +196,7 @@ class DeepgramSentimentOperator(BaseOperator):
         source: Any = None,
         source_conn_id: str | None = None,
         shard: str | list[int] | None = None,
+        claims: str | None = None,
         deepgram_conn_id: str = DeepgramSentimentHook.default_conn_name,
         language: str = "en",
         sql_conn_id: str | None = None,
@@ -220,6 +228,7 @@ class DeepgramSentimentOperator(BaseOperator):
         self.source = source
         self.source_conn_id = source_conn_id
         self.shard = shard
+        self.claims = claims
         self.deepgram_conn_id = deepgram_conn_id
         self.language = language
         self.sql_conn_id = sql_conn_id
@@ -624,6 +633,15 @@ class DeepgramSentimentOperator(BaseOperator):
         if self.shard is not None and self.text is not None:
             raise DeepgramConfigurationError("shard applies to source, not to inline text")
         parse_shard(self.shard)
+        if self.claims is not None:
+            if self.text is not None or self.sql is not None or self.shard is not None:
+                raise DeepgramConfigurationError(
+                    "claims takes the objects of a listing: give source, not text, sql or shard"
+                )
+            if not self.sql_conn_id:
+                raise DeepgramConfigurationError("claims needs sql_conn_id: the listing is in the results database")
+            if not isinstance(self.claims, str) or not self.claims.strip():
+                raise DeepgramConfigurationError(f"claims must be a listing id, got {self.claims!r}")
         validate_table_name(self.segments_table, "segments_table")
         validate_table_name(self.averages_table, "averages_table")
         validate_table_name(self.usage_table, "usage_table")
@@ -647,12 +665,20 @@ class DeepgramSentimentOperator(BaseOperator):
             conn_id=conn_id,
             shard=parse_shard(self.shard),
             given_as=repr(self.source),
+            claims=self.claims,
+            claims_conn_id=self.sql_conn_id if self.claims else None,
+            claim_holder=claim_holder(self, context) if self.claims else None,
             format=self.format,
             text_field=self.text_field or DEFAULT_TEXT_FIELD,
             id_field=self.id_field,
             record_fields=self.text_field is not None or self.id_field is not None,
             key_namespace=self.key_namespace or default_key_namespace(self),
         )
+
+
+def claim_holder(task: BaseOperator, context: Context) -> str:
+    """Who claims batches of a listing: the task instance, the same on each of its tries."""
+    return f"{task.dag_id}/{run_identity(task, context).run_id}/{task.task_id}/{map_index(context)}"
 
 
 def default_key_namespace(task: BaseOperator) -> str:

@@ -22,8 +22,9 @@ connections belong to the thread that opened them). The worker drives a run with
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -64,6 +65,7 @@ from airflow_provider_dgsentiment.storage.warehouse import (
     WarehouseWriter,
     batched,
 )
+from airflow_provider_dgsentiment.storage.work_claims import ClaimedNames
 
 if TYPE_CHECKING:
     from logging import Logger as StdLogger
@@ -344,9 +346,11 @@ class ScoringRun:
             # In the storage thread: the load history is read on its connection (SQLite connections are per thread).
             names, plan = await self._loop.run_in_executor(storage, self._list_names)
             # Record files and queries hold an unknown number of documents: count them as they come.
-            outcome.streaming = self.source.holds_records(names)
-            outcome.total = 0 if outcome.streaming else len(names)
-            if self.source.reads_objects:
+            outcome.streaming = isinstance(names, ClaimedNames) or self.source.holds_records(names)
+            outcome.total = 0 if outcome.streaming or isinstance(names, ClaimedNames) else len(names)
+            if isinstance(names, ClaimedNames):
+                outcome.inputs = input_locations(self.source.entries)
+            elif self.source.reads_objects:
                 outcome.inputs = input_locations(names)
             self._log_start(names, plan, outcome)
             if names:
@@ -366,6 +370,12 @@ class ScoringRun:
                 else:
                     await _cancelled(consume)
             await self._drain(outcome, storage)
+            if isinstance(names, ClaimedNames) and outcome.stopped is None and not self._write_failed:
+                # In the reader's thread, which claimed them on its connection (SQLite binds one to a thread).
+                done = await self._loop.run_in_executor(reader, names.finish)
+                self.log.info(
+                    "Claimed %d batch(es) of listing %s; %d marked done", names.batches, self.source.claims, done
+                )
         finally:
             self._abandoned.set()
             if consume is not None and not consume.done():
@@ -410,9 +420,17 @@ class ScoringRun:
                     held,
                 )
 
-    def _list_names(self) -> tuple[list[str], ReadPlan | None]:
-        """List what to score; for objects, decide with the load history which to read (reader thread)."""
+    def _list_names(self) -> tuple[list[str] | ClaimedNames, ReadPlan | None]:
+        """List what to score; for objects, decide with the load history which to read (storage thread)."""
         plan: ReadPlan | None = None
+        if self.source.claims is not None:
+            # The listing was made (and decided over the load history) by whoever published it:
+            # batches are claimed as the reader reaches them, their versions recorded as they come.
+            claimed, _ = self.source.list_names(log=self.log)
+            assert isinstance(claimed, ClaimedNames)
+            if self.history is not None:
+                claimed.on_batch = self._claimed_batch
+            return claimed, None
         if self.source.reads_objects:
             plan, unmatched, matched = plan_object_reads(
                 self.source,
@@ -428,8 +446,9 @@ class ScoringRun:
             if self.history is None:
                 self._objects = {}
         else:
-            names, unmatched = self.source.list_names(log=self.log)
-            matched = len(names)
+            listed, unmatched = self.source.list_names(log=self.log)
+            assert not isinstance(listed, ClaimedNames)  # claims are handled above
+            names, matched = listed, len(listed)
         self.source.check_record_fields(names, self.log)
         for entry in unmatched:
             if names:
@@ -442,17 +461,30 @@ class ScoringRun:
         elif not names:
             self.log.info("%s: no object of %d falls in this shard; nothing to score", self.source.describe(), matched)
         bound = self.options.max_documents
-        if bound is not None and len(names) > bound:
+        if bound is not None and isinstance(names, list) and len(names) > bound:
             raise too_many_for_the_event(f"{self.source.describe()} names {len(names)} documents, more than", bound)
         return names, plan
 
-    def _log_start(self, names: list[str], plan: ReadPlan | None, outcome: ScoringOutcome) -> None:
+    def _claimed_batch(self, versions: dict[str, str | None]) -> None:
+        """A batch of the listing was claimed: its objects' versions go to the load history once read (reader thread)."""
+        self._objects.update(
+            {name: _ObjectTally(version=version) for name, version in versions.items() if version is not None}
+        )
+
+    def _log_start(self, names: list[str] | ClaimedNames, plan: ReadPlan | None, outcome: ScoringOutcome) -> None:
         settings = (
             self.options.language,
             self.options.max_concurrency or "from connection",
             self._looks_up,
         )
-        if outcome.streaming:
+        if isinstance(names, ClaimedNames):
+            self.log.info(
+                "Scoring the objects of listing %s, claimed in batches (language=%s, max_concurrency=%s, "
+                "skip_scored=%s)",
+                self.source.claims,
+                *settings,
+            )
+        elif outcome.streaming:
             what = "the rows of" if self.source.is_sql else f"the records of {len(names)} object(s) from"
             self.log.info(
                 "Scoring %s %s (language=%s, max_concurrency=%s, skip_scored=%s)",
@@ -467,7 +499,7 @@ class ScoringRun:
                 self.source.describe(),
                 *settings,
             )
-        if plan is not None and plan.unchanged:
+        if plan is not None and plan.unchanged and not isinstance(names, ClaimedNames):
             self.log.info(
                 "%d of %d object(s) are unchanged since their last complete read (load history): not read again",
                 len(plan.unchanged),
@@ -476,7 +508,7 @@ class ScoringRun:
 
     async def _consume(
         self,
-        names: list[str],
+        names: list[str] | ClaimedNames,
         plan: ReadPlan | None,
         outcome: ScoringOutcome,
         progress: ProgressLog,
@@ -691,7 +723,7 @@ class ScoringRun:
 
     def _produce(
         self,
-        names: list[str],
+        names: list[str] | ClaimedNames,
         plan: ReadPlan | None,
         queue: asyncio.Queue,
         loop: asyncio.AbstractEventLoop,
@@ -699,10 +731,12 @@ class ScoringRun:
     ) -> None:
         """Read the documents in order and hand them over in batches, with what the tables know (reader thread)."""
         unchanged = plan.unchanged if plan is not None else {}
-        documents = self.source.documents([name for name in names if name not in unchanged])
+        # Claimed names come once, as they are claimed: the reads and the listing order share them.
+        listing, to_read = itertools.tee(names) if isinstance(names, ClaimedNames) else (names, names)
+        documents = self.source.documents(name for name in to_read if name not in unchanged)
         lookup = self._looks_up
         try:
-            entries = self._in_listing_order(names, unchanged, documents)
+            entries = self._in_listing_order(listing, unchanged, documents)
             for batch in batched(entries, READ_BATCH_SIZE):
                 if self._abandoned.is_set():
                     return
@@ -729,7 +763,7 @@ class ScoringRun:
             self._hand_over(queue, loop, None)
 
     def _in_listing_order(
-        self, names: list[str], unchanged: dict[str, Load], documents: Iterator[Document]
+        self, names: Iterable[str], unchanged: dict[str, Load], documents: Iterator[Document]
     ) -> Iterator[DocumentRead | _Unchanged | _ObjectRead]:
         """The run's entries in listing order: unchanged objects, documents read, ends of objects."""
         position = 0

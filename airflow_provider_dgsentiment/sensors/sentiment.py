@@ -15,6 +15,7 @@ from airflow_provider_dgsentiment.run.events import check_event
 from airflow_provider_dgsentiment.storage.records import FORMATS
 from airflow_provider_dgsentiment.storage.sources import SensedObjects, describe_entries, find_objects, source_entries
 from airflow_provider_dgsentiment.storage.warehouse import DEFAULT_AVERAGES_TABLE, validate_table_name
+from airflow_provider_dgsentiment.storage.work_claims import publish_names
 from airflow_provider_dgsentiment.triggers.sentiment import DeepgramObjectsTrigger
 
 if TYPE_CHECKING:
@@ -74,6 +75,12 @@ class DeepgramSentimentSensor(BaseSensorOperator):
     :param key_namespace: the operator's ``key_namespace`` (the operator's default is
         ``<dag_id>.<operator task_id>``); None counts a read in any namespace. (templated)
     :param xcom_output: ``"uris"`` or ``"counts"`` (see above).
+    :param claims: a listing id (e.g. ``"{{ dag.dag_id }}/{{ run_id }}"``; the ``counts`` XCom
+        carries it as ``listing``): on success the objects
+        that count are published there, in the database of ``sql_conn_id``, as batches the
+        operator's ``claims=`` takes, so the run lists the source once, here
+        (:mod:`~airflow_provider_dgsentiment.storage.work_claims`). A deferred sensor lists once
+        more when it resumes (the trigger's event carries counts, not 100k names). (templated)
     :param deferrable: after one poke in the worker, wait in the triggerer
         (:class:`~airflow_provider_dgsentiment.triggers.sentiment.DeepgramObjectsTrigger`);
         default Airflow's ``operators.default_deferrable``. The trigger carries the sensor's
@@ -94,6 +101,7 @@ class DeepgramSentimentSensor(BaseSensorOperator):
         "text_field",
         "id_field",
         "key_namespace",
+        "claims",
     )
     template_fields_renderers = {"source": "py"}
     ui_color = "#13ef93"
@@ -113,6 +121,7 @@ class DeepgramSentimentSensor(BaseSensorOperator):
         id_field: str | None = None,
         key_namespace: str | None = None,
         xcom_output: str = "uris",
+        claims: str | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         path: Any = None,
         conn_id: str | None = None,
@@ -149,6 +158,7 @@ class DeepgramSentimentSensor(BaseSensorOperator):
         self.id_field = id_field
         self.key_namespace = key_namespace
         self.xcom_output = xcom_output
+        self.claims = claims
         self.deferrable = deferrable
 
     def execute(self, context: Context) -> Any:
@@ -186,6 +196,8 @@ class DeepgramSentimentSensor(BaseSensorOperator):
             records=int(payload.get("records") or 0),
             unknown=int(payload.get("unknown") or 0),
         )
+        if self.claims:
+            self._publish(lambda: self.find_objects().versions)
         return self._xcom_value(sensed, int(payload.get("to_score", len(sensed.uris))))
 
     def _check_arguments(self) -> None:
@@ -199,6 +211,8 @@ class DeepgramSentimentSensor(BaseSensorOperator):
             )
         if self.sql_conn_id:
             validate_table_name(self.averages_table, "averages_table")
+        if self.claims and not self.sql_conn_id:
+            raise DeepgramConfigurationError("claims needs sql_conn_id: the listing is published in that database")
         if self.format not in FORMATS:
             raise DeepgramConfigurationError(
                 f"format must be one of {', '.join(map(repr, FORMATS))}, got {self.format!r}"
@@ -255,12 +269,21 @@ class DeepgramSentimentSensor(BaseSensorOperator):
                 self.min_objects,
                 f": {shown}" if shown else "",
             )
+        if done and self.claims:
+            self._publish(sensed.versions)
         return PokeReturnValue(is_done=done, xcom_value=self._xcom_value(sensed, len(sensed.uris)) if done else None)
+
+    def _publish(self, versions: Any) -> None:
+        assert self.sql_conn_id and self.claims  # checked in _check_arguments
+        published = publish_names(versions, sql_conn_id=self.sql_conn_id, listing=self.claims)
+        self.log.info(
+            "Listing %s: %s object(s) in %d batch(es)", self.claims, published["objects"], published["batches"]
+        )
 
     def _xcom_value(self, sensed: SensedObjects, to_score: int) -> Any:
         if self.xcom_output == "uris":
             return sensed.uris
-        return {
+        counts = {
             "source": [str(entry) for entry in source_entries(self.source)],
             "matched": sensed.matched,
             "scored": sensed.scored,
@@ -268,6 +291,9 @@ class DeepgramSentimentSensor(BaseSensorOperator):
             "records": sensed.records,
             "unknown": sensed.unknown,
         }
+        if self.claims:
+            counts["listing"] = self.claims  # the operator's claims=
+        return counts
 
     def _describe_source(self) -> str:
         return describe_entries(source_entries(self.source))

@@ -23,7 +23,7 @@ import os
 import posixpath
 import stat
 from collections import deque
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -61,6 +61,7 @@ from airflow_provider_dgsentiment.storage.records import (
     iter_sql_records,
 )
 from airflow_provider_dgsentiment.storage.warehouse import DEFAULT_AVERAGES_TABLE, WarehouseWriter, sql_hook
+from airflow_provider_dgsentiment.storage.work_claims import DEFAULT_BATCH_SIZE, ClaimedNames, WorkClaims, publish_names
 
 if TYPE_CHECKING:
     from logging import Logger as StdLogger
@@ -669,6 +670,10 @@ class DocumentSource:
         the sensor's look, None matches reads in any namespace.
     :param record_fields: the user named ``text_field`` or ``id_field``: a source none of whose
         objects is read as records is refused (:meth:`check_record_fields`).
+    :param claims: a listing published by :func:`publish_listing` (or the sensor's ``claims=``): the objects are
+        taken from it in claimed batches (:class:`~.work_claims.ClaimedNames`), never listed.
+    :param claims_conn_id: the SQL connection holding the listing (the results database).
+    :param claim_holder: who claims: the task (the same on a retry, so it takes its batches back).
     """
 
     entries: tuple[str, ...] = ()
@@ -686,6 +691,9 @@ class DocumentSource:
     sql_conn_id: str | None = None
     key_namespace: str | None = None
     record_fields: bool = False
+    claims: str | None = None
+    claims_conn_id: str | None = None
+    claim_holder: str | None = None
 
     @classmethod
     def inline(cls, text: str | list[str], stored_prefix: str) -> DocumentSource:
@@ -714,17 +722,23 @@ class DocumentSource:
         if self.sql is not None:
             return f"the rows of a query on {self.sql_conn_id}"
         shard = f" (shard {self.shard[0]}/{self.shard[1]})" if self.shard else ""
+        if self.claims is not None:
+            shard = f" (batches claimed from listing {self.claims})"
         if not self.entries and self.given_as is not None:
             return f"source {self.given_as} (no URI given)"
         return f"source {describe_entries(list(self.entries))}{shard}"
 
-    def list_names(self, *, log: Logger | None = None) -> tuple[list[str], list[str]]:
+    def list_names(self, *, log: Logger | None = None) -> tuple[list[str] | ClaimedNames, list[str]]:
         """
         Return ``(names, unmatched entries)``.
 
         The names are the documents (inline texts, text objects) or the containers of
-        documents (record files; for SQL one name for the query), in order (see :func:`list_objects`).
+        documents (record files; for SQL one name for the query), in order (see :func:`list_objects`);
+        with ``claims``, the batches claimed from the published listing as they are read.
         """
+        if self.claims is not None:
+            claims = WorkClaims(sql_hook(self.claims_conn_id or "", "sql_conn_id"), self.claims)
+            return ClaimedNames(claims, self.claim_holder or "task"), []
         if self.texts is not None:
             names = ["text"] if self.single_text else [f"text[{index}]" for index in range(len(self.texts))]
             return names, []
@@ -765,9 +779,9 @@ class DocumentSource:
             return reading, NO_NAMESPACE
         return f"{reading} id_field={self.id_field}", self.key_namespace
 
-    def holds_records(self, names: list[str]) -> bool:
-        """True when ``names`` are not documents themselves but hold them (record files, a query)."""
-        if self.sql is not None:
+    def holds_records(self, names: list[str] | ClaimedNames) -> bool:
+        """True when ``names`` are not documents themselves but hold them (record files, a query), or are claimed."""
+        if self.sql is not None or isinstance(names, ClaimedNames):
             return True
         return self.texts is None and any(detect_format(name, self.format) != "text" for name in names)
 
@@ -791,7 +805,7 @@ class DocumentSource:
                 first_and_more(whole),
             )
 
-    def documents(self, names: list[str]) -> Generator[Document, None, None]:
+    def documents(self, names: Iterable[str]) -> Generator[Document, None, None]:
         """Read the documents of ``names`` (from :meth:`list_names`) in order, each once."""
         if self.texts is not None:
             for name, text in zip(names, self.texts):
@@ -800,18 +814,26 @@ class DocumentSource:
         if self.sql is not None:
             yield from self._sql_documents()
             return
-        text_objects: list[str] = []  # a run of plain text objects, read with a read-ahead
-        for name in names:
-            kind = detect_format(name, self.format)
-            if kind == "text":
-                text_objects.append(name)
-                continue
-            yield from self._text_documents(text_objects)
-            text_objects = []
-            yield from self._record_documents(name, kind)
-        yield from self._text_documents(text_objects)
+        # Runs of plain text objects are read with a read-ahead; ``names`` is taken lazily (claimed
+        # batches are claimed as the reads reach them), a record file ending a run.
+        iterator = iter(names)
+        record_file: list[str] = []
 
-    def _text_documents(self, names: list[str]) -> Generator[Document, None, None]:
+        def text_run() -> Iterator[str]:
+            for name in iterator:
+                if detect_format(name, self.format) != "text":
+                    record_file.append(name)
+                    return
+                yield name
+
+        while True:
+            yield from self._text_documents(text_run())
+            if not record_file:
+                return
+            name = record_file.pop()
+            yield from self._record_documents(name, detect_format(name, self.format))
+
+    def _text_documents(self, names: Iterable[str]) -> Generator[Document, None, None]:
         """
         Read plain-text objects; with ``text_field``/``id_field`` given, one holding JSON fails unsent.
 
@@ -886,7 +908,7 @@ class DocumentSource:
         """The source as trigger kwargs: plain JSON, never inline text."""
         if self.texts is not None:
             raise DeepgramError("Inline text is never handed to the triggerer")
-        return {
+        data = {
             "entries": list(self.entries),
             "conn_id": self.conn_id,
             "stored_prefix": self.stored_prefix,
@@ -900,6 +922,9 @@ class DocumentSource:
             "key_namespace": self.key_namespace,
             "record_fields": self.record_fields,
         }
+        if self.claims is not None:  # only then: the kwargs of 0.2's triggers stay as they were
+            data.update(claims=self.claims, claims_conn_id=self.claims_conn_id, claim_holder=self.claim_holder)
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DocumentSource:
@@ -917,6 +942,9 @@ class DocumentSource:
             sql_conn_id=data.get("sql_conn_id"),
             key_namespace=data.get("key_namespace"),
             record_fields=bool(data.get("record_fields")),
+            claims=data.get("claims"),
+            claims_conn_id=data.get("claims_conn_id"),
+            claim_holder=data.get("claim_holder"),
         )
 
 
@@ -962,6 +990,8 @@ class SensedObjects:
     :param scored: how many matches the load history holds unchanged (0 when not checked).
     :param records: documents the load history knows in the objects that count (their last read).
     :param unknown: objects that count which were never read (their documents are not known yet).
+    :param versions: ``{uri: version}`` of the objects that count, as the listing gave them (what
+        the sensor publishes as the run's listing, ``claims=``).
     """
 
     matched: int
@@ -969,6 +999,7 @@ class SensedObjects:
     scored: int = 0
     records: int = 0
     unknown: int = 0
+    versions: dict[str, str | None] = field(default_factory=dict, compare=False, repr=False)
 
 
 def find_objects(
@@ -1031,11 +1062,39 @@ def find_objects(
         plan, _, matched = plan_object_reads(objects, history, keep_missing=False, log=log)
     else:
         names, _ = list_objects(entries, conn_id or None, keep_missing=False, log=log)
-        return SensedObjects(matched=len(names), uris=names)
+        return SensedObjects(matched=len(names), uris=names, versions=dict.fromkeys(names))
     return SensedObjects(
         matched=matched,
         uris=list(plan.to_read),
         scored=len(plan.unchanged),
         records=plan.known_records,
         unknown=plan.unknown_objects,
+        versions=dict(plan.to_read),
     )
+
+
+def publish_listing(
+    source: Any,
+    *,
+    sql_conn_id: str,
+    listing: str,
+    source_conn_id: str | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> dict[str, Any]:
+    """
+    List ``source`` once and publish its objects as claimable batches (a planning task calls it).
+
+    :param source: the operator's ``source`` (URI, glob, prefix or a list of those).
+    :param sql_conn_id: the results database (the scoring tasks' ``sql_conn_id``).
+    :param listing: the listing's id, e.g. ``"<dag_id>/<run_id>"``; publishing it again keeps
+        the first listing (a retried planner hands out the same batches).
+    :param source_conn_id: the storage connection; default the one named in the URIs.
+    :param batch_size: object names per claimed batch.
+    :return: ``{"listing": id, "objects": n, "batches": n}`` (small enough for XCom).
+    """
+
+    def names() -> dict[str, str | None]:
+        entries = source_entries(source)
+        return list_object_versions(entries, source_conn_id or conn_id_in_uris(entries))[0]
+
+    return publish_names(names, sql_conn_id=sql_conn_id, listing=listing, batch_size=batch_size)

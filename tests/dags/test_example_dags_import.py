@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jinja2
 import pytest
 
 from tests.support.dags import EXAMPLE_DAGS, load_dag
@@ -77,7 +78,12 @@ def test_nightly_dag_wiring():
     assert sensor.xcom_output == "counts"  # a count, never 100k URIs in XCom
     score = dag.get_task("score_shard")
     assert score.pool == "deepgram"
-    assert score.partial_kwargs["max_concurrency"] * 2 <= 10  # the documented pool of 2 slots fits the account limit
+    # Each task may use the whole account limit: the tasks split it through the account budget.
+    assert score.partial_kwargs["max_concurrency"] == 10
+    # The sensor's look is the run's one listing, published where the tables are; none without SQL.
+    listing = jinja2.Template(sensor.claims)
+    assert listing.render(dag=dag, run_id="r1", params={"sql_conn_id": "wh"}) == "deepgram_sentiment_nightly/r1"
+    assert listing.render(dag=dag, run_id="r1", params={"sql_conn_id": ""}) == ""
     assert score.partial_kwargs["xcom_output"] == "manifest"
     # The asset is the table as OpenLineage names the operator's output (a SQLite file by default).
     # Airflow normalizes sqlite:///tmp/... (an empty host) to sqlite:/tmp/...
@@ -111,6 +117,9 @@ def test_nightly_plan_shards_and_storage_conn_id():
     one = {**sensed, "to_score": 1, "records": 0, "unknown": 1}
     assert plan_shards(one, params={"shard_size": 5000, "deferrable": False}) == [{"shard": "0/1", "deferrable": False}]
     assert len(plan_shards({**sensed, "records": 99_990}, params={"shard_size": 5000, "deferrable": False})) == 20
+    # Over the sensor's listing: every task claims batches of it.
+    claimed = plan_shards({**sensed, "listing": "nightly/run"}, params={"shard_size": 5000, "deferrable": False})
+    assert claimed == [{"claims": "nightly/run", "deferrable": False}] * 3
 
     assert nightly.storage_conn_id("s3://aws_s3_test@bucket/in/") == "aws_s3_test"
     assert nightly.storage_conn_id("s3://bucket/in/") == ""

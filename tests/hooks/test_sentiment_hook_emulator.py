@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from airflow_provider_dgsentiment.client.account_budget import HostAccountBudget
 from airflow_provider_dgsentiment.exceptions import (
     DeepgramAuthenticationError,
     DeepgramBadRequestError,
@@ -113,6 +114,34 @@ def test_analyze_many_adapts_to_a_lower_account_limit(monkeypatch, deepgram_emul
     stats = server.stats()
     # AIMD: after the first 429s the window shrinks, so far fewer 429s than requests.
     assert stats["rate_limited"] < 60
+
+
+def test_engines_sharing_a_budget_stay_within_the_account_limit(
+    monkeypatch, deepgram_emulator_factory, tmp_path, sleeps_fast
+):
+    """Two hooks, each allowed the whole limit of 4, run at once: the budget splits it, no 429."""
+    server = deepgram_emulator_factory(max_concurrency=4, latency=0.02)
+    point_default_conn_at(monkeypatch, server, max_concurrency=4, max_retries=10)
+    budget = HostAccountBudget(4, "shared", folder=tmp_path)
+    outcomes: list[dict] = [{}, {}]
+
+    def score(slot: int) -> None:
+        hook = DeepgramSentimentHook(account_budget=budget)
+        texts = (f"Text {slot}-{i} is lovely." for i in range(150))
+        outcomes[slot] = dict(hook.analyze_many(texts, max_concurrency=4))
+        hook.close()
+
+    threads = [threading.Thread(target=score, args=(slot,)) for slot in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert [len(o) for o in outcomes] == [150, 150]
+    assert not any(isinstance(o, Exception) for done in outcomes for o in done.values())
+    stats = server.stats()
+    assert stats["rate_limited"] == 0
+    assert stats["peak_in_flight"] <= 4
+    assert budget.lease("after", 4, 0) == 4  # both gave their slots back
 
 
 def test_server_errors_are_retried_until_scored(monkeypatch, deepgram_emulator_factory, sleeps_fast):

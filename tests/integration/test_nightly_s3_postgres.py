@@ -107,6 +107,7 @@ def test_nightly_dag_scores_s3_into_postgres_then_only_what_is_new(
         "to_score": N_FIRST,
         "records": 0,
         "unknown": N_FIRST,  # never read: the history knows nothing of them yet
+        "listing": f"{dag.dag_id}/{first.run_id}",
     }
     report = values["report"]
     assert {key: report[key] for key in ("documents", "scored", "skipped", "failed")} == {
@@ -129,20 +130,23 @@ def test_nightly_dag_scores_s3_into_postgres_then_only_what_is_new(
     assert second_requests == M_SECOND
     values = xcom_values(second)
     total = N_FIRST + M_SECOND
-    # The sensor counts only the unscored; each shard lists the prefix and skips what is stored.
-    assert values["wait_for_texts"] == {
+    # The sensor counts only the unscored and publishes them as the run's listing: the tasks
+    # claim batches of it and never read what is stored.
+    sensed = values["wait_for_texts"]
+    assert sensed == {
         "source": [conf["source"]],
         "matched": total,
         "scored": N_FIRST,
         "to_score": M_SECOND,
         "records": 0,
         "unknown": M_SECOND,
+        "listing": f"{dag.dag_id}/{second.run_id}",
     }
     report = values["report"]
     assert {key: report[key] for key in ("documents", "scored", "skipped", "failed")} == {
-        "documents": total,
+        "documents": M_SECOND,
         "scored": M_SECOND,
-        "skipped": N_FIRST,
+        "skipped": 0,
         "failed": 0,
     }
     all_rows = check_rows(postgres_tables, {**first_documents, **second_documents})

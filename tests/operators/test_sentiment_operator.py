@@ -50,6 +50,7 @@ def test_template_fields_are_a_tuple_of_the_documented_names():
         "source",
         "source_conn_id",
         "shard",
+        "claims",
         "sql_conn_id",
         "segments_table",
         "averages_table",

@@ -73,6 +73,7 @@ def test_template_fields_and_init_store_arguments_verbatim():
         "text_field",
         "id_field",
         "key_namespace",
+        "claims",
     )
     assert isinstance(DeepgramSentimentSensor.template_fields, tuple)
     # Nothing is checked at construction: a template or a bad value is stored as given.
