@@ -14,8 +14,9 @@ in worker mode), so imports, memory and CPU of one path do not leak into another
 
 - ``plain``: a plain aiohttp loop (C coroutines, one session, no retries, no provider
   code): the floor any client pays for the same HTTP;
-- ``hook``: ``DeepgramSentimentHook.analyze_many`` (the sync driver: the engine on the
-  hook's private loop thread, texts read in the calling thread);
+- ``hook``: ``DeepgramSentimentHook.analyze_many`` with the hook's defaults (the sync driver:
+  the engine on the hook's private loop thread, texts read in the calling thread; the host's
+  account budget leased, the run's ``max_concurrency`` of C above the connection's 10);
 - ``trigger``: ``DeepgramSentimentHook.aanalyze_many`` on a running loop, as the triggerer
   runs it;
 - ``requests`` (extra row, first C only): a sequential ``requests.Session`` loop.
@@ -244,7 +245,7 @@ def spawn_worker(
     offset: int = 0,
     aimd: str | None = None,
     start_at: float = 0.0,
-    budget: str = "off",
+    budget: str = "host",
 ):
     command = [sys.executable, __file__, "--worker", path, "--url", url, "--count", str(count)]
     command += ["--worker-in-flight", str(in_flight), "--offset", str(offset), "--start-at", str(start_at)]
@@ -422,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--offset", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--aimd", help=argparse.SUPPRESS)
     parser.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
-    parser.add_argument("--budget", default="off", help=argparse.SUPPRESS)
+    parser.add_argument("--budget", default="host", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker:

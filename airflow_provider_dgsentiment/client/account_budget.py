@@ -6,6 +6,8 @@ key learn of each other only through 429s when each adapts alone (the AIMD windo
 
 - every engine with a run going holds a **lease**: a row ``(holder, held, want, expires)``
   in a place all of them reach (a file on this host, a SQL table, ...);
+- the account's limit is the connection's ``max_concurrency`` (or more, when a run asks for more:
+  :func:`next_share`);
 - every ``renew_interval`` it renews the lease and reads the others': its share is its fair
   part of the limit (:func:`fair_shares`: water-filling over what each holder wants), but
   it only grows into slots nobody else holds (``limit - sum(others' held)``), so a holder
@@ -106,10 +108,14 @@ def next_share(limit: int, holder: str, want: int, in_flight: int, others: Mappi
     """
     A holder's share after reading the others' live leases: ``(share, held)`` to write back.
 
-    The fair part, but never more than the slots the others leave free.
+    The fair part, but never more than the slots the others leave free. ``limit`` is the
+    connection's ``max_concurrency``; a holder that asks for more (a run's own
+    ``max_concurrency`` above the connection's) says the account allows that many, so the
+    limit is the largest of them (one engine alone is never held below what its run asked).
     """
     wants = {name: lease.want for name, lease in others.items()}
     wants[holder] = want
+    limit = max(limit, *wants.values())
     fair = fair_shares(limit, wants)[holder]
     free = max(0, limit - sum(lease.held for lease in others.values()))
     share = min(fair, free)

@@ -50,3 +50,14 @@ def test_a_dead_holders_lease_expires(tmp_path):
     assert budget.lease("alive", 4, 0) == 0
     time.sleep(0.3)  # "dead" never renews
     assert budget.lease("alive", 4, 0) == 4
+
+
+def test_a_run_asking_more_than_the_connection_says_the_account_allows_that_many(tmp_path):
+    # The connection says 10; one engine whose run asks for 100 is not held at 10.
+    budget = HostAccountBudget(10, "account", folder=tmp_path)
+    assert budget.lease("alone", 100, 0) == 100
+    budget.release("alone")
+    # Four engines asking for the connection's 10 share those 10.
+    shares = [budget.lease(name, 10, 0) for name in "abcd"]
+    assert shares[0] == 10 and sum(shares) == 10
+    assert sum(budget.lease(name, 10, 0) for name in "abcd") <= 10

@@ -144,6 +144,21 @@ def test_engines_sharing_a_budget_stay_within_the_account_limit(
     assert budget.lease("after", 4, 0) == 4  # both gave their slots back
 
 
+def test_a_run_asking_more_than_the_connection_is_not_held_at_the_connections_number(
+    monkeypatch, deepgram_emulator_factory
+):
+    """The default budget ("host") takes the connection's 10 as the account limit unless a run asks for more."""
+    server = deepgram_emulator_factory(max_concurrency=40, latency=0.05)
+    point_default_conn_at(monkeypatch, server)  # max_concurrency: the default 10
+    hook = DeepgramSentimentHook()
+    outcomes = dict(hook.analyze_many([f"Text {i} is fine." for i in range(300)], max_concurrency=25))
+    hook.close()
+    assert len(outcomes) == 300 and not any(isinstance(o, Exception) for o in outcomes.values())
+    stats = server.stats()
+    assert stats["rate_limited"] == 0
+    assert 10 < stats["peak_in_flight"] <= 25
+
+
 def test_server_errors_are_retried_until_scored(monkeypatch, deepgram_emulator_factory, sleeps_fast):
     server = deepgram_emulator_factory(error_rate=0.3, seed=7)
     point_default_conn_at(monkeypatch, server, max_retries=8)
