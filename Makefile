@@ -104,11 +104,13 @@ benchmark-nightly: venv
 benchmark-scale: venv
 	$(VENV)/bin/python benchmarks/scale.py $(BENCHMARK_SCALE_ARGS)
 
+# The nightly pipeline end to end on the loopback Celery deployment, worker then deferrable mode.
+# The servers it starts (services.sh, the deployment) are stopped after it, also when it fails.
 benchmark-deployment: venv
-	VENV=$(VENV) bash scripts/deployment.sh start
-	set -a; . .ci-state/deployment/deployment.env; set +a; \
-		rc=0; $(VENV)/bin/python benchmarks/deployment.py || rc=$$?; \
-		VENV=$(VENV) bash scripts/deployment.sh stop; exit $$rc
+	VENV=$(VENV) bash scripts/services.sh run bash -c 'VENV=$(VENV) bash scripts/deployment.sh start || exit 1; \
+		set -a; . .ci-state/deployment/deployment.env; set +a; \
+		rc=0; $(VENV)/bin/python benchmarks/deployment.py $(BENCHMARK_DEPLOYMENT_ARGS) || rc=$$?; \
+		VENV=$(VENV) bash scripts/deployment.sh stop; exit $$rc'
 
 clean:
 	bash scripts/deployment.sh stop || true

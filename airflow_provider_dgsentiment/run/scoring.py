@@ -48,6 +48,7 @@ from airflow_provider_dgsentiment.storage.load_history import (
     Load,
     ReadPlan,
     Unscored,
+    plan_reads,
 )
 from airflow_provider_dgsentiment.storage.object_history import load_history_of
 from airflow_provider_dgsentiment.storage.result_files import ResultFiles, failed_line, scored_line, skipped_line
@@ -428,8 +429,6 @@ class ScoringRun:
             # batches are claimed as the reader reaches them, their versions recorded as they come.
             claimed, _ = self.source.list_names(log=self.log)
             assert isinstance(claimed, ClaimedNames)
-            if self.history is not None:
-                claimed.on_batch = self._claimed_batch
             return claimed, None
         if self.source.reads_objects:
             plan, unmatched, matched = plan_object_reads(
@@ -465,11 +464,23 @@ class ScoringRun:
             raise too_many_for_the_event(f"{self.source.describe()} names {len(names)} documents, more than", bound)
         return names, plan
 
-    def _claimed_batch(self, versions: dict[str, str | None]) -> None:
-        """A batch of the listing was claimed: its objects' versions go to the load history once read (reader thread)."""
-        self._objects.update(
-            {name: _ObjectTally(version=version) for name, version in versions.items() if version is not None}
+    def _decide_claimed(self, versions: dict[str, str | None]) -> dict[str, Load]:
+        """
+        A batch of the listing was claimed: decide over the load history which of its objects to
+        read, as the run decides over a listing (storage thread). Return the unchanged ones: a
+        retried task's objects stored by its first try are not read again.
+        """
+        plan = plan_reads(
+            versions,
+            {name: self.source.reading_of(name) for name in versions},
+            self.history,
+            retry_failed=self.options.retry_failed,
+            force=not self.options.skip_scored,
         )
+        self._objects.update(
+            {name: _ObjectTally(version=version) for name, version in plan.to_read.items() if version is not None}
+        )
+        return plan.unchanged
 
     def _log_start(self, names: list[str] | ClaimedNames, plan: ReadPlan | None, outcome: ScoringOutcome) -> None:
         settings = (
@@ -730,7 +741,10 @@ class ScoringRun:
         storage: ThreadPoolExecutor,
     ) -> None:
         """Read the documents in order and hand them over in batches, with what the tables know (reader thread)."""
-        unchanged = plan.unchanged if plan is not None else {}
+        unchanged = dict(plan.unchanged) if plan is not None else {}
+        if isinstance(names, ClaimedNames) and self.history is not None:
+            # Each batch is decided as it is claimed, before its names are read.
+            names.on_batch = lambda versions: unchanged.update(storage.submit(self._decide_claimed, versions).result())
         # Claimed names come once, as they are claimed: the reads and the listing order share them.
         listing, to_read = itertools.tee(names) if isinstance(names, ClaimedNames) else (names, names)
         documents = self.source.documents(name for name in to_read if name not in unchanged)
