@@ -75,7 +75,7 @@ class DeepgramSentimentOperator(BaseOperator):
         (a stable hash of each object's name modulo ``n``), for ``.expand()`` over shards of
         one listing instead of lists of URIs. (templated)
     :param claims: the id of a listing published with
-        :func:`~airflow_provider_dgsentiment.storage.work_claims.publish_listing` in the database
+        :func:`~airflow_provider_dgsentiment.storage.sources.publish_listing` in the database
         of ``sql_conn_id``: the task never lists ``source`` but takes its objects from the
         listing in small batches it claims as it reads them, so mapped tasks over one listing
         finish together; a retried task takes its own unfinished batches back. ``source``
