@@ -23,8 +23,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Airflow 2.11's own SIGTERM handler raises out of ``dag.test()`` before the run logs its stop,
 #: so the log lines are checked on Airflow 3 only; what was sent and stored is checked on both.
 AIRFLOW_3 = int(__import__("airflow").__version__.split(".")[0]) >= 3
-#: The nightly example's requests in flight per scoring task.
-CONCURRENCY = 5
+#: The nightly example's requests in flight per scoring task (its MAX_CONCURRENCY: the account limit, shared through the budget).
+CONCURRENCY = 10
 
 #: ``dag.test()`` of the nightly example (``airflow dags test`` runs the same), the sensor tuned by argv.
 CHILD = textwrap.dedent(
