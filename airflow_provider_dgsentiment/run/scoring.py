@@ -48,7 +48,6 @@ from airflow_provider_dgsentiment.storage.load_history import (
     Load,
     ReadPlan,
     Unscored,
-    plan_reads,
 )
 from airflow_provider_dgsentiment.storage.object_history import load_history_of
 from airflow_provider_dgsentiment.storage.result_files import ResultFiles, failed_line, scored_line, skipped_line
@@ -57,6 +56,7 @@ from airflow_provider_dgsentiment.storage.sources import (
     Document,
     DocumentSource,
     fingerprint,
+    plan_listed_reads,
     plan_object_reads,
 )
 from airflow_provider_dgsentiment.storage.warehouse import (
@@ -347,7 +347,7 @@ class ScoringRun:
             # In the storage thread: the load history is read on its connection (SQLite connections are per thread).
             names, plan = await self._loop.run_in_executor(storage, self._list_names)
             # Record files and queries hold an unknown number of documents: count them as they come.
-            outcome.streaming = isinstance(names, ClaimedNames) or self.source.holds_records(names)
+            outcome.streaming = self.source.holds_records(names)  # claimed batches are counted as they come too
             outcome.total = 0 if outcome.streaming or isinstance(names, ClaimedNames) else len(names)
             if isinstance(names, ClaimedNames):
                 outcome.inputs = input_locations(self.source.entries)
@@ -460,7 +460,7 @@ class ScoringRun:
         elif not names:
             self.log.info("%s: no object of %d falls in this shard; nothing to score", self.source.describe(), matched)
         bound = self.options.max_documents
-        if bound is not None and isinstance(names, list) and len(names) > bound:
+        if bound is not None and len(names) > bound:
             raise too_many_for_the_event(f"{self.source.describe()} names {len(names)} documents, more than", bound)
         return names, plan
 
@@ -470,9 +470,9 @@ class ScoringRun:
         read, as the run decides over a listing (storage thread). Return the unchanged ones: a
         retried task's objects stored by its first try are not read again.
         """
-        plan = plan_reads(
+        plan = plan_listed_reads(
+            self.source,
             versions,
-            {name: self.source.reading_of(name) for name in versions},
             self.history,
             retry_failed=self.options.retry_failed,
             force=not self.options.skip_scored,

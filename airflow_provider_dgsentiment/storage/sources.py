@@ -973,8 +973,23 @@ def plan_object_reads(
     :return: ``(plan, unmatched entries, objects matched in every shard)``.
     """
     listing, unmatched, matched = source.list_versions(versions=history is not None, keep_missing=keep_missing, log=log)
+    return plan_listed_reads(source, listing, history, retry_failed=retry_failed, force=force), unmatched, matched
+
+
+def plan_listed_reads(
+    source: DocumentSource,
+    listing: dict[str, str | None],
+    history: HistoryStore | None,
+    *,
+    retry_failed: bool = False,
+    force: bool = False,
+) -> ReadPlan:
+    """
+    Decide which objects of ``listing`` (``{name: version}``, listed already: by this run, or by
+    whoever published the batch it claimed) to read, each by how ``source`` reads it (:func:`plan_reads`).
+    """
     readings = {name: source.reading_of(name) for name in listing}
-    return plan_reads(listing, readings, history, retry_failed=retry_failed, force=force), unmatched, matched
+    return plan_reads(listing, readings, history, retry_failed=retry_failed, force=force)
 
 
 # ---------------------------------------------------------------------- the sensor's look
